@@ -1,0 +1,154 @@
+"""The FastAPI application factory: settings → engine → keys → routers → error mapping."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ledger import __version__
+from ledger.config import Settings, get_settings
+from ledger.db import check_schema, make_engine, ping, session_factory
+from ledger.deps import AppState
+from ledger.errors import Conflict, LedgerError, ServiceUnavailable
+from ledger.keystore import load_keyring
+from ledger.middleware import BodyLimit
+
+log = logging.getLogger("ledger.api")
+
+PROBLEM = "application/problem+json"
+
+DESCRIPTION = """
+Records which patients consented to which AI uses, checks dataset access requests
+against those consents with Cedar policies, signs each decision, releases only
+de-identified images under a valid grant, and keeps a tamper-evident Merkle log.
+
+Authenticate with `Authorization: Bearer <api key>`. Errors are RFC 9457
+`application/problem+json`. Lists use cursor pagination (`cursor`, `limit`).
+"""
+
+
+def problem_response(error: LedgerError, request: Request) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    return JSONResponse(
+        error.problem(instance=request.url.path),
+        status_code=error.status,
+        media_type=PROBLEM,
+        headers=headers,
+    )
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # The offending input is left out on purpose: it may carry patient data.
+    return [
+        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()
+    ]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LedgerError)
+    async def _ledger(request: Request, exc: LedgerError) -> JSONResponse:
+        return problem_response(exc, request)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        err = LedgerError("the request does not match the schema", errors=_validation_errors(exc))
+        err.status, err.code, err.title = 422, "invalid-request", "Invalid request"
+        return problem_response(err, request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        err = LedgerError(str(exc.detail))
+        err.status, err.code, err.title = (
+            exc.status_code,
+            f"http-{exc.status_code}",
+            str(exc.detail),
+        )
+        return problem_response(err, request)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
+        log.warning("integrity error on %s %s", request.method, request.url.path)
+        return problem_response(
+            Conflict("the change conflicts with existing data; nothing was written"), request
+        )
+
+    @app.exception_handler(OperationalError)
+    async def _db_down(request: Request, exc: OperationalError) -> JSONResponse:
+        log.error("database error on %s %s: %s", request.method, request.url.path, type(exc))
+        return problem_response(ServiceUnavailable("the database is unavailable"), request)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        err = LedgerError("an unexpected error occurred; it has been logged")
+        err.status, err.code, err.title = 500, "internal", "Internal error"
+        return problem_response(err, request)
+
+
+def create_app(settings: Settings | None = None, *, check_db: bool = True) -> FastAPI:
+    """Build the app; refuses to start on an un-migrated database or a home without keys."""
+    settings = settings or get_settings()
+    keys = load_keyring(settings.keys_dir)
+    engine = make_engine(settings.resolved_database_url)
+    if check_db:
+        check_schema(engine)
+    state = AppState(
+        settings=settings,
+        engine=engine,
+        write_sessions=session_factory(engine),
+        read_sessions=session_factory(engine, readonly=True),
+        keys=keys,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="ledger",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.ledger = state
+    install_error_handlers(app)
+    app.add_middleware(
+        BodyLimit,
+        json_limit=settings.max_json_bytes,
+        upload_limit=settings.max_upload_bytes,
+    )
+    _mount(app)
+
+    @app.get("/healthz", tags=["meta"])
+    def healthz() -> JSONResponse:
+        """Liveness and database reachability, for load balancers."""
+        ok = ping(engine)
+        return JSONResponse(
+            {"status": "ok" if ok else "degraded", "database": ok, "version": __version__},
+            status_code=200 if ok else 503,
+        )
+
+    return app
+
+
+def routers() -> list[APIRouter]:
+    """Every router of the API, in mounting order (tests enumerate routes from here)."""
+    from ledger.keys_router import router as keys_router
+    from ledger.principals.router import router as principals_router
+
+    return [principals_router, keys_router]
+
+
+def _mount(app: FastAPI) -> None:
+    for router in routers():
+        app.include_router(router)

@@ -1,0 +1,35 @@
+"""The ``ledger`` command. Commands are thin: they parse, call a service, print."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from sqlalchemy.exc import OperationalError
+
+from ledger.cli import principals, setup
+from ledger.cli.output import err_console
+from ledger.errors import LedgerError
+
+app = typer.Typer(
+    name="ledger",
+    help="Consent and provenance ledger for medical-imaging AI.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+setup.register(app)
+app.add_typer(principals.app, name="principals")
+
+
+def main() -> None:
+    try:
+        app()
+    except LedgerError as exc:
+        err_console.print(f"[bold red]error:[/] {exc.detail}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except OperationalError as exc:
+        err_console.print(
+            f"[bold red]error:[/] database unavailable: {exc.orig}", highlight=False, soft_wrap=True
+        )
+        sys.exit(1)

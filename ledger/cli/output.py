@@ -1,0 +1,63 @@
+"""Printing for people (rich tables) and scripts (``--json``), and shared CLI plumbing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.orm import Session
+
+from ledger.config import Settings
+from ledger.db import transaction
+from ledger.home import open_engine
+
+console = Console()
+err_console = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option("--home", help="Data directory (default: $LEDGER_HOME or ./.ledger)."),
+]
+
+
+def settings_for(home: Path | None) -> Settings:
+    return Settings(home=home) if home is not None else Settings()
+
+
+@contextmanager
+def unit_of_work(home: Path | None) -> Iterator[Session]:
+    engine = open_engine(settings_for(home))
+    try:
+        with transaction(engine) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def to_jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def emit_json(value: Any) -> None:
+    typer.echo(json.dumps(to_jsonable(value), indent=2, default=str))
+
+
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    t = Table(title=title, title_justify="left")
+    for column in columns:
+        t.add_column(column)
+    for row in rows:
+        t.add_row(*(str(c) for c in row))
+    console.print(t)

@@ -1,0 +1,100 @@
+"""``ledger principals``: manage people and pipelines from a terminal (admin work)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from sqlalchemy.orm import Session
+
+from ledger.cli.output import HomeOpt, JsonOpt, console, emit_json, table, unit_of_work
+from ledger.errors import NotFound
+from ledger.principals import service
+from ledger.principals.models import PrincipalKind
+from ledger.principals.schemas import PrincipalCreate, PrincipalPublic
+
+app = typer.Typer(help="People and pipelines, their roles and API keys.", no_args_is_help=True)
+
+
+@app.command("create")
+def create(
+    name: Annotated[str, typer.Option(help="Unique name.")],
+    role: Annotated[list[str], typer.Option("--role", help="Role; repeat for several.")],
+    kind: Annotated[PrincipalKind, typer.Option(help="person or pipeline.")] = PrincipalKind.person,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create a principal and print its API key once."""
+    roles = service.validate_roles(role)
+    with unit_of_work(home) as session:
+        made = service.create(
+            session, PrincipalCreate(name=name, kind=kind, roles=roles), actor=None
+        )
+    if json_out:
+        emit_json({"id": made.id, "api_key": made.api_key, "name": made.name, "roles": made.roles})
+        return
+    console.print(
+        f"Created {made.kind} [bold]{made.name}[/] ({made.id}) roles={','.join(made.roles)}"
+    )
+    console.print(f"API key (shown once): {made.api_key}", highlight=False, soft_wrap=True)
+
+
+@app.command("list")
+def list_(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """List every principal."""
+    items: list[PrincipalPublic] = []
+    cursor: str | None = None
+    with unit_of_work(home) as session:
+        while True:
+            rows, cursor = service.list_page(session, cursor, 1000)
+            items.extend(service.public(p) for p in rows)
+            if cursor is None:
+                break
+    if json_out:
+        emit_json(items)
+        return
+    table(
+        "Principals",
+        ["id", "name", "kind", "roles", "disabled", "created"],
+        [(p.id, p.name, p.kind, ",".join(p.roles), p.disabled, p.created_at) for p in items],
+    )
+
+
+@app.command("disable")
+def disable(
+    principal: Annotated[str, typer.Argument(help="Principal id or name.")],
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Disable a principal and revoke its keys."""
+    with unit_of_work(home) as session:
+        target = _find(session, principal)
+        done = service.public(service.disable(session, target, actor=None))
+    if json_out:
+        emit_json(done)
+    else:
+        console.print(f"Disabled {done.name} ({done.id}); its keys are revoked.")
+
+
+@app.command("rotate-key")
+def rotate_key(
+    principal: Annotated[str, typer.Argument(help="Principal id or name.")],
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Revoke a principal's keys and print a new one once."""
+    with unit_of_work(home) as session:
+        made = service.rotate_key(session, _find(session, principal), actor=None)
+    if json_out:
+        emit_json({"id": made.id, "api_key": made.api_key})
+    else:
+        console.print(
+            f"New API key for {made.name}: {made.api_key}", highlight=False, soft_wrap=True
+        )
+
+
+def _find(session: Session, ref: str) -> str:
+    try:
+        return service.get(session, ref).id
+    except NotFound:
+        return service.find_by_name(session, ref).id

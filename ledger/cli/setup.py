@@ -1,0 +1,123 @@
+"""Installation commands: init, serve, demo and database migrations."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ledger.cli.output import HomeOpt, JsonOpt, console, emit_json, settings_for
+from ledger.config import Settings
+from ledger.db import current_revision, head_revision, make_engine, redacted, upgrade
+from ledger.demo import build_demo
+from ledger.home import init_home
+
+db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+
+HostOpt = Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")]
+PortOpt = Annotated[int | None, typer.Option(help="Port to bind (default 8000).")]
+
+
+def init(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """Create LEDGER_HOME (0700), keys (0600), the database and the first admin key."""
+    done = init_home(settings_for(home))
+    if json_out:
+        emit_json(
+            {
+                "home": done.home,
+                "database_url": redacted(done.database_url),
+                "id": done.admin.id,
+                "api_key": done.admin.api_key,
+            }
+        )
+        return
+    console.print(f"Initialised [bold]{done.home}[/] ({redacted(done.database_url)})")
+    console.print("Admin API key (shown once, store it safely):")
+    console.print(done.admin.api_key, highlight=False, soft_wrap=True)
+
+
+def _serve(settings: Settings, host: str | None, port: int | None) -> None:
+    import uvicorn
+
+    from ledger.api import create_app
+
+    app = create_app(settings)
+    uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_level="info")
+
+
+def serve(home: HomeOpt = None, host: HostOpt = None, port: PortOpt = None) -> None:
+    """Serve the HTTP API (refuses an un-migrated database)."""
+    _serve(settings_for(home), host, port)
+
+
+def demo(
+    home: Annotated[
+        Path | None, typer.Option(help="Empty directory for the demo (default: a new temp dir).")
+    ] = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Set up, print, exit.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create a demo installation with one principal per role, print keys, then serve."""
+    home = home or Path(tempfile.mkdtemp(prefix="ledger-demo-"))
+    settings = Settings(home=home, database_url=None)
+    made = build_demo(settings)
+    base = f"http://{host or settings.host}:{port or settings.port}"
+    if json_out:
+        emit_json({"home": made.home, "url": base, "keys": made.keys})
+    else:
+        console.print(f"Demo home: [bold]{made.home}[/]  (export LEDGER_HOME={made.home})")
+        for name, key in made.keys.items():
+            console.print(f"  {name:<10} {key}", highlight=False, soft_wrap=True)
+        console.print("\nTry it:", highlight=False)
+        admin, registrar = made.keys["admin"], made.keys["registrar"]
+        for line in (
+            f"curl -s {base}/healthz",
+            f"curl -s -H 'Authorization: Bearer {registrar}' {base}/v1/principals/me",
+            f"curl -s -H 'Authorization: Bearer {admin}' {base}/v1/principals",
+            f"curl -s -X POST -H 'Authorization: Bearer {admin}' -H 'Content-Type: "
+            f'application/json\' -d \'{{"name":"ci-bot","kind":"pipeline","roles":'
+            f'["pipeline"]}}\' {base}/v1/principals',
+            f"open {base}/docs   # interactive OpenAPI",
+        ):
+            console.print(f"  {line}", highlight=False, soft_wrap=True)
+    if not no_serve:
+        _serve(settings, host, port)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    home: HomeOpt = None,
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Migrate the database to the code's schema (safe to repeat)."""
+    settings = settings_for(home)
+    upgrade(settings.resolved_database_url, revision)
+    console.print(f"Database {redacted(settings.resolved_database_url)} is at {revision}.")
+
+
+@db_app.command("current")
+def db_current(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """Show the database revision and the revision the code needs."""
+    settings = settings_for(home)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        current = current_revision(engine)
+    finally:
+        engine.dispose()
+    head = head_revision()
+    if json_out:
+        emit_json({"current": current, "head": head, "up_to_date": current == head})
+    else:
+        state = "up to date" if current == head else "run `ledger db upgrade`"
+        console.print(f"current: {current or 'none'}  head: {head}  ({state})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(init)
+    app.command()(serve)
+    app.command()(demo)
+    app.add_typer(db_app, name="db")

@@ -1,0 +1,56 @@
+"""Settings, read from the environment so one binary serves laptops and hospital clusters."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything configurable, prefixed ``LEDGER_`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="LEDGER_", extra="ignore")
+
+    home: Path = Field(
+        default=Path(".ledger"),
+        description="Data directory: SQLite database, keys and the object store.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; defaults to SQLite in LEDGER_HOME/ledger.db.",
+    )
+    default_issuer: str = Field(
+        default="urn:ledger:default-issuer",
+        description="Issuer used for a DICOM PatientID when IssuerOfPatientID is absent.",
+    )
+    max_json_bytes: int = Field(default=1 << 20, description="Largest JSON body accepted.")
+    max_upload_bytes: int = Field(
+        default=512 << 20, description="Largest upload (DICOM, CSV, bundles) accepted."
+    )
+    log_origin: str = Field(
+        default="ledger.local/log",
+        description="Origin line of signed log checkpoints (C2SP signed-note).",
+    )
+    host: str = Field(default="127.0.0.1", description="Address `ledger serve` binds.")
+    port: int = Field(default=8000, description="Port `ledger serve` binds.")
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'ledger.db').resolve()}"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.home / "objects"
+
+
+def get_settings() -> Settings:
+    return Settings()

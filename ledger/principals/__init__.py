@@ -1,0 +1,1 @@
+"""People and pipelines, their roles and their API keys."""

@@ -1,0 +1,62 @@
+"""HTTP routes for principals: parse, check the role, call one service function."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from ledger.deps import SessionDep
+from ledger.pagination import Page
+from ledger.principals import service
+from ledger.principals.models import Role
+from ledger.principals.schemas import PrincipalCreate, PrincipalPublic, PrincipalWithKey
+from ledger.security import Caller, CallerDep, require_roles
+
+router = APIRouter(prefix="/v1/principals", tags=["principals"])
+
+Admin = Annotated[Caller, Depends(require_roles(Role.admin))]
+AdminOrAuditor = Annotated[Caller, Depends(require_roles(Role.admin, Role.auditor))]
+
+
+@router.post("", status_code=201, response_model=PrincipalWithKey)
+def create_principal(body: PrincipalCreate, session: SessionDep, caller: Admin) -> PrincipalWithKey:
+    """Create a person or pipeline; the API key is in this response and nowhere else."""
+    return service.create(session, body, actor=caller.id)
+
+
+@router.get("", response_model=Page[PrincipalPublic])
+def list_principals(
+    session: SessionDep,
+    caller: AdminOrAuditor,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Page[PrincipalPublic]:
+    """All principals, oldest identifier first, one page at a time."""
+    rows, next_cursor = service.list_page(session, cursor, limit)
+    return Page(items=[service.public(p) for p in rows], next_cursor=next_cursor)
+
+
+@router.get("/me", response_model=PrincipalPublic)
+def whoami(session: SessionDep, caller: CallerDep) -> PrincipalPublic:
+    """The principal the presented key belongs to (any role)."""
+    return service.public(service.get(session, caller.id))
+
+
+@router.get("/{principal_id}", response_model=PrincipalPublic)
+def get_principal(
+    principal_id: str, session: SessionDep, caller: AdminOrAuditor
+) -> PrincipalPublic:
+    return service.public(service.get(session, principal_id))
+
+
+@router.post("/{principal_id}/disable", response_model=PrincipalPublic)
+def disable_principal(principal_id: str, session: SessionDep, caller: Admin) -> PrincipalPublic:
+    """Disable a principal and revoke its keys at once; it stays in history."""
+    return service.public(service.disable(session, principal_id, actor=caller.id))
+
+
+@router.post("/{principal_id}/keys", status_code=201, response_model=PrincipalWithKey)
+def rotate_principal_key(principal_id: str, session: SessionDep, caller: Admin) -> PrincipalWithKey:
+    """Revoke the principal's keys and issue a new one, shown once."""
+    return service.rotate_key(session, principal_id, actor=caller.id)

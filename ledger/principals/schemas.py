@@ -1,0 +1,43 @@
+"""API shapes for principals; unknown fields are refused, not silently dropped."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ledger.principals.models import PrincipalKind, Role
+
+
+class PrincipalCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200, description="Unique display name.")
+    kind: PrincipalKind = Field(default=PrincipalKind.person)
+    roles: list[Role] = Field(min_length=1, description="One or more roles.")
+
+    @field_validator("name")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("name must not be blank")
+        return value
+
+    @field_validator("roles")
+    @classmethod
+    def _unique(cls, value: list[Role]) -> list[Role]:
+        return sorted(set(value))
+
+
+class PrincipalPublic(BaseModel):
+    id: str
+    name: str
+    kind: PrincipalKind
+    roles: list[Role]
+    disabled: bool
+    created_at: datetime
+
+
+class PrincipalWithKey(PrincipalPublic):
+    api_key: str = Field(description="Shown once; only its hash is stored.")

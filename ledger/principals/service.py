@@ -1,0 +1,114 @@
+"""Principal lifecycle. Services never commit: the caller's unit of work does."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from ledger.dbtypes import utcnow
+from ledger.errors import Conflict, InvalidInput, NotFound
+from ledger.pagination import paginate
+from ledger.principals.models import ApiKey, Principal, Role
+from ledger.principals.schemas import PrincipalCreate, PrincipalPublic, PrincipalWithKey
+from ledger.provenance import log
+from ledger.security import new_api_key
+
+
+def public(principal: Principal) -> PrincipalPublic:
+    return PrincipalPublic.model_validate(principal, from_attributes=True)
+
+
+def _issue_key(session: Session, principal_id: str) -> str:
+    key_id, key, digest = new_api_key()
+    session.add(ApiKey(id=key_id, principal_id=principal_id, key_hash=digest))
+    return key
+
+
+def create(session: Session, data: PrincipalCreate, *, actor: str | None) -> PrincipalWithKey:
+    if session.execute(select(col(Principal.id)).where(col(Principal.name) == data.name)).first():
+        raise Conflict(f"a principal named {data.name!r} already exists")
+    principal = Principal(
+        id=str(uuid.uuid4()), name=data.name, kind=data.kind, roles=[str(r) for r in data.roles]
+    )
+    session.add(principal)
+    session.flush()
+    key = _issue_key(session, principal.id)
+    session.flush()
+    log.append(
+        session,
+        "principal.created",
+        {"principal": principal.id, "kind": principal.kind, "roles": principal.roles},
+        actor=actor,
+    )
+    return PrincipalWithKey(**public(principal).model_dump(), api_key=key)
+
+
+def get(session: Session, principal_id: str) -> Principal:
+    principal = session.get(Principal, principal_id)
+    if principal is None:
+        raise NotFound(f"no principal {principal_id}")
+    return principal
+
+
+def find_by_name(session: Session, name: str) -> Principal:
+    principal = session.execute(
+        select(Principal).where(col(Principal.name) == name)
+    ).scalar_one_or_none()
+    if principal is None:
+        raise NotFound(f"no principal named {name!r}")
+    return principal
+
+
+def list_page(
+    session: Session, cursor: str | None = None, limit: int = 100
+) -> tuple[Sequence[Principal], str | None]:
+    return paginate(session, select(Principal), col(Principal.id), cursor, limit)
+
+
+def _active_admins(session: Session) -> list[str]:
+    rows = session.execute(select(Principal).where(col(Principal.disabled).is_(False))).scalars()
+    return [p.id for p in rows if Role.admin in p.roles]
+
+
+def disable(session: Session, principal_id: str, *, actor: str | None) -> Principal:
+    principal = get(session, principal_id)
+    if principal.disabled:
+        raise Conflict(f"principal {principal_id} is already disabled")
+    if Role.admin in principal.roles and _active_admins(session) == [principal.id]:
+        raise Conflict("refusing to disable the last active admin")
+    principal.disabled = True
+    session.execute(
+        update(ApiKey)
+        .where(col(ApiKey.principal_id) == principal.id, col(ApiKey.revoked_at).is_(None))
+        .values(revoked_at=utcnow())
+    )
+    session.flush()
+    log.append(session, "principal.disabled", {"principal": principal.id}, actor=actor)
+    return principal
+
+
+def rotate_key(session: Session, principal_id: str, *, actor: str | None) -> PrincipalWithKey:
+    """Revoke every key of the principal and issue one new key."""
+    principal = get(session, principal_id)
+    if principal.disabled:
+        raise Conflict(f"principal {principal_id} is disabled; it cannot get a key")
+    session.execute(
+        update(ApiKey)
+        .where(col(ApiKey.principal_id) == principal.id, col(ApiKey.revoked_at).is_(None))
+        .values(revoked_at=utcnow())
+    )
+    key = _issue_key(session, principal.id)
+    session.flush()
+    log.append(session, "principal.key_rotated", {"principal": principal.id}, actor=actor)
+    return PrincipalWithKey(**public(principal).model_dump(), api_key=key)
+
+
+def validate_roles(roles: Sequence[str]) -> list[Role]:
+    try:
+        return [Role(r) for r in roles]
+    except ValueError as exc:
+        raise InvalidInput(f"unknown role; choose from {', '.join(r.value for r in Role)}") from exc

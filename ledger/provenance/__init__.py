@@ -1,0 +1,1 @@
+"""The append-only provenance log: every change and decision, hash-linked and Merkle-hashed."""

@@ -1,0 +1,96 @@
+"""API keys and role checks.
+
+A key looks like ``ldg_<key id>_<secret>``; the id finds the row, the SHA-256 of the whole
+key is compared in constant time. Every protected route declares its roles with
+``require_roles`` so tests can enumerate and check them all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from ledger.deps import SessionDep
+from ledger.errors import Forbidden, Unauthenticated
+from ledger.principals.models import ApiKey, Principal, Role
+
+KEY_PREFIX = "ldg"
+_DUMMY_HASH = hashlib.sha256(b"ledger-dummy").digest()
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated principal of one request."""
+
+    id: str
+    name: str
+    kind: str
+    roles: frozenset[str]
+
+    def has(self, *roles: Role | str) -> bool:
+        return bool(self.roles.intersection(str(r) for r in roles))
+
+
+def new_api_key() -> tuple[str, str, bytes]:
+    """Return (key id, full key shown once, hash stored)."""
+    key_id = secrets.token_hex(8)
+    key = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
+    return key_id, key, hash_key(key)
+
+
+def hash_key(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def resolve_key(session: Session, key: str) -> Caller:
+    """Map an API key to its principal or raise Unauthenticated, in constant time per key."""
+    parts = key.split("_", 2)
+    key_id = parts[1] if len(parts) == 3 and parts[0] == KEY_PREFIX else ""
+    row = session.get(ApiKey, key_id) if key_id else None
+    stored = row.key_hash if row is not None else _DUMMY_HASH
+    matches = hmac.compare_digest(stored, hash_key(key))
+    if row is None or not matches or row.revoked_at is not None:
+        raise Unauthenticated("invalid or revoked API key")
+    principal = session.get(Principal, row.principal_id)
+    if principal is None or principal.disabled:
+        raise Unauthenticated("this principal is disabled")
+    return Caller(principal.id, principal.name, principal.kind, frozenset(principal.roles))
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("send an API key as `Authorization: Bearer <key>`")
+    return token.strip()
+
+
+def authenticate(request: Request, session: SessionDep) -> Caller:
+    caller = resolve_key(session, bearer_token(request))
+    request.state.caller = caller
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(authenticate)]
+
+
+class RequireRoles:
+    """Dependency that admits callers holding any of ``roles``."""
+
+    def __init__(self, *roles: Role) -> None:
+        self.roles = frozenset(str(r) for r in roles)
+
+    def __call__(self, caller: CallerDep) -> Caller:
+        if not caller.roles & self.roles:
+            raise Forbidden(f"this action needs one of the roles: {', '.join(sorted(self.roles))}")
+        return caller
+
+
+def require_roles(*roles: Role) -> RequireRoles:
+    return RequireRoles(*roles)
