@@ -98,20 +98,29 @@ def alembic_config(url: str) -> Any:
     return cfg
 
 
-def head_revision() -> str | None:
+def head_revisions() -> set[str]:
+    """The code's schema heads (several while branches from parallel work are unmerged)."""
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    return set(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
 
 
-def current_revision(engine: Engine) -> str | None:
+def head_revision() -> str:
+    return ",".join(sorted(head_revisions()))
+
+
+def current_revisions(engine: Engine) -> set[str]:
     from alembic.runtime.migration import MigrationContext
 
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return set(MigrationContext.configure(conn).get_current_heads())
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def current_revision(engine: Engine) -> str | None:
+    return ",".join(sorted(current_revisions(engine))) or None
+
+
+def upgrade(url: str, revision: str = "heads") -> None:
     from alembic import command
 
     command.upgrade(alembic_config(url), revision)

@@ -1,4 +1,9 @@
-"""Imports every table module so ``SQLModel.metadata`` is complete for Alembic and tests."""
+"""Imports every table module so ``SQLModel.metadata`` is complete for Alembic and tests.
 
+One line per domain; keep it sorted.
+"""
+
+from ledger.consent import models as _consent  # noqa: F401
 from ledger.principals import models as _principals  # noqa: F401
+from ledger.provenance import commitments as _commitments  # noqa: F401
 from ledger.provenance import models as _provenance  # noqa: F401

@@ -91,12 +91,14 @@ def demo(
 @db_app.command("upgrade")
 def db_upgrade(
     home: HomeOpt = None,
-    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "heads",
 ) -> None:
     """Migrate the database to the code's schema (safe to repeat)."""
     settings = settings_for(home)
     upgrade(settings.resolved_database_url, revision)
-    console.print(f"Database {redacted(settings.resolved_database_url)} is at {revision}.")
+    console.print(
+        f"Database {redacted(settings.resolved_database_url)} is up to date ({revision})."
+    )
 
 
 @db_app.command("current")

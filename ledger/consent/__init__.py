@@ -1,0 +1,1 @@
+"""The consent registry: pseudonymous subjects and their consent history."""

@@ -1,0 +1,99 @@
+"""Subjects by pseudonym: the same patient always maps to the same subject, whether it is
+first seen by a registrar or in a DICOM header."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from ledger.consent.models import Subject
+from ledger.dbtypes import utcnow
+from ledger.errors import InvalidInput
+from ledger.provenance import log
+from ledger.provenance.commitments import subject_commitment
+
+
+def pseudonym(key: bytes, issuer: str, patient_id: str) -> bytes:
+    """HMAC-SHA256(pseudonym key, issuer | patient id)."""
+    issuer, patient_id = issuer.strip(), patient_id.strip()
+    if not issuer or not patient_id:
+        raise InvalidInput("issuer and patient_id must not be empty")
+    if "|" in issuer:
+        raise InvalidInput("issuer must not contain '|'")
+    return hmac.new(key, f"{issuer}|{patient_id}".encode(), hashlib.sha256).digest()
+
+
+@dataclass(frozen=True)
+class Demographics:
+    sex: str | None = None
+    birth_year: int | None = None
+    site: str | None = None
+
+
+def find(session: Session, key: bytes, issuer: str, patient_id: str) -> Subject | None:
+    digest = pseudonym(key, issuer, patient_id)
+    return session.execute(
+        select(Subject).where(col(Subject.pseudonym) == digest)
+    ).scalar_one_or_none()
+
+
+def get_or_create(
+    session: Session,
+    key: bytes,
+    issuer: str,
+    patient_id: str,
+    demographics: Demographics = Demographics(),
+    *,
+    actor: str | None,
+) -> tuple[Subject, bool]:
+    """Return (subject, created). Safe against two callers creating the same patient at once:
+    the insert is ``ON CONFLICT DO NOTHING`` on the unique pseudonym."""
+    digest = pseudonym(key, issuer, patient_id)
+    existing = session.execute(
+        select(Subject).where(col(Subject.pseudonym) == digest)
+    ).scalar_one_or_none()
+    if existing is not None:
+        _fill_missing(existing, demographics)
+        return existing, False
+    new_id = str(uuid.uuid4())
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(
+        insert(Subject)
+        .values(
+            id=new_id,
+            pseudonym=digest,
+            sex=demographics.sex,
+            birth_year=demographics.birth_year,
+            site=demographics.site,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["pseudonym"])
+    )
+    subject = session.execute(select(Subject).where(col(Subject.pseudonym) == digest)).scalar_one()
+    created = subject.id == new_id
+    if created:
+        log.append(
+            session,
+            "subject.created",
+            {"subject": subject_commitment(session, subject.id)},
+            actor=actor,
+        )
+    return subject, created
+
+
+def _fill_missing(subject: Subject, demographics: Demographics) -> None:
+    """Demographics learnt later (e.g. from an image) fill gaps but never overwrite."""
+    if subject.sex is None and demographics.sex is not None:
+        subject.sex = demographics.sex
+    if subject.birth_year is None and demographics.birth_year is not None:
+        subject.birth_year = demographics.birth_year
+    if subject.site is None and demographics.site is not None:
+        subject.site = demographics.site
