@@ -69,7 +69,9 @@ def demo(
     if json_out:
         emit_json({"home": made.home, "url": base, "keys": made.keys})
     else:
-        console.print(f"Demo home: [bold]{made.home}[/]  (export LEDGER_HOME={made.home})")
+        console.print(
+            f"Demo home: [bold]{made.home}[/]  (export LEDGER_HOME={made.home})", soft_wrap=True
+        )
         for name, key in made.keys.items():
             console.print(f"  {name:<10} {key}", highlight=False, soft_wrap=True)
         console.print("\nTry it:", highlight=False)

@@ -1,0 +1,1 @@
+"""Access requests, steward review and signed grants."""
