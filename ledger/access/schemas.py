@@ -1,0 +1,95 @@
+"""API models for access requests, reviews and grants."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class AccessRequestCreate(BaseModel):
+    """What a pipeline asks for. ``as_of`` is not accepted: a decision is always taken now."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_id: str = Field(min_length=1, max_length=36)
+    purpose: str = Field(min_length=1, max_length=64, examples=["ai.training"])
+    duo_category: str | None = Field(
+        default=None, max_length=128, description="A DUO research category, e.g. DS:MONDO_0005061"
+    )
+    justification: str = Field(min_length=10, max_length=10_000)
+    irb_reference: str | None = Field(default=None, max_length=200)
+    commercial: bool = Field(default=False, description="Will the result be used commercially?")
+
+
+class Evaluation(BaseModel):
+    eligible_count: int
+    excluded_count: int
+    excluded_by_reason: dict[str, int]
+    classes: int = Field(description="Equivalence classes the policy engine evaluated")
+    eligible_root: str = Field(description="Merkle root (hex) of the eligible manifest")
+    required_approvals: int
+    auto_approved: bool
+    cohort_ok: bool
+    request_reasons: list[str]
+    composition: dict[str, Any]
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+
+
+class ReviewPublic(BaseModel):
+    steward_id: str
+    verdict: str
+    comment: str
+    created_at: datetime
+
+
+class AccessRequestPublic(BaseModel):
+    id: str
+    requester_id: str
+    dataset_id: str
+    purpose: str
+    duo_category: str | None
+    justification: str
+    irb_reference: str | None
+    commercial: bool
+    status: str
+    as_of: datetime
+    policy_hash: str
+    consent_snapshot: str
+    evaluation: Evaluation
+    reviews: list[ReviewPublic]
+    grant_id: str | None
+    created_at: datetime
+    decided_at: datetime | None
+
+
+class ReviewBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str = Field(min_length=1, max_length=10_000)
+
+
+class GrantIssued(BaseModel):
+    grant_id: str
+    grant: str = Field(description="Compact JWS (typ ledger-grant+jwt); present it as Ledger-Grant")
+    request: AccessRequestPublic
+
+
+class ApproveResult(BaseModel):
+    """Approval either issues the grant or records the first of two required approvals."""
+
+    status: str
+    grant_id: str | None = None
+    grant: str | None = None
+    approvals: int
+    required_approvals: int
+
+
+class ImageOutcome(BaseModel):
+    image_id: str
+    sop_instance_uid: str
+    eligible: bool
+    policy_ids: list[str]
+    reasons: list[str]
+    consent_ids: list[str]
