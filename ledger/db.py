@@ -77,6 +77,17 @@ def transaction(engine: Engine) -> Iterator[Session]:
             raise
 
 
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Session]:
+    """A read-only unit of work: on SQLite it takes no write lock, so long reads
+    (verification, exports) never block writers."""
+    with session_factory(engine, readonly=True)() as session:
+        try:
+            yield session
+        finally:
+            session.rollback()
+
+
 def redacted(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 

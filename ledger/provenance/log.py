@@ -21,10 +21,10 @@ from sqlmodel import col
 
 from ledger.dbtypes import utcnow
 from ledger.provenance.merkle import leaf_hash
-from ledger.provenance.models import LogEntry
+from ledger.provenance.models import LogEntry, LogRef
+from ledger.provenance.verify import GENESIS_CHAIN
 
 LOG_LOCK_ID = 0x1ED6E5  # advisory lock key for the log head on PostgreSQL
-GENESIS_CHAIN = b"\x00" * 32
 ENTRY_VERSION = 1
 
 
@@ -39,6 +39,31 @@ def canonical(value: Any) -> bytes:
 
 def timestamp(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+# Keys of entry data that name something an auditor asks about, and the ref kind each
+# gives. A key holding a list names several (e.g. the subjects of one release batch).
+REF_KEYS = {
+    "subject": "subject",
+    "subjects": "subject",
+    "principal": "principal",
+    "consent_id": "consent",
+    "image_id": "image",
+    "dataset_id": "dataset",
+    "request_id": "request",
+    "grant_id": "grant",
+    "model_id": "model",
+}
+
+
+def refs_of(data: dict[str, Any]) -> set[str]:
+    """``kind:value`` strings for what an entry is about, from its well-known keys."""
+    refs: set[str] = set()
+    for key, kind in REF_KEYS.items():
+        value = data.get(key)
+        values = value if isinstance(value, list) else [value]
+        refs.update(f"{kind}:{v}" for v in values if isinstance(v, str) and 0 < len(v) <= 150)
+    return refs
 
 
 @dataclass(frozen=True)
@@ -94,4 +119,7 @@ def append(
             recorded_at=now,
         )
     )
+    refs = refs_of(data)
+    if refs:
+        session.execute(insert(LogRef), [{"ref": ref, "seq": seq} for ref in sorted(refs)])
     return Appended(seq, leaf, entry)
