@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -20,6 +21,7 @@ from ledger.deps import AppState
 from ledger.errors import Conflict, LedgerError, ServiceUnavailable
 from ledger.keystore import load_keyring
 from ledger.middleware import BodyLimit
+from ledger.provenance import checkpoints
 
 log = logging.getLogger("ledger.api")
 
@@ -111,7 +113,14 @@ def create_app(settings: Settings | None = None, *, check_db: bool = True) -> Fa
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if settings.checkpoint_interval > 0:
+            task = asyncio.create_task(_checkpoint_schedule(state))
         yield
+        if task is not None:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
         engine.dispose()
 
     app = FastAPI(
@@ -141,12 +150,34 @@ def create_app(settings: Settings | None = None, *, check_db: bool = True) -> Fa
     return app
 
 
+def checkpoint_if_stale(state: AppState) -> None:
+    """Sign a checkpoint when entries were appended since the last one."""
+    with state.write_sessions() as session:
+        if checkpoints.is_stale(session):
+            record = checkpoints.create(
+                session, state.log_tree, state.keys, state.settings.log_origin
+            )
+            session.commit()
+            log.info("signed log checkpoint at size %d", record.size)
+
+
+async def _checkpoint_schedule(state: AppState) -> None:
+    """Checkpoints on a schedule bound how much history could be rewritten unnoticed."""
+    while True:
+        try:
+            await asyncio.to_thread(checkpoint_if_stale, state)
+        except Exception:
+            log.exception("scheduled checkpoint failed; will retry")
+        await asyncio.sleep(state.settings.checkpoint_interval)
+
+
 def routers() -> list[APIRouter]:
     """Every router of the API, in mounting order (tests enumerate routes from here)."""
     from ledger.keys_router import router as keys_router
     from ledger.principals.router import router as principals_router
+    from ledger.provenance.router import router as log_router
 
-    return [principals_router, keys_router]
+    return [principals_router, log_router, keys_router]
 
 
 def _mount(app: FastAPI) -> None:

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
         default="ledger.local/log",
         description="Origin line of signed log checkpoints (C2SP signed-note).",
     )
+    checkpoint_interval: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds between scheduled log checkpoints; 0 turns the schedule off.",
+    )
     host: str = Field(default="127.0.0.1", description="Address `ledger serve` binds.")
     port: int = Field(default=8000, description="Port `ledger serve` binds.")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.config import Settings
 from ledger.keystore import KeyRing
+from ledger.provenance.checkpoints import LogTree
 
 
 @dataclass
@@ -21,6 +22,7 @@ class AppState:
     write_sessions: sessionmaker[Session]
     read_sessions: sessionmaker[Session]
     keys: KeyRing
+    log_tree: LogTree = field(default_factory=LogTree)
 
 
 def app_state(request: Request) -> AppState:

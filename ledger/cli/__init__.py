@@ -7,7 +7,7 @@ import sys
 import typer
 from sqlalchemy.exc import OperationalError
 
-from ledger.cli import principals, setup
+from ledger.cli import audit, principals, setup
 from ledger.cli.output import err_console
 from ledger.errors import LedgerError
 
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 setup.register(app)
 app.add_typer(principals.app, name="principals")
+app.add_typer(audit.app, name="audit")
 
 
 def main() -> None:

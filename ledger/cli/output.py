@@ -15,7 +15,7 @@ from rich.table import Table
 from sqlalchemy.orm import Session
 
 from ledger.config import Settings
-from ledger.db import transaction
+from ledger.db import snapshot, transaction
 from ledger.home import open_engine
 
 console = Console()
@@ -37,6 +37,16 @@ def unit_of_work(home: Path | None) -> Iterator[Session]:
     engine = open_engine(settings_for(home))
     try:
         with transaction(engine) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def read_only(home: Path | None) -> Iterator[Session]:
+    engine = open_engine(settings_for(home))
+    try:
+        with snapshot(engine) as session:
             yield session
     finally:
         engine.dispose()
