@@ -40,7 +40,7 @@ pytest-pg: install
 test: lint pytest pytest-pg
 
 bench: install
-	$(PY) bench/log_append.py
+	$(PY) bench/log.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from ledger.config import Settings
 from ledger.db import make_engine, transaction
 from ledger.home import init_home
+from ledger.keystore import load_keyring
 from ledger.principals import service as principals
 from ledger.principals.models import PrincipalKind, Role
 from ledger.principals.schemas import PrincipalCreate
+from ledger.provenance import checkpoints
 
 DEMO_PRINCIPALS: list[tuple[str, PrincipalKind, list[Role]]] = [
     ("registrar", PrincipalKind.person, [Role.registrar]),
@@ -40,6 +42,10 @@ def build_demo(settings: Settings) -> Demo:
                     actor=created.admin.id,
                 )
                 demo.keys[name] = made.api_key
+        with transaction(engine) as session:
+            # Sign the demo's history at once, so /v1/log/checkpoint answers from the start.
+            keys = load_keyring(settings.keys_dir)
+            checkpoints.create(session, checkpoints.LogTree(), keys, settings.log_origin)
     finally:
         engine.dispose()
     return demo

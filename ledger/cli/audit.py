@@ -6,6 +6,8 @@ message names the first bad index), 2 the input could not be read at all.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,12 +21,14 @@ from ledger.cli.output import (
     err_console,
     read_only,
     settings_for,
+    table,
     unit_of_work,
 )
 from ledger.keystore import load_keyring
-from ledger.provenance import bundle, checkpoints
+from ledger.provenance import audit, bundle, checkpoints
 from ledger.provenance.integrity import verify_database
 from ledger.provenance.note import NoteError, Verifier
+from ledger.provenance.prov_export import prov_json
 from ledger.provenance.schemas import CheckpointPublic, b64
 from ledger.provenance.verify import Report, SignedCheckpoint
 
@@ -194,3 +198,41 @@ def keys_(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     else:
         for line in encoded:
             typer.echo(line)
+
+
+@app.command("lineage")
+def lineage_(
+    kind: Annotated[str, typer.Argument(help="subject, grant, model or dataset.")],
+    item_id: Annotated[str, typer.Argument(help="Its identifier.")],
+    prov: Annotated[
+        Path | None, typer.Option("--prov", help="Also write W3C PROV-JSON to this file.")
+    ] = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Everything the log records about a subject, grant, model or dataset."""
+    settings = settings_for(home)
+    with read_only(home) as session:
+        found = audit.lineage(session, kind, item_id)
+    if prov is not None:
+        prov.write_text(json.dumps(prov_json(found, settings.log_origin), indent=2))
+    if json_out:
+        emit_json(
+            {
+                "ref": found.ref,
+                "summary": found.by_category(),
+                "truncated": found.truncated,
+                "events": [dataclasses.asdict(e) for e in found.events],
+            }
+        )
+        return
+    table(
+        f"Lineage of {kind} {item_id}" + (" (truncated)" if found.truncated else ""),
+        ["index", "time", "event", "actor", "data"],
+        [
+            (e.seq, e.time, e.type, e.actor or "", json.dumps(e.data, sort_keys=True)[:80])
+            for e in found.events
+        ],
+    )
+    if prov is not None:
+        console.print(f"PROV-JSON written to {prov}")

@@ -83,6 +83,8 @@ def demo(
             f"curl -s -X POST -H 'Authorization: Bearer {admin}' -H 'Content-Type: "
             f'application/json\' -d \'{{"name":"ci-bot","kind":"pipeline","roles":'
             f'["pipeline"]}}\' {base}/v1/principals',
+            f"curl -s {base}/v1/log/checkpoint   # signed tree head of the log",
+            f"ledger audit verify --home {made.home}",
             f"open {base}/docs   # interactive OpenAPI",
         ):
             console.print(f"  {line}", highlight=False, soft_wrap=True)

@@ -146,3 +146,16 @@ def test_bad_key_argument_is_a_clear_error(settings: Settings) -> None:
     code, out = _run(settings, "audit", "verify", "--key", "nonsense")
     assert code == 2
     assert "not a verifier key" in out
+
+
+def test_lineage_with_prov_file(engine: Engine, settings: Settings, tmp_path: Path) -> None:
+    with transaction(engine) as session:
+        log.append(session, "grant.issued", {"grant_id": "g-9", "dataset_id": "d-9"})
+        log.append(session, "model.registered", {"model_id": "m-9", "grant_id": "g-9"})
+    prov = tmp_path / "m-9.prov.json"
+    code, out = _run(settings, "audit", "lineage", "model", "m-9", "--prov", str(prov), "--json")
+    assert code == 0, out
+    assert [e["type"] for e in json.loads(out)["events"]] == ["grant.issued", "model.registered"]
+    assert "activity" in json.loads(prov.read_text())
+    code, out = _run(settings, "audit", "lineage", "planet", "x")
+    assert code == 1

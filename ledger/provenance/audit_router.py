@@ -1,0 +1,77 @@
+"""Auditor queries over HTTP (read-only; auditor and admin roles)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+
+from ledger.deps import SessionDep, StateDep
+from ledger.principals.models import Role
+from ledger.provenance import audit
+from ledger.provenance.prov_export import prov_json
+from ledger.security import Caller, require_roles
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+Auditor = Annotated[Caller, Depends(require_roles(Role.auditor, Role.admin))]
+
+
+class EventPublic(BaseModel):
+    index: int = Field(description="Log index; prove it with /v1/log/proofs/inclusion.")
+    type: str
+    time: str
+    actor: str | None
+    data: dict[str, Any]
+
+
+class LineagePublic(BaseModel):
+    ref: str = Field(description="What the log calls it (subjects by salted commitment).")
+    summary: dict[str, int] = Field(description="Entries per category (consent, grant, ...).")
+    truncated: bool
+    events: list[EventPublic]
+
+
+def _public(lineage: audit.Lineage) -> LineagePublic:
+    return LineagePublic(
+        ref=lineage.ref,
+        summary=lineage.by_category(),
+        truncated=lineage.truncated,
+        events=[
+            EventPublic(index=e.seq, type=e.type, time=e.time, actor=e.actor, data=e.data)
+            for e in lineage.events
+        ],
+    )
+
+
+def _add_routes(kind: str, plural: str, what: str) -> None:
+    def get_lineage(item_id: str, session: SessionDep, caller: Auditor) -> LineagePublic:
+        return _public(audit.lineage(session, kind, item_id))
+
+    def get_prov(
+        item_id: str, session: SessionDep, state: StateDep, caller: Auditor
+    ) -> dict[str, Any]:
+        return prov_json(audit.lineage(session, kind, item_id), state.settings.log_origin)
+
+    get_lineage.__doc__ = f"Every log entry about this {kind}: {what}"
+    get_prov.__doc__ = f"The {kind}'s lineage as W3C PROV-JSON."
+    router.add_api_route(
+        f"/{plural}/{{item_id}}/lineage",
+        get_lineage,
+        methods=["GET"],
+        response_model=LineagePublic,
+        name=f"{kind}_lineage",
+    )
+    router.add_api_route(
+        f"/{plural}/{{item_id}}/prov",
+        get_prov,
+        methods=["GET"],
+        name=f"{kind}_prov",
+    )
+
+
+_add_routes("subject", "subjects", "consents, decisions, releases and models.")
+_add_routes("grant", "grants", "its request, decision, releases and the models trained under it.")
+_add_routes("model", "models", "the grants, requests and datasets behind it.")
+_add_routes("dataset", "datasets", "its creation, requests and grants.")
