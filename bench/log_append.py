@@ -19,7 +19,8 @@ from ledger.db import make_engine, transaction, upgrade
 from ledger.provenance import log
 from tests import dbutil
 
-GOALS = {("sqlite", 1): 1000, ("sqlite", 4): 1000, ("postgresql", 1): 500, ("postgresql", 4): 500}
+# The goal is stated for 4 concurrent writers; 1 writer is shown for comparison only.
+GOALS = {("sqlite", 4): 1000, ("postgresql", 4): 500}
 
 
 def _writer(url: str, seconds: float, start: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
@@ -71,9 +72,9 @@ def main() -> None:
             upgrade(url)
             for writers in (1, 4):
                 rate = run(url, writers, args.seconds)
-                goal = GOALS[(backend, writers)]
-                ok = "yes" if rate >= goal else "NO"
-                print(f"{backend:<11} {writers:>7} {rate:>10,.0f} {goal:>6}  {ok}")
+                goal = GOALS.get((backend, writers))
+                ok = "-" if goal is None else "yes" if rate >= goal else "NO"
+                print(f"{backend:<11} {writers:>7} {rate:>10,.0f} {goal or '-':>6}  {ok}")
     finally:
         for _, _, pg_url in targets:
             if pg_url:
