@@ -173,12 +173,13 @@ async def _checkpoint_schedule(state: AppState) -> None:
 
 def routers() -> list[APIRouter]:
     """Every router of the API, in mounting order (tests enumerate routes from here)."""
+    from ledger.consent.router import router as consent_router
     from ledger.keys_router import router as keys_router
     from ledger.principals.router import router as principals_router
     from ledger.provenance.audit_router import router as audit_router
     from ledger.provenance.router import router as log_router
 
-    return [principals_router, log_router, audit_router, keys_router]
+    return [principals_router, consent_router, log_router, audit_router, keys_router]
 
 
 def _mount(app: FastAPI) -> None:

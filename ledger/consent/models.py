@@ -4,11 +4,12 @@ the identifier itself is never stored (DESIGN invariant 4)."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Column, Integer, LargeBinary, String
+from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, String
 from sqlmodel import Field, SQLModel
 
-from ledger.dbtypes import UTCDateTime, utcnow
+from ledger.dbtypes import JSONType, UTCDateTime, utcnow
 
 
 class Subject(SQLModel, table=True):
@@ -23,3 +24,48 @@ class Subject(SQLModel, table=True):
         default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
     )
     erased_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+
+
+class ConsentVersion(SQLModel, table=True):
+    """One version of one consent; the table is only ever appended to.
+
+    Each row is the consent's whole state as recorded at ``recorded_at`` (transaction
+    time), valid from ``valid_from`` to ``valid_until`` (valid time), cut short at
+    ``withdrawn_at`` if withdrawn. The state "as of T" is, per consent, the highest version
+    recorded at or before T: answers about the past never change when history grows.
+    """
+
+    __tablename__ = "consents"
+    __table_args__ = (Index("ix_consents_subject_recorded", "subject_id", "recorded_at"),)
+
+    consent_id: str = Field(sa_column=Column(String(36), primary_key=True))
+    version: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    subject_id: str = Field(sa_column=Column(String(36), ForeignKey("subjects.id"), nullable=False))
+    event: str = Field(sa_column=Column(String(16), nullable=False))  # granted|amended|withdrawn
+    status: str = Field(sa_column=Column(String(16), nullable=False))  # active|withdrawn
+    decision: str = Field(sa_column=Column(String(8), nullable=False))  # permit|deny
+    purposes: list[str] = Field(sa_column=Column(JSONType, nullable=False))
+    modifiers: list[str] = Field(sa_column=Column(JSONType, nullable=False))
+    scope: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
+    valid_from: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    valid_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    withdrawn_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    recorded_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    recorded_by: str | None = Field(default=None, sa_column=Column(String(36)))
+    source: str = Field(sa_column=Column(String(16), nullable=False))  # api|csv|fhir
+    evidence_sha256: str | None = Field(default=None, sa_column=Column(String(64)))
+    reason: str | None = Field(default=None, sa_column=Column(String(500)))
+
+
+class FhirConsent(SQLModel, table=True):
+    """The FHIR resource a consent was imported from, kept verbatim."""
+
+    __tablename__ = "fhir_consents"
+
+    consent_id: str = Field(sa_column=Column(String(36), primary_key=True))
+    fhir_version: str = Field(sa_column=Column(String(8), nullable=False))
+    parts: list[str] = Field(
+        sa_column=Column(JSONType, nullable=False),
+        description="Consent ids made from it: the root first, then nested exceptions.",
+    )
+    resource: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))

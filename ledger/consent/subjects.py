@@ -8,6 +8,7 @@ import hmac
 import uuid
 from dataclasses import dataclass
 
+from sqlalchemy import insert as sa_insert
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -18,7 +19,7 @@ from ledger.consent.models import Subject
 from ledger.dbtypes import utcnow
 from ledger.errors import InvalidInput
 from ledger.provenance import log
-from ledger.provenance.commitments import subject_commitment
+from ledger.provenance.commitments import commitments_for, subject_commitment
 
 
 def pseudonym(key: bytes, issuer: str, patient_id: str) -> bytes:
@@ -97,3 +98,60 @@ def _fill_missing(subject: Subject, demographics: Demographics) -> None:
         subject.birth_year = demographics.birth_year
     if subject.site is None and demographics.site is not None:
         subject.site = demographics.site
+
+
+@dataclass(frozen=True)
+class PatientRef:
+    issuer: str
+    patient_id: str
+    demographics: Demographics = Demographics()
+
+
+def get_or_create_many(
+    session: Session,
+    key: bytes,
+    patients: list[PatientRef],
+    *,
+    actor: str | None,
+    chunk: int = 5_000,
+) -> tuple[list[str], int]:
+    """Subject ids for many patients (in order) and how many were new: a few bulk
+    statements instead of a round trip per patient (CSV import, image batches)."""
+    digests = [pseudonym(key, p.issuer, p.patient_id) for p in patients]
+    known: dict[bytes, str] = {}
+    unique = list(dict.fromkeys(digests))
+    for i in range(0, len(unique), chunk):
+        rows = session.execute(
+            select(col(Subject.pseudonym), col(Subject.id)).where(
+                col(Subject.pseudonym).in_(unique[i : i + chunk])
+            )
+        )
+        known.update((bytes(d), sid) for d, sid in rows)
+    now = utcnow()
+    new_rows: list[dict[str, object]] = []
+    for digest, patient in zip(digests, patients, strict=True):
+        if digest in known:
+            continue
+        known[digest] = str(uuid.uuid4())
+        d = patient.demographics
+        new_rows.append(
+            {
+                "id": known[digest],
+                "pseudonym": digest,
+                "sex": d.sex,
+                "birth_year": d.birth_year,
+                "site": d.site,
+                "created_at": now,
+            }
+        )
+    for i in range(0, len(new_rows), chunk):
+        session.execute(sa_insert(Subject), new_rows[i : i + chunk])
+    if new_rows:
+        created = [str(r["id"]) for r in new_rows]
+        commitments = commitments_for(session, created)
+        log.append_many(
+            session,
+            [("subject.created", {"subject": commitments[c]}) for c in created],
+            actor=actor,
+        )
+    return [known[d] for d in digests], len(new_rows)

@@ -11,11 +11,11 @@ import hashlib
 import secrets
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, LargeBinary, String, delete
+from sqlalchemy import Column, ForeignKey, LargeBinary, String, delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col
 
 from ledger.dbtypes import UTCDateTime, utcnow
 
@@ -55,3 +55,24 @@ def erase_salt(session: Session, subject_id: str) -> bool:
     """Forget the salt; returns whether there was one. Log entries stay, unlinkable."""
     result = session.execute(delete(SubjectSalt).where(SubjectSalt.subject_id == subject_id))  # type: ignore[arg-type]
     return bool(getattr(result, "rowcount", 0))
+
+
+def commitments_for(session: Session, subject_ids: list[str], chunk: int = 5_000) -> dict[str, str]:
+    """Commitments for many subjects at once (bulk imports), creating missing salts."""
+    ids = list(dict.fromkeys(subject_ids))
+    salts: dict[str, bytes] = {}
+    for i in range(0, len(ids), chunk):
+        part = ids[i : i + chunk]
+        rows = session.execute(
+            select(col(SubjectSalt.subject_id), col(SubjectSalt.salt)).where(
+                col(SubjectSalt.subject_id).in_(part)
+            )
+        )
+        salts.update((sid, bytes(salt)) for sid, salt in rows)
+    now = utcnow()
+    fresh = {sid: secrets.token_bytes(32) for sid in ids if sid not in salts}
+    new = [{"subject_id": sid, "salt": salt, "created_at": now} for sid, salt in fresh.items()]
+    for i in range(0, len(new), chunk):
+        session.execute(insert(SubjectSalt), new[i : i + chunk])
+    salts.update(fresh)
+    return {sid: commit_with(salts[sid], sid) for sid in ids}

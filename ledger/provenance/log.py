@@ -10,6 +10,7 @@ could not fork the log: its insert would fail.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -95,31 +96,57 @@ def append(
     session: Session, event_type: str, data: dict[str, Any], *, actor: str | None = None
 ) -> Appended:
     """Append one event; ``data`` must hold no personal data (use subject commitments)."""
+    return append_many(session, [(event_type, data)], actor=actor)[0]
+
+
+def append_many(
+    session: Session,
+    events: Sequence[tuple[str, dict[str, Any]]],
+    *,
+    actor: str | None = None,
+    batch: int = 5_000,
+) -> list[Appended]:
+    """Append several events under one lock, as consecutive entries (bulk imports).
+
+    Same entries as one ``append`` per event, at a fraction of the cost: one head read and
+    batched inserts instead of a round trip per event.
+    """
+    if not events:
+        return []
     head, previous = _lock_head(session)
-    seq = head + 1
     now = utcnow()
-    entry = canonical(
-        {
-            "v": ENTRY_VERSION,
-            "seq": seq,
-            "time": timestamp(now),
-            "type": event_type,
-            "actor": actor,
-            "data": data,
-        }
-    )
-    leaf = leaf_hash(entry)
-    session.execute(
-        insert(LogEntry).values(
-            seq=seq,
-            event_type=event_type,
-            entry=entry,
-            leaf_hash=leaf,
-            chain_hash=chain_hash(previous, leaf),
-            recorded_at=now,
+    time = timestamp(now)
+    done: list[Appended] = []
+    rows: list[dict[str, Any]] = []
+    refs: list[dict[str, Any]] = []
+    for offset, (event_type, data) in enumerate(events):
+        seq = head + 1 + offset
+        entry = canonical(
+            {
+                "v": ENTRY_VERSION,
+                "seq": seq,
+                "time": time,
+                "type": event_type,
+                "actor": actor,
+                "data": data,
+            }
         )
-    )
-    refs = refs_of(data)
-    if refs:
-        session.execute(insert(LogRef), [{"ref": ref, "seq": seq} for ref in sorted(refs)])
-    return Appended(seq, leaf, entry)
+        leaf = leaf_hash(entry)
+        previous = chain_hash(previous, leaf)
+        rows.append(
+            {
+                "seq": seq,
+                "event_type": event_type,
+                "entry": entry,
+                "leaf_hash": leaf,
+                "chain_hash": previous,
+                "recorded_at": now,
+            }
+        )
+        refs.extend({"ref": ref, "seq": seq} for ref in sorted(refs_of(data)))
+        done.append(Appended(seq, leaf, entry))
+    for i in range(0, len(rows), batch):
+        session.execute(insert(LogEntry), rows[i : i + batch])
+    for i in range(0, len(refs), batch):
+        session.execute(insert(LogRef), refs[i : i + batch])
+    return done

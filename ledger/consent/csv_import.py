@@ -1,0 +1,266 @@
+"""Bulk consent import from CSV: all rows or none.
+
+Format (UTF-8, optional BOM, header row required, comma-separated):
+
+=================  ========  =====================================================
+column             required  content
+=================  ========  =====================================================
+issuer             yes       assigning authority of the patient id
+patient_id         yes       the hospital's patient id (stored only as a pseudonym)
+decision           yes       ``permit`` or ``deny``
+purposes           yes       purpose codes separated by ``;`` (``ai.training;HMB``)
+modifiers          no        modifier codes separated by ``;`` (``NCU;IRB``)
+modalities         no        DICOM modalities separated by ``;`` (``CT;MR``)
+body_parts         no        DICOM body parts separated by ``;`` (``CHEST``)
+study_date_from    no        ``YYYY-MM-DD``
+study_date_to      no        ``YYYY-MM-DD``
+valid_from         no        ISO 8601 instant with zone, or date (default: now)
+valid_until        no        ISO 8601 instant with zone, or date
+evidence_sha256    no        SHA-256 (hex) of the signed form
+sex, birth_year,   no        coarse demographics for subjects seen the first time
+site
+=================  ========  =====================================================
+
+Every row is checked before anything is written; the report lists every bad line (up to
+``MAX_ERRORS``) with its number, so a registrar fixes the file once.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from ledger.consent import subjects
+from ledger.consent.models import ConsentVersion
+from ledger.consent.purposes import tree
+from ledger.consent.schemas import ConsentContent, ImportReport, Source
+from ledger.consent.service import log_data_with, new_version
+from ledger.dbtypes import utcnow
+from ledger.errors import InvalidInput
+from ledger.provenance import log
+from ledger.provenance.commitments import commitments_for
+
+REQUIRED = ("issuer", "patient_id", "decision", "purposes")
+OPTIONAL = (
+    "modifiers",
+    "modalities",
+    "body_parts",
+    "study_date_from",
+    "study_date_to",
+    "valid_from",
+    "valid_until",
+    "evidence_sha256",
+    "sex",
+    "birth_year",
+    "site",
+)
+MAX_ERRORS = 100
+BATCH = 5_000
+
+
+class ImportFailed(InvalidInput):
+    """Nothing was imported; ``errors`` lists the bad lines."""
+
+
+@dataclass
+class Row:
+    line: int
+    patient: subjects.PatientRef
+    content: ConsentContent
+
+
+@dataclass
+class Parsed:
+    rows: list[Row] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def error(self, line: int, message: str) -> None:
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append({"line": line, "error": message})
+
+
+def _split(value: str | None) -> list[str]:
+    if not value:
+        return []
+    return [v for v in value.replace(",", ";").replace(" ", ";").split(";") if v]
+
+
+def _instant(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    if len(value) == 10:
+        d = date.fromisoformat(value)
+        return datetime(d.year, d.month, d.day, tzinfo=UTC)
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ImportFailed(
+            f"line {line}: the file is not UTF-8; save it as CSV UTF-8",
+            errors=[{"line": line, "error": "not UTF-8"}],
+        ) from exc
+
+
+def parse(text: str) -> Parsed:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [h.strip() for h in reader.fieldnames or []]
+    missing = [c for c in REQUIRED if c not in header]
+    unknown = [c for c in header if c not in REQUIRED + OPTIONAL]
+    if missing or unknown:
+        problems = []
+        if missing:
+            problems.append(f"missing column(s) {', '.join(missing)}")
+        if unknown:
+            problems.append(f"unknown column(s) {', '.join(unknown)}")
+        raise ImportFailed(
+            "line 1: " + "; ".join(problems) + f". Columns: {', '.join(REQUIRED + OPTIONAL)}",
+            errors=[{"line": 1, "error": "; ".join(problems)}],
+        )
+    reader.fieldnames = header
+    parsed = Parsed()
+    t = tree()
+    for record in reader:
+        line = reader.line_num
+        if None in record:
+            parsed.error(line, "more fields than columns")
+            continue
+        get = {k: (v or "").strip() for k, v in record.items()}
+        try:
+            for code in _split(get["purposes"]):
+                t.validate(code)
+            content = ConsentContent(
+                decision=get["decision"].lower(),
+                purposes=_split(get["purposes"]),
+                modifiers=[m.upper() for m in _split(get.get("modifiers"))],
+                scope={
+                    "modalities": _split(get.get("modalities")),
+                    "body_parts": _split(get.get("body_parts")),
+                    "study_date_from": get.get("study_date_from") or None,
+                    "study_date_to": get.get("study_date_to") or None,
+                },
+                valid_from=_instant(get.get("valid_from")),
+                valid_until=_instant(get.get("valid_until")),
+                evidence_sha256=get.get("evidence_sha256") or None,
+            )
+            t.validate_modifiers(content.modifiers)
+            year = get.get("birth_year")
+            demographics = subjects.Demographics(
+                get.get("sex") or None, int(year) if year else None, get.get("site") or None
+            )
+            if not get["issuer"] or not get["patient_id"]:
+                raise ValueError("issuer and patient_id are required")
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            parsed.error(line, f"{where}: {first.get('msg')}" if where else str(first.get("msg")))
+            continue
+        except InvalidInput as exc:
+            parsed.error(line, exc.detail)
+            continue
+        except ValueError as exc:
+            parsed.error(line, str(exc))
+            continue
+        patient = subjects.PatientRef(get["issuer"], get["patient_id"], demographics)
+        parsed.rows.append(Row(line, patient, content))
+    if not parsed.rows and not parsed.errors:
+        parsed.error(2, "the file has a header but no rows")
+    _contradictions(parsed)
+    return parsed
+
+
+def _contradictions(parsed: Parsed) -> None:
+    """The same patient, purposes and scope both permitted and denied over overlapping
+    periods in one file is a mistake in the file, not something to resolve silently."""
+    seen: dict[tuple[Any, ...], list[Row]] = {}
+    for row in parsed.rows:
+        c = row.content
+        key = (
+            row.patient.issuer,
+            row.patient.patient_id,
+            tuple(sorted(set(c.purposes))),
+            c.scope.model_dump_json(),
+        )
+        for other in seen.get(key, []):
+            o = other.content
+            if o.decision != c.decision and _overlap(o, c):
+                parsed.error(
+                    row.line,
+                    f"contradicts line {other.line}: same patient and purposes, "
+                    f"{o.decision.value} and {c.decision.value} over overlapping periods",
+                )
+        seen.setdefault(key, []).append(row)
+
+
+def _overlap(a: ConsentContent, b: ConsentContent) -> bool:
+    lo = datetime.min.replace(tzinfo=UTC)
+    hi = datetime.max.replace(tzinfo=UTC)
+    return (a.valid_from or lo) < (b.valid_until or hi) and (b.valid_from or lo) < (
+        a.valid_until or hi
+    )
+
+
+def import_rows(
+    session: Session,
+    key: bytes,
+    parsed: Parsed,
+    *,
+    actor: str | None,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Write every row (all or nothing: the caller's transaction)."""
+    if parsed.errors:
+        raise ImportFailed(
+            f"{len(parsed.errors)} bad line(s); nothing was imported "
+            f"(first: line {parsed.errors[0]['line']}: {parsed.errors[0]['error']})",
+            errors=parsed.errors,
+        )
+    now = utcnow()
+    subject_ids, created = subjects.get_or_create_many(
+        session, key, [r.patient for r in parsed.rows], actor=actor
+    )
+    commitments = commitments_for(session, subject_ids)
+    versions: list[ConsentVersion] = []
+    for row, sid in zip(parsed.rows, subject_ids, strict=True):
+        try:
+            versions.append(
+                new_version(
+                    str(uuid.uuid4()),
+                    1,
+                    sid,
+                    row.content,
+                    event="granted",
+                    source=Source.csv,
+                    actor=actor,
+                    now=now,
+                )
+            )
+        except InvalidInput as exc:
+            raise ImportFailed(f"line {row.line}: {exc.detail}; nothing was imported") from exc
+    for chunk in _chunks(versions):
+        session.execute(insert(ConsentVersion), [v.model_dump() for v in chunk])
+        log.append_many(
+            session,
+            [("consent.recorded", log_data_with(commitments[v.subject_id], v)) for v in chunk],
+            actor=actor,
+        )
+        if progress is not None:
+            progress(len(chunk))
+    return ImportReport(imported=len(versions), subjects_created=created)
+
+
+def _chunks(items: list[ConsentVersion]) -> Iterator[list[ConsentVersion]]:
+    for i in range(0, len(items), BATCH):
+        yield items[i : i + BATCH]
