@@ -7,7 +7,7 @@ import sys
 import typer
 from sqlalchemy.exc import OperationalError
 
-from ledger.cli import audit, principals, setup
+from ledger.cli import audit, consents, principals, setup
 from ledger.cli.output import err_console
 from ledger.errors import LedgerError
 
@@ -20,6 +20,9 @@ app = typer.Typer(
 )
 setup.register(app)
 app.add_typer(principals.app, name="principals")
+app.add_typer(consents.subjects_app, name="subjects")
+app.add_typer(consents.consents_app, name="consents")
+app.command("purposes")(consents.purposes)
 app.add_typer(audit.app, name="audit")
 
 

@@ -212,6 +212,15 @@ def _overlap(a: ConsentContent, b: ConsentContent) -> bool:
     )
 
 
+def check(parsed: Parsed) -> None:
+    if parsed.errors:
+        raise ImportFailed(
+            f"{len(parsed.errors)} bad line(s); nothing was imported "
+            f"(first: line {parsed.errors[0]['line']}: {parsed.errors[0]['error']})",
+            errors=parsed.errors,
+        )
+
+
 def import_rows(
     session: Session,
     key: bytes,
@@ -221,12 +230,7 @@ def import_rows(
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Write every row (all or nothing: the caller's transaction)."""
-    if parsed.errors:
-        raise ImportFailed(
-            f"{len(parsed.errors)} bad line(s); nothing was imported "
-            f"(first: line {parsed.errors[0]['line']}: {parsed.errors[0]['error']})",
-            errors=parsed.errors,
-        )
+    check(parsed)
     now = utcnow()
     subject_ids, created = subjects.get_or_create_many(
         session, key, [r.patient for r in parsed.rows], actor=actor

@@ -75,6 +75,19 @@ class ScopeFact:
                 return False
         return True
 
+    def covers(self, other: ScopeFact) -> bool:
+        """Every image inside ``other`` is inside this scope."""
+
+        def subset(mine: frozenset[str], theirs: frozenset[str]) -> bool:
+            return not mine or (bool(theirs) and theirs <= mine)
+
+        return (
+            subset(self.modalities, other.modalities)
+            and subset(self.body_parts, other.body_parts)
+            and (self.date_from is None or (other.date_from or date.min) >= self.date_from)
+            and (self.date_to is None or (other.date_to or date.max) <= self.date_to)
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "modalities": sorted(self.modalities),
@@ -164,6 +177,7 @@ def decide(
     permits: list[ConsentFact] = []
     denies: list[ConsentFact] = []
     partial_denies: list[ConsentFact] = []
+    limited: list[ConsentFact] = []  # would cover, but for another research category
     legacy = False
     for fact in facts:
         if fact.decision == "deny":
@@ -178,6 +192,16 @@ def decide(
                 permits.append(fact)
         elif legacy_covers(fact.purposes, request):
             legacy = True
+        elif request.ai and permit_covers(
+            tuple(p for p in fact.purposes if tree().branch(p) == "ai"), Request(request.ai, None)
+        ):
+            limited.append(fact)
+    if image is None and partial_denies and permits:
+        # A deny whose limits contain a permit's limits leaves that permit nothing.
+        covering = {d for p in permits for d in partial_denies if d.scope.covers(p.scope)}
+        permits = [p for p in permits if not any(d.scope.covers(p.scope) for d in partial_denies)]
+        if not permits:
+            denies = sorted(covering, key=lambda d: d.consent_id)
     if denies:
         reasons = [f"denied by {d.label()}" for d in denies]
         return Outcome(False, reasons, permits, denies, legacy)
@@ -190,6 +214,11 @@ def decide(
         else:
             where = " for this image" if image is not None else ""
             reasons = [f"no consent in force permits {request}{where}"]
+            reasons += [
+                f"{f.label()} limits use to research of that category; name a category "
+                "it covers in the request (e.g. ai.training,HMB)"
+                for f in limited
+            ]
         return Outcome(False, reasons, [], [], legacy)
     reasons = [f"permitted by {p.label()}" for p in permits]
     reasons += [f"except images within the scope of {d.label()}" for d in partial_denies]

@@ -175,7 +175,9 @@ def withdraw_consent(
         "requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}, "required": True}
     },
 )
-async def import_consents(request: Request, state: StateDep, caller: Registrar) -> ImportReport:
+async def import_consents(
+    request: Request, session: SessionDep, state: StateDep, caller: Registrar
+) -> ImportReport:
     """Bulk import from CSV (see the README for the columns): every row or none; a 422
     lists the bad lines."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -185,12 +187,7 @@ async def import_consents(request: Request, state: StateDep, caller: Registrar) 
 
     def work() -> ImportReport:
         parsed = csv_import.parse(csv_import.decode(data))
-        with state.write_sessions() as session:
-            report = csv_import.import_rows(
-                session, state.keys.pseudonym_key, parsed, actor=caller.id
-            )
-            session.commit()
-        return report
+        return csv_import.import_rows(session, state.keys.pseudonym_key, parsed, actor=caller.id)
 
     return await run_in_threadpool(work)
 
@@ -206,7 +203,9 @@ async def import_consents(request: Request, state: StateDep, caller: Registrar) 
         }
     },
 )
-async def post_fhir_consent(request: Request, state: StateDep, caller: Registrar) -> JSONResponse:
+async def post_fhir_consent(
+    request: Request, session: SessionDep, state: StateDep, caller: Registrar
+) -> JSONResponse:
     """FHIR R4/R4B or R5 Consent in; the stored consent back as R5. Send
     ``Content-Type: application/fhir+json; fhirVersion=4.0`` to say R4 explicitly."""
     ctype = request.headers.get("content-type", "")
@@ -223,15 +222,14 @@ async def post_fhir_consent(request: Request, state: StateDep, caller: Registrar
     except ValueError as exc:
         raise InvalidInput("the body is not valid JSON") from exc
 
-    def work() -> dict[str, Any]:
-        with state.write_sessions() as session:
-            out = service.import_fhir(
-                session, state.keys.pseudonym_key, resource, declared, actor=caller.id
-            )
-            session.commit()
-        return out
-
-    out = await run_in_threadpool(work)
+    out = await run_in_threadpool(
+        service.import_fhir,
+        session,
+        state.keys.pseudonym_key,
+        resource,
+        declared,
+        actor=caller.id,
+    )
     return JSONResponse(
         out,
         status_code=201,
