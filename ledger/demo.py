@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
 
 from ledger.config import Settings
+from ledger.consent import csv_import, service, subjects
+from ledger.consent.models import ConsentVersion
+from ledger.consent.schemas import ConsentContent, Decision, Scope, WithdrawBody
 from ledger.db import make_engine, transaction
 from ledger.home import init_home
 from ledger.keystore import load_keyring
@@ -23,10 +30,66 @@ DEMO_PRINCIPALS: list[tuple[str, PrincipalKind, list[Role]]] = [
 ]
 
 
+DEMO_PATIENTS = 300
+DEMO_ISSUER = "urn:oid:2.16.840.1.113883.19.5.99999.1"
+
+
 @dataclass
 class Demo:
     home: str
     keys: dict[str, str] = field(default_factory=dict)
+    subjects: int = 0
+    consents: int = 0
+    withdrawn: int = 0
+
+
+def _demo_consents(rng: random.Random) -> list[csv_import.Row]:
+    """A plausible registry: most patients permit AI use, a fifth refuse generative AI,
+    some limit use to CT/MR or to health research, some refuse everything."""
+    rows: list[csv_import.Row] = []
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    for i in range(DEMO_PATIENTS):
+        demographics = subjects.Demographics(
+            rng.choice("FM"), rng.randint(1935, 2005), rng.choice(["north", "south", "east"])
+        )
+        patient = subjects.PatientRef(DEMO_ISSUER, f"DEMO{i:05d}", demographics)
+        since = start + timedelta(days=rng.randint(0, 600))
+        roll = rng.random()
+        if roll < 0.08:
+            contents = [ConsentContent(decision=Decision.deny, purposes=["ai"], valid_from=since)]
+        elif roll < 0.30:
+            contents = [
+                ConsentContent(
+                    decision=Decision.permit,
+                    purposes=["ai.development", "HMB"],
+                    modifiers=["NCU"],
+                    scope=Scope(modalities=["CT", "MR"]),
+                    valid_from=since,
+                )
+            ]
+        elif roll < 0.40:
+            contents = [
+                ConsentContent(
+                    decision=Decision.permit,
+                    purposes=["ai.inference"],
+                    valid_from=since,
+                    valid_until=since + timedelta(days=3 * 365),
+                )
+            ]
+        else:
+            contents = [ConsentContent(decision=Decision.permit, purposes=["ai"], valid_from=since)]
+        if rng.random() < 0.2 and contents[0].decision == Decision.permit:
+            contents.append(
+                ConsentContent(decision=Decision.deny, purposes=["ai.generative"], valid_from=since)
+            )
+        elif rng.random() < 0.05:
+            contents.append(
+                ConsentContent(
+                    decision=Decision.permit, purposes=["ai.generative"], valid_from=since
+                )
+            )
+        rows.extend(csv_import.Row(i + 2, patient, c) for c in contents)
+    return rows
 
 
 def build_demo(settings: Settings) -> Demo:
@@ -42,9 +105,25 @@ def build_demo(settings: Settings) -> Demo:
                     actor=created.admin.id,
                 )
                 demo.keys[name] = made.api_key
+        rng = random.Random(20261125)
+        keys = load_keyring(settings.keys_dir)
+        with transaction(engine) as session:
+            parsed = csv_import.Parsed(rows=_demo_consents(rng))
+            report = csv_import.import_rows(
+                session, keys.pseudonym_key, parsed, actor=created.admin.id
+            )
+            demo.subjects, demo.consents = report.subjects_created, report.imported
+            ids = [str(r.consent_id) for r in session.execute(select(ConsentVersion)).scalars()]
+            for consent_id in rng.sample(sorted(ids), k=len(ids) // 20):
+                service.withdraw(
+                    session,
+                    consent_id,
+                    WithdrawBody(reason="demo: patient changed their mind"),
+                    actor=created.admin.id,
+                )
+                demo.withdrawn += 1
         with transaction(engine) as session:
             # Sign the demo's history at once, so /v1/log/checkpoint answers from the start.
-            keys = load_keyring(settings.keys_dir)
             checkpoints.create(session, checkpoints.LogTree(), keys, settings.log_origin)
     finally:
         engine.dispose()

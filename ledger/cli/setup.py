@@ -11,7 +11,7 @@ import typer
 from ledger.cli.output import HomeOpt, JsonOpt, console, emit_json, settings_for
 from ledger.config import Settings
 from ledger.db import current_revision, head_revision, make_engine, redacted, upgrade
-from ledger.demo import build_demo
+from ledger.demo import DEMO_ISSUER, build_demo
 from ledger.home import init_home
 
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
@@ -67,10 +67,23 @@ def demo(
     made = build_demo(settings)
     base = f"http://{host or settings.host}:{port or settings.port}"
     if json_out:
-        emit_json({"home": made.home, "url": base, "keys": made.keys})
+        emit_json(
+            {
+                "home": made.home,
+                "url": base,
+                "keys": made.keys,
+                "subjects": made.subjects,
+                "consents": made.consents,
+                "withdrawn": made.withdrawn,
+            }
+        )
     else:
         console.print(
             f"Demo home: [bold]{made.home}[/]  (export LEDGER_HOME={made.home})", soft_wrap=True
+        )
+        console.print(
+            f"{made.subjects} synthetic patients, {made.consents} consents "
+            f"({made.withdrawn} withdrawn). API keys:"
         )
         for name, key in made.keys.items():
             console.print(f"  {name:<10} {key}", highlight=False, soft_wrap=True)
@@ -83,6 +96,12 @@ def demo(
             f"curl -s -X POST -H 'Authorization: Bearer {admin}' -H 'Content-Type: "
             f'application/json\' -d \'{{"name":"ci-bot","kind":"pipeline","roles":'
             f'["pipeline"]}}\' {base}/v1/principals',
+            f"curl -s {base}/v1/purposes",
+            f"curl -s -X POST -H 'Authorization: Bearer {registrar}' -H 'Content-Type: "
+            f'application/json\' -d \'{{"issuer":"{DEMO_ISSUER}","patient_id":'
+            f'"DEMO00001"}}\' {base}/v1/subjects/lookup',
+            f"curl -s -H 'Authorization: Bearer {registrar}' "
+            f"'{base}/v1/subjects/<id>/permissions?purpose=ai.training'",
             f"curl -s {base}/v1/log/checkpoint   # signed tree head of the log",
             f"ledger audit verify --home {made.home}",
             f"open {base}/docs   # interactive OpenAPI",

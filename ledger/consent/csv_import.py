@@ -36,15 +36,15 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from ledger.consent import subjects
 from ledger.consent.models import ConsentVersion
-from ledger.consent.purposes import tree
+from ledger.consent.purposes import PurposeTree, tree
 from ledger.consent.schemas import ConsentContent, ImportReport, Source
-from ledger.consent.service import log_data_with, new_version
-from ledger.dbtypes import utcnow
+from ledger.consent.service import log_data_with, version_values
+from ledger.db import bulk_insert
+from ledger.dbtypes import table_of, utcnow
 from ledger.errors import InvalidInput
 from ledger.provenance import log
 from ledger.provenance.commitments import commitments_for
@@ -114,6 +114,41 @@ def decode(data: bytes) -> str:
         ) from exc
 
 
+CONSENT_COLUMNS = (
+    "decision",
+    "purposes",
+    "modifiers",
+    "modalities",
+    "body_parts",
+    "study_date_from",
+    "study_date_to",
+    "valid_from",
+    "valid_until",
+    "evidence_sha256",
+)
+
+
+def _content(t: PurposeTree, get: dict[str, str]) -> ConsentContent:
+    for code in _split(get["purposes"]):
+        t.validate(code)
+    content = ConsentContent(
+        decision=get["decision"].lower(),
+        purposes=_split(get["purposes"]),
+        modifiers=[m.upper() for m in _split(get.get("modifiers"))],
+        scope={
+            "modalities": _split(get.get("modalities")),
+            "body_parts": _split(get.get("body_parts")),
+            "study_date_from": get.get("study_date_from") or None,
+            "study_date_to": get.get("study_date_to") or None,
+        },
+        valid_from=_instant(get.get("valid_from")),
+        valid_until=_instant(get.get("valid_until")),
+        evidence_sha256=get.get("evidence_sha256") or None,
+    )
+    t.validate_modifiers(content.modifiers)
+    return content
+
+
 def parse(text: str) -> Parsed:
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = [h.strip() for h in reader.fieldnames or []]
@@ -132,6 +167,8 @@ def parse(text: str) -> Parsed:
     reader.fieldnames = header
     parsed = Parsed()
     t = tree()
+    # Consent forms repeat: rows with the same consent columns share one validated object.
+    contents: dict[tuple[str, ...], ConsentContent] = {}
     for record in reader:
         line = reader.line_num
         if None in record:
@@ -139,23 +176,9 @@ def parse(text: str) -> Parsed:
             continue
         get = {k: (v or "").strip() for k, v in record.items()}
         try:
-            for code in _split(get["purposes"]):
-                t.validate(code)
-            content = ConsentContent(
-                decision=get["decision"].lower(),
-                purposes=_split(get["purposes"]),
-                modifiers=[m.upper() for m in _split(get.get("modifiers"))],
-                scope={
-                    "modalities": _split(get.get("modalities")),
-                    "body_parts": _split(get.get("body_parts")),
-                    "study_date_from": get.get("study_date_from") or None,
-                    "study_date_to": get.get("study_date_to") or None,
-                },
-                valid_from=_instant(get.get("valid_from")),
-                valid_until=_instant(get.get("valid_until")),
-                evidence_sha256=get.get("evidence_sha256") or None,
-            )
-            t.validate_modifiers(content.modifiers)
+            key = tuple(get.get(c, "") for c in CONSENT_COLUMNS)
+            content = contents.get(key) or _content(t, get)
+            contents[key] = content
             year = get.get("birth_year")
             demographics = subjects.Demographics(
                 get.get("sex") or None, int(year) if year else None, get.get("site") or None
@@ -236,28 +259,31 @@ def import_rows(
         session, key, [r.patient for r in parsed.rows], actor=actor
     )
     commitments = commitments_for(session, subject_ids)
-    versions: list[ConsentVersion] = []
+    versions: list[dict[str, Any]] = []
+    shared: dict[int, dict[str, Any]] = {}  # rows sharing a consent text share its values
     for row, sid in zip(parsed.rows, subject_ids, strict=True):
-        try:
-            versions.append(
-                new_version(
-                    str(uuid.uuid4()),
+        base = shared.get(id(row.content))
+        if base is None:
+            try:
+                base = version_values(
+                    "",
                     1,
-                    sid,
+                    "",
                     row.content,
                     event="granted",
                     source=Source.csv,
                     actor=actor,
                     now=now,
                 )
-            )
-        except InvalidInput as exc:
-            raise ImportFailed(f"line {row.line}: {exc.detail}; nothing was imported") from exc
+            except InvalidInput as exc:
+                raise ImportFailed(f"line {row.line}: {exc.detail}; nothing was imported") from exc
+            shared[id(row.content)] = base
+        versions.append({**base, "consent_id": str(uuid.uuid4()), "subject_id": sid})
     for chunk in _chunks(versions):
-        session.execute(insert(ConsentVersion), [v.model_dump() for v in chunk])
+        bulk_insert(session, table_of(ConsentVersion), chunk)
         log.append_many(
             session,
-            [("consent.recorded", log_data_with(commitments[v.subject_id], v)) for v in chunk],
+            [("consent.recorded", log_data_with(commitments[v["subject_id"]], v)) for v in chunk],
             actor=actor,
         )
         if progress is not None:
@@ -265,6 +291,6 @@ def import_rows(
     return ImportReport(imported=len(versions), subjects_created=created)
 
 
-def _chunks(items: list[ConsentVersion]) -> Iterator[list[ConsentVersion]]:
+def _chunks(items: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
     for i in range(0, len(items), BATCH):
         yield items[i : i + BATCH]

@@ -16,6 +16,7 @@ images with a few dozen distinct consent texts cost a few dozen tree walks.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,12 +24,12 @@ from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, Text, cast, literal, or_, select
 from sqlalchemy.orm import Session
-from sqlmodel import col
 
 from ledger.consent.models import ConsentVersion
 from ledger.consent.purposes import Request, tree
+from ledger.dbtypes import table_of
 
 CHUNK = 5_000
 
@@ -225,43 +226,39 @@ def decide(
     return Outcome(True, reasons, permits, partial_denies, legacy)
 
 
-def _latest_versions(as_of: datetime) -> Any:
-    return (
-        select(
-            col(ConsentVersion.consent_id).label("cid"),
-            func.max(col(ConsentVersion.version)).label("v"),
-        )
-        .where(col(ConsentVersion.recorded_at) <= as_of)
-        .group_by(col(ConsentVersion.consent_id))
-    )
-
-
-def _query(as_of: datetime, subject_filter: Any) -> Select[Any]:
-    latest = _latest_versions(as_of)
-    if subject_filter is not None:
-        latest = latest.where(subject_filter)
-    latest_sq = latest.subquery()
-    cv = ConsentVersion
-    return (
-        select(
-            col(cv.consent_id),
-            col(cv.version),
-            col(cv.subject_id),
-            col(cv.decision),
-            col(cv.purposes),
-            col(cv.modifiers),
-            col(cv.scope),
-        )
-        .join(
-            latest_sq,
-            and_(col(cv.consent_id) == latest_sq.c.cid, col(cv.version) == latest_sq.c.v),
-        )
+def _query(as_of: datetime, subject_filter: Any) -> Any:
+    """Versions in force at ``as_of``: recorded by then, not superseded by a version
+    recorded by then, active, and valid at that instant. JSON columns come back as text so
+    identical consent texts are parsed once, not once per row."""
+    cv = table_of(ConsentVersion).alias("cv")
+    newer = table_of(ConsentVersion).alias("newer")
+    superseded = (
+        select(literal(1))
         .where(
-            col(cv.status) == "active",
-            col(cv.valid_from) <= as_of,
-            or_(col(cv.valid_until).is_(None), col(cv.valid_until) > as_of),
+            newer.c.consent_id == cv.c.consent_id,
+            newer.c.version > cv.c.version,
+            newer.c.recorded_at <= as_of,
         )
+        .exists()
     )
+    query = select(
+        cv.c.consent_id,
+        cv.c.version,
+        cv.c.subject_id,
+        cv.c.decision,
+        cast(cv.c.purposes, Text),
+        cast(cv.c.modifiers, Text),
+        cast(cv.c.scope, Text),
+    ).where(
+        cv.c.recorded_at <= as_of,
+        cv.c.status == "active",
+        cv.c.valid_from <= as_of,
+        or_(cv.c.valid_until.is_(None), cv.c.valid_until > as_of),
+        ~superseded,
+    )
+    if subject_filter is not None:
+        query = query.where(subject_filter(cv.c.subject_id))
+    return query
 
 
 def effective_consents(
@@ -275,28 +272,38 @@ def effective_consents(
     stays in the database), or None for everyone.
     """
     out: dict[str, list[ConsentFact]] = defaultdict(list)
+    texts: dict[str, Any] = {}
     scopes: dict[str, ScopeFact] = {}
-    if subjects is None or isinstance(subjects, Select):
-        filters: list[Any] = [
-            None if subjects is None else col(ConsentVersion.subject_id).in_(subjects)
-        ]
+
+    def parsed(text: str | Any) -> Any:
+        if not isinstance(text, str):  # a driver that already decoded JSON
+            return text
+        value = texts.get(text)
+        if value is None:
+            value = texts[text] = json.loads(text)
+            if isinstance(value, list):
+                value = texts[text] = tuple(value)
+        return value
+
+    filters: list[Any]
+    if subjects is None:
+        filters = [None]
+    elif isinstance(subjects, Select):
+        filters = [lambda c, q=subjects: c.in_(q)]
     else:
         ids = list(dict.fromkeys(subjects))
         filters = [
-            col(ConsentVersion.subject_id).in_(ids[i : i + CHUNK])
-            for i in range(0, len(ids), CHUNK)
+            lambda c, part=ids[i : i + CHUNK]: c.in_(part) for i in range(0, len(ids), CHUNK)
         ]
     for subject_filter in filters:
-        for cid, version, sid, decision, purposes, modifiers, scope in session.execute(
-            _query(as_of, subject_filter)
-        ):
-            key = repr(sorted(scope.items())) if scope else ""
-            scope_fact = scopes.get(key)
+        rows = session.execute(_query(as_of, subject_filter))
+        for cid, version, sid, decision, purposes, modifiers, scope in rows:
+            scope_fact = scopes.get(scope)
             if scope_fact is None:
-                scope_fact = scopes[key] = ScopeFact.of(scope or {})
+                scope_fact = scopes[scope] = ScopeFact.of(parsed(scope) or {})
             out[sid].append(
                 ConsentFact(
-                    cid, version, sid, decision, tuple(purposes), tuple(modifiers), scope_fact
+                    cid, version, sid, decision, parsed(purposes), parsed(modifiers), scope_fact
                 )
             )
     return out

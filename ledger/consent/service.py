@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import func, select
@@ -92,30 +93,38 @@ def public(row: ConsentVersion) -> ConsentPublic:
 
 def normalise(content: ConsentContent) -> tuple[list[str], list[str]]:
     """Validated, de-duplicated purposes and modifiers (unknown codes are a 422)."""
+    purposes, modifiers = _normalise(tuple(content.purposes), tuple(content.modifiers))
+    return list(purposes), list(modifiers)
+
+
+@lru_cache(maxsize=4096)
+def _normalise(
+    purposes: tuple[str, ...], modifiers: tuple[str, ...]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     t = tree()
-    purposes = sorted({t.validate(p.strip()) for p in content.purposes})
-    return purposes, t.validate_modifiers([m.strip().upper() for m in content.modifiers])
+    clean = tuple(sorted({t.validate(p.strip()) for p in purposes}))
+    return clean, tuple(t.validate_modifiers([m.strip().upper() for m in modifiers]))
 
 
 def log_data(session: Session, row: ConsentVersion) -> dict[str, Any]:
-    return log_data_with(subject_commitment(session, row.subject_id), row)
+    return log_data_with(subject_commitment(session, row.subject_id), row.model_dump())
 
 
-def log_data_with(commitment: str, row: ConsentVersion) -> dict[str, Any]:
+def log_data_with(commitment: str, row: dict[str, Any]) -> dict[str, Any]:
     """What the log says about a consent version: no identifiers, only the commitment."""
     return {
         "subject": commitment,
-        "consent_id": row.consent_id,
-        "version": row.version,
-        "status": row.status,
-        "decision": row.decision,
-        "purposes": row.purposes,
-        "modifiers": row.modifiers,
-        "scope": row.scope,
-        "valid_from": log.timestamp(row.valid_from),
-        "valid_until": log.timestamp(row.valid_until) if row.valid_until else None,
-        "evidence_sha256": row.evidence_sha256,
-        "source": row.source,
+        "consent_id": row["consent_id"],
+        "version": row["version"],
+        "status": row["status"],
+        "decision": row["decision"],
+        "purposes": row["purposes"],
+        "modifiers": row["modifiers"],
+        "scope": row["scope"],
+        "valid_from": log.timestamp(row["valid_from"]),
+        "valid_until": log.timestamp(row["valid_until"]) if row["valid_until"] else None,
+        "evidence_sha256": row["evidence_sha256"],
+        "source": row["source"],
     }
 
 
@@ -131,28 +140,57 @@ def new_version(
     now: datetime,
     reason: str | None = None,
 ) -> ConsentVersion:
+    return ConsentVersion(
+        **version_values(
+            consent_id,
+            version,
+            subject_id,
+            content,
+            event=event,
+            source=source,
+            actor=actor,
+            now=now,
+            reason=reason,
+        )
+    )
+
+
+def version_values(
+    consent_id: str,
+    version: int,
+    subject_id: str,
+    content: ConsentContent,
+    *,
+    event: str,
+    source: Source,
+    actor: str | None,
+    now: datetime,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """Column values of a new version (bulk paths insert these without ORM objects)."""
     purposes, modifiers = normalise(content)
     valid_from = content.valid_from or now
     if content.valid_until is not None and content.valid_until <= valid_from:
         raise InvalidInput("valid_until must be after valid_from")
-    return ConsentVersion(
-        consent_id=consent_id,
-        version=version,
-        subject_id=subject_id,
-        event=event,
-        status="active",
-        decision=content.decision.value,
-        purposes=purposes,
-        modifiers=modifiers,
-        scope=content.scope.model_dump(mode="json"),
-        valid_from=valid_from,
-        valid_until=content.valid_until,
-        recorded_at=now,
-        recorded_by=actor,
-        source=source.value,
-        evidence_sha256=content.evidence_sha256,
-        reason=reason,
-    )
+    return {
+        "consent_id": consent_id,
+        "version": version,
+        "subject_id": subject_id,
+        "event": event,
+        "status": "active",
+        "decision": content.decision.value,
+        "purposes": purposes,
+        "modifiers": modifiers,
+        "scope": content.scope.model_dump(mode="json"),
+        "valid_from": valid_from,
+        "valid_until": content.valid_until,
+        "withdrawn_at": None,
+        "recorded_at": now,
+        "recorded_by": actor,
+        "source": source.value,
+        "evidence_sha256": content.evidence_sha256,
+        "reason": reason,
+    }
 
 
 def record(

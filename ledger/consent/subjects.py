@@ -8,7 +8,6 @@ import hmac
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import insert as sa_insert
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -16,7 +15,8 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from ledger.consent.models import Subject
-from ledger.dbtypes import utcnow
+from ledger.db import bulk_insert
+from ledger.dbtypes import table_of, utcnow
 from ledger.errors import InvalidInput
 from ledger.provenance import log
 from ledger.provenance.commitments import commitments_for, subject_commitment
@@ -100,6 +100,9 @@ def _fill_missing(subject: Subject, demographics: Demographics) -> None:
         subject.site = demographics.site
 
 
+LOG_BATCH = 1_000
+
+
 @dataclass(frozen=True)
 class PatientRef:
     issuer: str
@@ -145,13 +148,21 @@ def get_or_create_many(
             }
         )
     for i in range(0, len(new_rows), chunk):
-        session.execute(sa_insert(Subject), new_rows[i : i + chunk])
+        bulk_insert(session, table_of(Subject), new_rows[i : i + chunk])
     if new_rows:
         created = [str(r["id"]) for r in new_rows]
         commitments = commitments_for(session, created)
+        # One entry per batch, naming every new subject by commitment: a bulk import of
+        # 100k patients adds 100 entries here, not 100k.
         log.append_many(
             session,
-            [("subject.created", {"subject": commitments[c]}) for c in created],
+            [
+                (
+                    "subjects.created",
+                    {"subjects": [commitments[c] for c in part], "count": len(part)},
+                )
+                for part in (created[i : i + LOG_BATCH] for i in range(0, len(created), LOG_BATCH))
+            ],
             actor=actor,
         )
     return [known[d] for d in digests], len(new_rows)

@@ -106,8 +106,20 @@ def lineage(session: Session, kind: str, value: str) -> Lineage:
             break
     if not events:
         raise NotFound(f"the log holds nothing about {kind} {value}")
-    result.events = sorted(events.values(), key=lambda e: e.seq)[:MAX_ENTRIES]
+    ordered = sorted(events.values(), key=lambda e: e.seq)[:MAX_ENTRIES]
+    if kind == "subject":
+        ordered = [_only(e, ref.split(":", 1)[1]) for e in ordered]
+    result.events = ordered
     return result
+
+
+def _only(event: Event, commitment: str) -> Event:
+    """A batch entry names many subjects; a subject's lineage shows only this one."""
+    others = event.data.get("subjects")
+    if not isinstance(others, list) or len(others) <= 1:
+        return event
+    data = {**event.data, "subjects": [commitment], "subjects_in_entry": len(others)}
+    return Event(event.seq, event.type, event.time, event.actor, data)
 
 
 __all__ = ["KINDS", "REF_KEYS", "Event", "Lineage", "lineage", "subject_ref"]

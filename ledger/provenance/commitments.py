@@ -11,13 +11,14 @@ import hashlib
 import secrets
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, LargeBinary, String, delete, insert, select
+from sqlalchemy import Column, ForeignKey, LargeBinary, String, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlmodel import Field, SQLModel, col
 
-from ledger.dbtypes import UTCDateTime, utcnow
+from ledger.db import bulk_insert
+from ledger.dbtypes import UTCDateTime, table_of, utcnow
 
 
 class SubjectSalt(SQLModel, table=True):
@@ -73,6 +74,6 @@ def commitments_for(session: Session, subject_ids: list[str], chunk: int = 5_000
     fresh = {sid: secrets.token_bytes(32) for sid in ids if sid not in salts}
     new = [{"subject_id": sid, "salt": salt, "created_at": now} for sid, salt in fresh.items()]
     for i in range(0, len(new), chunk):
-        session.execute(insert(SubjectSalt), new[i : i + chunk])
+        bulk_insert(session, table_of(SubjectSalt), new[i : i + chunk])
     salts.update(fresh)
     return {sid: commit_with(salts[sid], sid) for sid in ids}

@@ -47,12 +47,14 @@ def _upload(client: TestClient, h: dict[str, str], text: str | bytes) -> object:
     )
 
 
-def test_import_over_api(client: TestClient, registrar: dict[str, str], engine: Engine) -> None:
+def test_import_over_api(
+    client: TestClient, registrar: dict[str, str], engine: Engine, make_principal: MakePrincipal
+) -> None:
     r = _upload(client, registrar, GOOD)
     assert r.status_code == 201, r.text  # type: ignore[attr-defined]
     assert r.json() == {"imported": 4, "subjects_created": 3, "errors": []}  # type: ignore[attr-defined]
     assert _count(engine, ConsentVersion) == 4
-    assert _count(engine, LogEntry) >= 7  # 3 subjects + 4 consents (+ the principal)
+    assert _count(engine, LogEntry) == 6  # principal, one batch of 3 subjects, 4 consents
     p1 = client.post(
         "/v1/subjects/lookup", json={"issuer": "urn:h", "patient_id": "P1"}, headers=registrar
     ).json()["id"]
@@ -65,6 +67,16 @@ def test_import_over_api(client: TestClient, registrar: dict[str, str], engine: 
     ).json()
     assert perm["permitted"]
     assert perm["scope"][0]["modalities"] == ["CT", "MR"]
+    auditor = auth(make_principal(Role.auditor))
+    lineage = client.get(f"/v1/audit/subjects/{p1}/lineage", headers=auditor).json()
+    assert [e["type"] for e in lineage["events"]] == [
+        "subjects.created",
+        "consent.recorded",
+        "consent.recorded",
+    ]
+    batch = lineage["events"][0]["data"]
+    assert batch["subjects_in_entry"] == 3
+    assert batch["subjects"] == [lineage["ref"].split(":", 1)[1]]
 
 
 @pytest.mark.parametrize(

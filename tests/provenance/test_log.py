@@ -7,6 +7,9 @@ import json
 import threading
 
 import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
 from ledger.db import make_engine, transaction
@@ -84,3 +87,28 @@ def test_concurrent_writers_leave_no_gap_or_fork(settings, db_url: str) -> None:
         check.dispose()
     assert len(entries) == writers * per_writer
     _check_chain(entries)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**60), max_value=2**60)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(json_values)
+def test_canonical_fast_path_matches_the_reference(value: object) -> None:
+    try:
+        expected = rfc8785.dumps(value)
+    except Exception:  # the reference refuses it (e.g. a huge integer): so must we
+        with pytest.raises(Exception):  # noqa: B017, PT011
+            log.canonical(value)
+        return
+    assert log.canonical(value) == expected
