@@ -236,3 +236,35 @@ def lineage_(
     )
     if prov is not None:
         console.print(f"PROV-JSON written to {prov}")
+
+
+@app.command("releases-after-withdrawal")
+def releases_after_withdrawal(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """Re-check every logged release against consent at that moment; exit 1 if any
+    subject was released without consent in force."""
+    with read_only(home) as session:
+        found, checked = audit.releases_without_consent(session)
+    if json_out:
+        emit_json({"checked": checked, "violations": [dataclasses.asdict(v) for v in found]})
+    elif not found:
+        console.print(
+            f"[bold green]OK[/] {checked:,} released subject(s) checked, none without consent"
+        )
+    else:
+        table(
+            f"{len(found)} release(s) without consent in force",
+            ["index", "time", "grant", "purpose", "subject", "why"],
+            [
+                (
+                    v.index,
+                    v.time,
+                    v.grant_id or "",
+                    v.purpose,
+                    v.subject[:16] + "…",
+                    "; ".join(v.reasons),
+                )
+                for v in found
+            ],
+        )
+    if found:
+        raise typer.Exit(1)

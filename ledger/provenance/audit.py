@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from ledger.consent import facts
 from ledger.consent.models import Subject
+from ledger.consent.purposes import tree
 from ledger.errors import Gone, InvalidInput, NotFound
 from ledger.provenance.commitments import SubjectSalt, commit_with
 from ledger.provenance.log import REF_KEYS, refs_of
@@ -123,3 +126,63 @@ def _only(event: Event, commitment: str) -> Event:
 
 
 __all__ = ["KINDS", "REF_KEYS", "Event", "Lineage", "lineage", "subject_ref"]
+
+
+@dataclass(frozen=True)
+class UnconsentedRelease:
+    index: int
+    time: str
+    type: str
+    grant_id: str | None
+    purpose: str
+    subject: str  # the commitment, as in the log
+    reasons: list[str]
+
+
+def releases_without_consent(session: Session) -> tuple[list[UnconsentedRelease], int]:
+    """Release entries whose subject did not permit the purpose at the moment of release,
+    as consent was known then (a withdrawal that came later is not a violation).
+
+    Release entries (``release.*``) carry ``purpose`` and the released ``subject`` or
+    ``subjects`` by commitment. Returns the violations (should be none) and how many
+    (release, subject) pairs were checked.
+    """
+
+    by_commitment = {
+        commit_with(bytes(salt), sid): sid
+        for sid, salt in session.execute(select(col(SubjectSalt.subject_id), col(SubjectSalt.salt)))
+    }
+    found: list[UnconsentedRelease] = []
+    checked = 0
+    rows = session.execute(
+        select(col(LogEntry.entry))
+        .where(col(LogEntry.event_type).like("release.%"))
+        .order_by(col(LogEntry.seq))
+    ).scalars()
+    for raw in rows:
+        event = _event(bytes(raw))
+        purpose = event.data.get("purpose")
+        listed = event.data.get("subjects") or [event.data.get("subject")]
+        commitments = [c for c in listed if isinstance(c, str)]
+        if not isinstance(purpose, str) or not commitments:
+            continue
+        when = datetime.fromisoformat(event.time.replace("Z", "+00:00"))
+        request = tree().parse_request(purpose)
+        known = {c: by_commitment[c] for c in commitments if c in by_commitment}
+        in_force = facts.effective_consents(session, when, list(known.values()))
+        for commitment, sid in known.items():
+            checked += 1
+            outcome = facts.decide(in_force.get(sid, []), request)
+            if not outcome.permitted:
+                found.append(
+                    UnconsentedRelease(
+                        event.seq,
+                        event.time,
+                        event.type,
+                        event.data.get("grant_id"),
+                        purpose,
+                        commitment,
+                        outcome.reasons,
+                    )
+                )
+    return found, checked

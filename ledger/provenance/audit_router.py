@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -75,3 +76,29 @@ _add_routes("subject", "subjects", "consents, decisions, releases and models.")
 _add_routes("grant", "grants", "its request, decision, releases and the models trained under it.")
 _add_routes("model", "models", "the grants, requests and datasets behind it.")
 _add_routes("dataset", "datasets", "its creation, requests and grants.")
+
+
+class UnconsentedReleasePublic(BaseModel):
+    index: int
+    time: str
+    type: str
+    grant_id: str | None
+    purpose: str
+    subject: str = Field(description="Subject commitment, as in the log.")
+    reasons: list[str]
+
+
+class ReleaseCheck(BaseModel):
+    checked: int = Field(description="(release, subject) pairs checked.")
+    violations: list[UnconsentedReleasePublic] = Field(description="Should always be empty.")
+
+
+@router.get("/releases-after-withdrawal", response_model=ReleaseCheck)
+def releases_after_withdrawal(session: SessionDep, caller: Auditor) -> ReleaseCheck:
+    """Every release in the log re-checked against consent as known at that moment:
+    any subject released without consent in force (e.g. after a withdrawal) is listed."""
+    found, checked = audit.releases_without_consent(session)
+    return ReleaseCheck(
+        checked=checked,
+        violations=[UnconsentedReleasePublic(**dataclasses.asdict(v)) for v in found],
+    )

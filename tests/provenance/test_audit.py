@@ -152,3 +152,44 @@ def test_unknown_things_are_not_found(
     key = make_principal(Role.auditor)
     for path in ("/v1/audit/subjects/nope/lineage", "/v1/audit/models/nope/lineage"):
         assert client.get(path, headers=auth(key)).status_code == 404
+
+
+def test_releases_after_withdrawal_are_found(
+    client: TestClient, engine: Engine, settings: Settings, make_principal: MakePrincipal
+) -> None:
+    """Release entries (written by the release service) are re-checked against consent
+    as known at the moment of each release."""
+    from ledger.consent import service
+    from ledger.consent.schemas import ConsentCreate, WithdrawBody
+
+    keys = load_keyring(settings.keys_dir)
+    auditor = auth(make_principal(Role.auditor))
+    with transaction(engine) as session:
+        subject, _ = subjects.get_or_create(session, keys.pseudonym_key, "urn:h", "R1", actor="t")
+        consent = service.record(
+            session,
+            ConsentCreate(subject_id=subject.id, decision="permit", purposes=["ai.training"]),
+            actor="t",
+        )
+        commitment = subject_commitment(session, subject.id)
+        log.append(
+            session,
+            "release.manifest",
+            {"grant_id": "g-1", "purpose": "ai.training", "subjects": [commitment]},
+        )
+    ok = client.get("/v1/audit/releases-after-withdrawal", headers=auditor).json()
+    assert ok == {"checked": 1, "violations": []}
+    with transaction(engine) as session:
+        service.withdraw(session, consent.consent_id, WithdrawBody(), actor="t")
+        log.append(
+            session,
+            "release.instance",
+            {"grant_id": "g-1", "purpose": "ai.training", "subject": commitment},
+        )
+    bad = client.get("/v1/audit/releases-after-withdrawal", headers=auditor).json()
+    assert bad["checked"] == 2
+    assert len(bad["violations"]) == 1
+    violation = bad["violations"][0]
+    assert violation["type"] == "release.instance"
+    assert violation["subject"] == commitment
+    assert "no consent in force" in violation["reasons"][0]
