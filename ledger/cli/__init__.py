@@ -7,7 +7,7 @@ import sys
 import typer
 from sqlalchemy.exc import OperationalError
 
-from ledger.cli import audit, consents, principals, setup
+from ledger.cli import audit, consents, deid, principals, setup
 from ledger.cli.output import err_console
 from ledger.errors import LedgerError
 
@@ -23,6 +23,7 @@ app.add_typer(principals.app, name="principals")
 app.add_typer(consents.subjects_app, name="subjects")
 app.add_typer(consents.consents_app, name="consents")
 app.command("purposes")(consents.purposes)
+app.command("deid")(deid.deid)
 app.add_typer(audit.app, name="audit")
 
 

@@ -1,0 +1,187 @@
+"""De-identification on generated DICOM with PHI planted everywhere the table names."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.uid import SecondaryCaptureImageStorage
+from typer.testing import CliRunner
+
+from ledger.cli import app
+from ledger.images.deid import DEFAULT_OPTIONS, Deidentifier, Option, rules
+from tests.images.dicom_factory import PLANTED_DATE, PLANTED_TIME, ct_dataset, write
+
+KEY = b"k" * 32
+PLANTED = re.compile(rb"PHI[0-9A-F]{8}Q|1\.2\.826\.0\.1\.3680043\.9\.7777\.\d+")
+FIXED = [
+    b"NESTED",
+    b"DEEPER",
+    b"PRIVATE-PHI",
+    b"OVERLAYPHI",
+    b"ACME PHI",
+    b"DOE",
+    b"JANE",
+    b"MRN-0001",
+    b"19500101",
+]
+
+
+def _roundtrip(
+    ds: pydicom.Dataset, engine: Deidentifier, tmp_path: Path
+) -> tuple[bytes, pydicom.Dataset]:
+    out = tmp_path / f"{ds.SOPInstanceUID}.dcm"
+    engine.apply(ds)
+    write(ds, out)
+    return out.read_bytes(), pydicom.dcmread(out)
+
+
+def test_table_is_loaded_with_every_action() -> None:
+    table = rules(frozenset())
+    assert len(table) > 500
+    assert set(table.values()) <= {"X", "Z", "D", "U", "K", "C"}
+    assert table[0x00100010] == "Z"  # Patient's Name
+    assert table[0x0020000D] == "U"  # Study Instance UID
+    with_options = rules(DEFAULT_OPTIONS)
+    assert with_options[0x00100040] == "K"  # Patient's Sex kept with patient characteristics
+    assert with_options[0x00080020] == "C"  # Study Date shifted
+
+
+def test_basic_profile_leaves_no_planted_value(tmp_path: Path) -> None:
+    source = ct_dataset(plant_everything=True)
+    pixels = source.PixelData
+    raw, out = _roundtrip(source, Deidentifier(KEY, options=[]), tmp_path)
+    assert PLANTED.findall(raw) == []
+    assert [s for s in FIXED if s in raw] == []
+    assert PLANTED_DATE.encode() not in raw
+    assert PLANTED_TIME.encode() not in raw
+    assert out.PixelData == pixels
+    assert out.PatientIdentityRemoved == "YES"
+    assert out.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
+    assert out.file_meta.MediaStorageSOPInstanceUID == out.SOPInstanceUID
+    assert out.SOPInstanceUID.startswith("2.25.")
+    assert not any(elem.tag.is_private for elem in out.iterall())
+
+
+def test_default_options_shift_dates_keep_characteristics_clean_descriptors(tmp_path: Path) -> None:
+    engine = Deidentifier(KEY)
+    first = ct_dataset("MRN-7")
+    second = ct_dataset("MRN-7")
+    second.StudyDate = "20240325"
+    _, a = _roundtrip(first, engine, tmp_path)
+    _, b = _roundtrip(second, engine, tmp_path)
+    from datetime import datetime
+
+    def day(v: str) -> datetime:
+        return datetime.strptime(v, "%Y%m%d")
+
+    assert a.StudyDate != "20240315"
+    assert (day(b.StudyDate) - day(a.StudyDate)).days == 10  # intervals kept
+    assert a.PatientSex == "F"
+    assert a.StudyDescription == "CT CHEST *** ***"
+    assert a.PatientID == b.PatientID
+    assert a.PatientID.startswith("ANON-")
+    codes = {item.CodeValue for item in a.DeidentificationMethodCodeSequence}
+    assert {"113100", "113107", "113108", "113105"} <= codes
+    assert a.LongitudinalTemporalInformationModified == "MODIFIED"
+
+
+def test_uids_are_consistent_within_a_scope_and_differ_across(tmp_path: Path) -> None:
+    study = "1.2.826.0.1.3680043.9.1.1"
+    x, y = ct_dataset(study_uid=study), ct_dataset(study_uid=study)
+    grant_a = Deidentifier(KEY, uid_scope="grant-a")
+    grant_b = Deidentifier(KEY, uid_scope="grant-b")
+    _, ax = _roundtrip(x, grant_a, tmp_path)
+    _, ay = _roundtrip(y, grant_a, tmp_path)
+    _, bz = _roundtrip(ct_dataset(study_uid=study), grant_b, tmp_path)
+    assert ax.StudyInstanceUID == ay.StudyInstanceUID
+    assert ax.StudyInstanceUID != bz.StudyInstanceUID
+    assert len(ax.StudyInstanceUID) <= 64
+
+
+@pytest.mark.parametrize(
+    ("burned", "sop_class", "quarantined"),
+    [
+        ("YES", None, True),
+        ("NO", None, False),
+        (None, SecondaryCaptureImageStorage, True),
+        ("NO", SecondaryCaptureImageStorage, False),
+    ],
+)
+def test_burned_in_annotation_is_quarantined(
+    burned: str | None, sop_class: str | None, quarantined: bool
+) -> None:
+    ds = ct_dataset(burned_in=burned)
+    if sop_class:
+        ds.SOPClassUID = sop_class
+    assert Deidentifier(KEY).apply(ds).quarantined is quarantined
+
+
+def _errors(path: Path) -> set[str]:
+    done = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
+    lines = (done.stdout + done.stderr).splitlines()
+    # Normalise away values so the same complaint about a changed value still matches.
+    return {re.sub(r"<[^>]*>|\d+", "#", line) for line in lines if line.startswith("Error")}
+
+
+@pytest.mark.skipif(
+    shutil.which("dciodvfy") is None and not os.environ.get("LEDGER_REQUIRE_POSTGRES"),
+    reason="dciodvfy (dicom3tools) not installed; CI installs it",
+)
+def test_dciodvfy_reports_no_new_errors(tmp_path: Path) -> None:
+    src = write(ct_dataset("MRN-9"), tmp_path / "in.dcm")
+    ds = pydicom.dcmread(src)
+    Deidentifier(KEY).apply(ds)
+    out = write(ds, tmp_path / "out.dcm")
+    assert _errors(out) - _errors(src) == set()
+
+
+def test_cli_deid_folder_with_quarantine_and_junk(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    write(ct_dataset("MRN-1", plant_everything=True), src / "a" / "1.dcm")
+    write(ct_dataset("MRN-2"), src / "a" / "2.dcm")
+    write(ct_dataset("MRN-3", burned_in="YES"), src / "b" / "3.dcm")
+    (src / "notes.txt").write_text("not dicom")
+    (src / "truncated.dcm").write_bytes((src / "a" / "2.dcm").read_bytes()[:300])
+    runner = CliRunner()
+    key = tmp_path / "keys" / "deid.key"
+    r = runner.invoke(app, ["deid", str(src), str(tmp_path / "out"), "--key", str(key), "--json"])
+    assert r.exit_code == 2  # no key yet
+    r = runner.invoke(
+        app,
+        [
+            "deid",
+            str(src),
+            str(tmp_path / "out"),
+            "--key",
+            str(key),
+            "--create-key",
+            "--json",
+            "--basic",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output[r.output.index("{") :])
+    assert summary["processed"] == 3
+    assert len(summary["quarantined"]) == 1
+    assert {s["file"] for s in summary["skipped"]} == {"notes.txt", "truncated.dcm"}
+    assert (tmp_path / "out" / "quarantine" / "b" / "3.dcm").exists()
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    for path in (tmp_path / "out").rglob("*.dcm"):
+        raw = path.read_bytes()
+        assert PLANTED.findall(raw) == []
+        assert [s for s in FIXED if s in raw] == []
+    r = runner.invoke(
+        app, ["deid", str(src), str(tmp_path / "out2"), "--key", str(key), "--option", "dreaming"]
+    )
+    assert r.exit_code == 2
+
+
+def test_options_enum_covers_the_table_columns() -> None:
+    assert {o.value for o in Option} >= {"rtnLongModifDatesOpt", "cleanDescOpt", "rtnSafePrivOpt"}
