@@ -19,6 +19,7 @@ from ledger.config import Settings, get_settings
 from ledger.db import check_schema, make_engine, ping, session_factory
 from ledger.deps import AppState
 from ledger.errors import Conflict, LedgerError, ServiceUnavailable
+from ledger.images.store import FilesystemStore
 from ledger.keystore import load_keyring
 from ledger.middleware import BodyLimit
 from ledger.provenance import checkpoints
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None, *, check_db: bool = True) -> Fa
         write_sessions=session_factory(engine),
         read_sessions=session_factory(engine, readonly=True),
         keys=keys,
+        store=FilesystemStore(settings.objects_dir),
     )
 
     @asynccontextmanager
@@ -174,12 +176,20 @@ async def _checkpoint_schedule(state: AppState) -> None:
 def routers() -> list[APIRouter]:
     """Every router of the API, in mounting order (tests enumerate routes from here)."""
     from ledger.consent.router import router as consent_router
+    from ledger.images.router import router as images_router
     from ledger.keys_router import router as keys_router
     from ledger.principals.router import router as principals_router
     from ledger.provenance.audit_router import router as audit_router
     from ledger.provenance.router import router as log_router
 
-    return [principals_router, consent_router, log_router, audit_router, keys_router]
+    return [
+        principals_router,
+        consent_router,
+        images_router,
+        log_router,
+        audit_router,
+        keys_router,
+    ]
 
 
 def _mount(app: FastAPI) -> None:

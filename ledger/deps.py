@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.config import Settings
+from ledger.images.store import ObjectStore
 from ledger.keystore import KeyRing
 from ledger.provenance.checkpoints import LogTree
 
@@ -22,6 +23,7 @@ class AppState:
     write_sessions: sessionmaker[Session]
     read_sessions: sessionmaker[Session]
     keys: KeyRing
+    store: ObjectStore
     log_tree: LogTree = field(default_factory=LogTree)
 
 
