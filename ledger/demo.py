@@ -14,6 +14,9 @@ from ledger.consent.models import ConsentVersion
 from ledger.consent.schemas import ConsentContent, Decision, Scope, WithdrawBody
 from ledger.db import make_engine, transaction
 from ledger.home import init_home
+from ledger.images import datasets, synthetic
+from ledger.images import service as images
+from ledger.images.store import FilesystemStore
 from ledger.keystore import load_keyring
 from ledger.principals import service as principals
 from ledger.principals.models import PrincipalKind, Role
@@ -41,6 +44,8 @@ class Demo:
     subjects: int = 0
     consents: int = 0
     withdrawn: int = 0
+    images: int = 0
+    dataset_id: str | None = None
 
 
 def _demo_consents(rng: random.Random) -> list[csv_import.Row]:
@@ -122,6 +127,33 @@ def build_demo(settings: Settings) -> Demo:
                     actor=created.admin.id,
                 )
                 demo.withdrawn += 1
+        store = FilesystemStore(settings.objects_dir)
+        with transaction(engine) as session:
+            for i in range(DEMO_PATIENTS):
+                for data in synthetic.patient_studies(
+                    f"DEMO{i:05d}",
+                    DEMO_ISSUER,
+                    rng,
+                    studies=rng.randint(1, 3),
+                    per_series=rng.randint(3, 5),
+                ):
+                    images.ingest(
+                        session,
+                        store,
+                        keys,
+                        data,
+                        default_issuer=DEMO_ISSUER,
+                        actor=created.admin.id,
+                    )
+                    demo.images += 1
+            dataset = datasets.create(
+                session,
+                datasets.DatasetCreate(
+                    name="demo-ct-mr", filter=datasets.DatasetFilter(modalities=["CT", "MR"])
+                ),
+                actor=created.admin.id,
+            )
+            demo.dataset_id = dataset.id
         with transaction(engine) as session:
             # Sign the demo's history at once, so /v1/log/checkpoint answers from the start.
             checkpoints.create(session, checkpoints.LogTree(), keys, settings.log_origin)

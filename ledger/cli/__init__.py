@@ -7,7 +7,7 @@ import sys
 import typer
 from sqlalchemy.exc import OperationalError
 
-from ledger.cli import audit, consents, deid, principals, setup
+from ledger.cli import audit, consents, deid, images, principals, setup
 from ledger.cli.output import err_console
 from ledger.errors import LedgerError
 
@@ -24,6 +24,8 @@ app.add_typer(consents.subjects_app, name="subjects")
 app.add_typer(consents.consents_app, name="consents")
 app.command("purposes")(consents.purposes)
 app.command("deid")(deid.deid)
+app.add_typer(images.images_app, name="images")
+app.add_typer(images.datasets_app, name="datasets")
 app.add_typer(audit.app, name="audit")
 
 

@@ -75,6 +75,8 @@ def demo(
                 "subjects": made.subjects,
                 "consents": made.consents,
                 "withdrawn": made.withdrawn,
+                "images": made.images,
+                "dataset_id": made.dataset_id,
             }
         )
     else:
@@ -83,7 +85,8 @@ def demo(
         )
         console.print(
             f"{made.subjects} synthetic patients, {made.consents} consents "
-            f"({made.withdrawn} withdrawn). API keys:"
+            f"({made.withdrawn} withdrawn), {made.images} DICOM images, dataset "
+            f"{made.dataset_id}. API keys:"
         )
         for name, key in made.keys.items():
             console.print(f"  {name:<10} {key}", highlight=False, soft_wrap=True)
@@ -102,6 +105,8 @@ def demo(
             f'"DEMO00001"}}\' {base}/v1/subjects/lookup',
             f"curl -s -H 'Authorization: Bearer {registrar}' "
             f"'{base}/v1/subjects/<id>/permissions?purpose=ai.training'",
+            f"curl -s -H 'Authorization: Bearer {made.keys['curator']}' "
+            f"{base}/v1/datasets/{made.dataset_id}",
             f"curl -s {base}/v1/log/checkpoint   # signed tree head of the log",
             f"ledger audit verify --home {made.home}",
             f"open {base}/docs   # interactive OpenAPI",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -69,12 +69,18 @@ def get_image(image_id: str, session: SessionDep, caller: Reader) -> dict[str, A
 
 @router.post("/v1/subjects/{subject_id}/erase")
 def erase_subject(
-    subject_id: str, session: SessionDep, state: StateDep, caller: Eraser
+    subject_id: str,
+    session: SessionDep,
+    state: StateDep,
+    caller: Eraser,
+    background: BackgroundTasks,
 ) -> dict[str, Any]:
-    """Right to erasure: shred the subject's image key, delete its objects, strip index
-    fields and unlink its log entries (which stay verifiable)."""
-    done = service.erase_subject(session, state.store, subject_id, actor=caller.id)
-    return {"subject_id": subject_id, "erased": True, **done}
+    """Right to erasure: shred the subject's image key, strip index fields and unlink its
+    log entries (which stay verifiable); the objects are deleted after the commit."""
+    addresses = service.erase_subject(session, subject_id, actor=caller.id)
+    for address in addresses:
+        background.add_task(state.store.delete, address)
+    return {"subject_id": subject_id, "erased": True, "images": len(addresses)}
 
 
 @router.post("/v1/datasets", status_code=201, response_model=DatasetPublic)

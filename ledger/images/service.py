@@ -207,12 +207,13 @@ def public(image: Image, duplicate: bool = False) -> dict[str, Any]:
     }
 
 
-def erase_subject(
-    session: Session, store: ObjectStore, subject_id: str, *, actor: str | None
-) -> dict[str, int]:
-    """Right to erasure: shred the data key, delete the objects, strip identifying index
-    fields, unlink the pseudonym and forget the commitment salt. The log keeps its
-    entries (and stays verifiable) but can no longer be tied to this patient."""
+def erase_subject(session: Session, subject_id: str, *, actor: str | None) -> list[str]:
+    """Right to erasure: shred the data key, strip identifying index fields, unlink the
+    pseudonym and forget the commitment salt. The log keeps its entries (and stays
+    verifiable) but can no longer be tied to this patient.
+
+    Returns the object addresses to delete once the transaction has committed; they are
+    unreadable from the commit on, since their key is gone."""
     subject = session.get(Subject, subject_id)
     if subject is None:
         raise NotFound(f"no subject {subject_id}")
@@ -244,9 +245,7 @@ def erase_subject(
     subject.erased_at = now
     erase_salt(session, subject_id)
     session.flush()
-    for image in images:
-        store.delete(image.sha256)
-    return {"images": len(images)}
+    return [image.sha256 for image in images]
 
 
 def store_for(objects_dir: os.PathLike[str] | str) -> ObjectStore:

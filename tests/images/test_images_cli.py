@@ -1,0 +1,64 @@
+"""``ledger images import`` (folders, zips, resume), ``ledger datasets``, ``subjects erase``."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from ledger.cli import app
+from ledger.config import Settings
+from tests.images.dicom_factory import ct_dataset, write
+
+runner = CliRunner()
+
+
+def _run(settings: Settings, *args: str) -> tuple[int, str]:
+    r = runner.invoke(
+        app,
+        [*args, "--home", str(settings.home)],
+        env={"LEDGER_DATABASE_URL": settings.resolved_database_url},
+    )
+    return r.exit_code, r.output
+
+
+def test_import_folder_and_zip_then_resume_dataset_and_erase(
+    settings: Settings, tmp_path: Path
+) -> None:
+    src = tmp_path / "archive"
+    for i in range(3):
+        write(ct_dataset(f"P{i}", seed=i, modality="CT" if i < 2 else "MR"), src / f"{i}.dcm")
+    with zipfile.ZipFile(src / "more.zip", "w") as zf:
+        zf.write(src / "0.dcm", "copy-of-0.dcm")
+        write(ct_dataset("P9", seed=9), tmp_path / "z.dcm")
+        zf.write(tmp_path / "z.dcm", "nested/z.dcm")
+    (src / "readme.txt").write_text("not an image")
+    code, out = _run(settings, "images", "import", str(src), "--json")
+    assert code == 1, out  # the text file fails; everything else is in
+    report = json.loads(out)
+    assert report["imported"] == 4
+    assert report["duplicates"] == ["more.zip!copy-of-0.dcm"]
+    assert [f["file"] for f in report["failed"]] == ["readme.txt"]
+    code, out = _run(settings, "images", "import", str(src / "0.dcm"), "--json")
+    assert json.loads(out)["duplicates"] == ["0.dcm"]  # resume: nothing stored twice
+
+    code, out = _run(settings, "datasets", "create", "--name", "ct", "--modality", "CT", "--json")
+    assert code == 0, out
+    made = json.loads(out)
+    assert made["image_count"] == 3
+    code, out = _run(settings, "datasets", "show", made["id"], "--manifest", "--json")
+    assert len(json.loads(out)["items"]) == 3
+    code, out = _run(settings, "datasets", "create", "--name", "none", "--modality", "PT")
+    assert code == 1
+
+    code, out = _run(
+        settings, "subjects", "find", "--issuer", settings.default_issuer, "--patient-id", "P2"
+    )
+    subject = out.strip()
+    code, out = _run(settings, "subjects", "erase", subject, "--yes", "--json")
+    assert code == 0, out
+    assert json.loads(out)["images"] == 1
+    code, out = _run(settings, "audit", "verify")
+    assert code == 0, out
