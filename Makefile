@@ -41,6 +41,9 @@ test: lint pytest pytest-pg
 
 bench: install
 	$(PY) bench/log.py
+	$(PY) bench/consent_import.py
+	$(PY) bench/deid.py
+	$(PY) bench/manifest.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
