@@ -128,33 +128,6 @@ def log_data_with(commitment: str, row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def new_version(
-    consent_id: str,
-    version: int,
-    subject_id: str,
-    content: ConsentContent,
-    *,
-    event: str,
-    source: Source,
-    actor: str | None,
-    now: datetime,
-    reason: str | None = None,
-) -> ConsentVersion:
-    return ConsentVersion(
-        **version_values(
-            consent_id,
-            version,
-            subject_id,
-            content,
-            event=event,
-            source=source,
-            actor=actor,
-            now=now,
-            reason=reason,
-        )
-    )
-
-
 def version_values(
     consent_id: str,
     version: int,
@@ -197,15 +170,17 @@ def record(
     session: Session, body: ConsentCreate, *, actor: str | None, source: Source = Source.api
 ) -> ConsentVersion:
     get_subject(session, body.subject_id)
-    row = new_version(
-        str(uuid.uuid4()),
-        1,
-        body.subject_id,
-        body,
-        event="granted",
-        source=source,
-        actor=actor,
-        now=utcnow(),
+    row = ConsentVersion(
+        **version_values(
+            str(uuid.uuid4()),
+            1,
+            body.subject_id,
+            body,
+            event="granted",
+            source=source,
+            actor=actor,
+            now=utcnow(),
+        )
     )
     session.add(row)
     session.flush()
@@ -245,16 +220,18 @@ def amend(
     previous = current(session, consent_id)
     if previous.status == "withdrawn":
         raise Conflict("this consent was withdrawn; record a new consent instead")
-    row = new_version(
-        consent_id,
-        previous.version + 1,
-        previous.subject_id,
-        body,
-        event="amended",
-        source=Source.api,
-        actor=actor,
-        now=utcnow(),
-        reason=body.reason,
+    row = ConsentVersion(
+        **version_values(
+            consent_id,
+            previous.version + 1,
+            previous.subject_id,
+            body,
+            event="amended",
+            source=Source.api,
+            actor=actor,
+            now=utcnow(),
+            reason=body.reason,
+        )
     )
     session.add(row)
     session.flush()

@@ -66,6 +66,14 @@ def instance(
     ds.SeriesNumber = 1
     ds.InstanceNumber = number
     ds.BurnedInAnnotation = "NO"
+    set_pixels(ds, size, rng.randint(0, 2**31))
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def set_pixels(ds: Dataset, size: int, seed: int) -> None:
+    """A 12-bit monochrome image of random noise, ``size`` pixels square."""
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows = ds.Columns = size
@@ -73,11 +81,8 @@ def instance(
     ds.BitsStored = 12
     ds.HighBit = 11
     ds.PixelRepresentation = 0
-    pixels = np.random.default_rng(rng.randint(0, 2**31)).integers(0, 4096, (size, size))
+    pixels = np.random.default_rng(seed).integers(0, 4096, (size, size))
     ds.PixelData = pixels.astype(np.uint16).tobytes()
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def patient_studies(

@@ -7,11 +7,12 @@ import json
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from ledger.images.synthetic import set_pixels
 
 PLANTED_DATE = "19710203"
 PLANTED_TIME = "235958"
@@ -110,15 +111,7 @@ def ct_dataset(
     ds.StudyDescription = "CT CHEST DOE JANE"
     if burned_in is not None:
         ds.BurnedInAnnotation = burned_in
-    rng = np.random.default_rng(seed)
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows = ds.Columns = rows
-    ds.BitsAllocated = 16
-    ds.BitsStored = 12
-    ds.HighBit = 11
-    ds.PixelRepresentation = 0
-    ds.PixelData = rng.integers(0, 4096, (rows, rows), dtype=np.uint16).tobytes()
+    set_pixels(ds, rows, seed)
     return ds
 
 
