@@ -44,6 +44,7 @@ bench: install
 	$(PY) bench/consent_import.py
 	$(PY) bench/deid.py
 	$(PY) bench/manifest.py
+	$(PY) bench/grants.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

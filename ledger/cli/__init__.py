@@ -7,7 +7,7 @@ import sys
 import typer
 from sqlalchemy.exc import OperationalError
 
-from ledger.cli import audit, consents, deid, images, principals, setup
+from ledger.cli import audit, consents, deid, images, keys, principals, setup
 from ledger.cli.output import err_console
 from ledger.errors import LedgerError
 
@@ -27,6 +27,7 @@ app.command("deid")(deid.deid)
 app.add_typer(images.images_app, name="images")
 app.add_typer(images.datasets_app, name="datasets")
 app.add_typer(audit.app, name="audit")
+app.add_typer(keys.app, name="keys")
 
 
 def main() -> None:
