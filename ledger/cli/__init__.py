@@ -7,7 +7,7 @@ import sys
 import typer
 from sqlalchemy.exc import OperationalError
 
-from ledger.cli import audit, consents, deid, images, keys, principals, setup
+from ledger.cli import audit, consents, deid, images, keys, policy, principals, setup
 from ledger.cli.output import err_console
 from ledger.errors import LedgerError
 
@@ -28,6 +28,7 @@ app.add_typer(images.images_app, name="images")
 app.add_typer(images.datasets_app, name="datasets")
 app.add_typer(audit.app, name="audit")
 app.add_typer(keys.app, name="keys")
+app.add_typer(policy.app, name="policy")
 
 
 def main() -> None:
