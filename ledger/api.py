@@ -22,6 +22,9 @@ from ledger.errors import Conflict, LedgerError, ServiceUnavailable
 from ledger.images.store import FilesystemStore
 from ledger.keystore import load_keyring
 from ledger.middleware import BodyLimit
+from ledger.policy.engine import default_directory
+from ledger.policy.engine import load as load_policies
+from ledger.policy.service import activate
 from ledger.provenance import checkpoints
 
 log = logging.getLogger("ledger.api")
@@ -111,7 +114,13 @@ def create_app(settings: Settings | None = None, *, check_db: bool = True) -> Fa
         read_sessions=session_factory(engine, readonly=True),
         keys=keys,
         store=FilesystemStore(settings.objects_dir),
+        policies=load_policies(settings.policy_dir or default_directory()),
     )
+    if check_db:
+        with state.write_sessions() as session:
+            if activate(session, state.policies, actor=None):
+                log.info("policy set %s is now in force", state.policies.hash[:12])
+            session.commit()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -175,6 +184,7 @@ async def _checkpoint_schedule(state: AppState) -> None:
 
 def routers() -> list[APIRouter]:
     """Every router of the API, in mounting order (tests enumerate routes from here)."""
+    from ledger.access.router import router as access_router
     from ledger.consent.router import router as consent_router
     from ledger.images.router import router as images_router
     from ledger.keys_router import router as keys_router
@@ -186,6 +196,7 @@ def routers() -> list[APIRouter]:
         principals_router,
         consent_router,
         images_router,
+        access_router,
         log_router,
         audit_router,
         keys_router,

@@ -39,6 +39,20 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds between scheduled log checkpoints; 0 turns the schedule off.",
     )
+    issuer: str = Field(
+        default="urn:ledger:local",
+        description="`iss` of grants; set it to the public URL of this ledger.",
+    )
+    grant_days: int = Field(default=30, ge=1, le=3650, description="Lifetime of a grant, days.")
+    composition_threshold: float = Field(
+        default=0.10,
+        ge=0,
+        le=1,
+        description="Total-variation shift above which the composition report warns.",
+    )
+    policy_dir: Path | None = Field(
+        default=None, description="Cedar policy directory (default: the packaged policies/)."
+    )
     host: str = Field(default="127.0.0.1", description="Address `ledger serve` binds.")
     port: int = Field(default=8000, description="Port `ledger serve` binds.")
 

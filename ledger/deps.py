@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ledger.config import Settings
 from ledger.images.store import ObjectStore
 from ledger.keystore import KeyRing
+from ledger.policy.engine import PolicySet
 from ledger.provenance.checkpoints import LogTree
 
 
@@ -24,6 +25,7 @@ class AppState:
     read_sessions: sessionmaker[Session]
     keys: KeyRing
     store: ObjectStore
+    policies: PolicySet
     log_tree: LogTree = field(default_factory=LogTree)
 
 

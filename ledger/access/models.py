@@ -32,7 +32,9 @@ class AccessRequest(SQLModel, table=True):
     requester_id: str = Field(
         sa_column=Column(String(36), ForeignKey("principals.id"), nullable=False, index=True)
     )
-    dataset_id: str = Field(sa_column=Column(String(36), nullable=False, index=True))
+    dataset_id: str = Field(
+        sa_column=Column(String(36), ForeignKey("datasets.id"), nullable=False, index=True)
+    )
     purpose: str = Field(sa_column=Column(String(64), nullable=False))
     duo_category: str | None = Field(default=None, sa_column=Column(String(128)))
     justification: str = Field(sa_column=Column(Text, nullable=False))

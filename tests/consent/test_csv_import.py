@@ -54,7 +54,8 @@ def test_import_over_api(
     assert r.status_code == 201, r.text  # type: ignore[attr-defined]
     assert r.json() == {"imported": 4, "subjects_created": 3, "errors": []}  # type: ignore[attr-defined]
     assert _count(engine, ConsentVersion) == 4
-    assert _count(engine, LogEntry) == 6  # principal, one batch of 3 subjects, 4 consents
+    # policy set activated, principal, one batch of 3 subjects, 4 consents
+    assert _count(engine, LogEntry) == 7
     p1 = client.post(
         "/v1/subjects/lookup", json={"issuer": "urn:h", "patient_id": "P1"}, headers=registrar
     ).json()["id"]

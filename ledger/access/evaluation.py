@@ -1,0 +1,274 @@
+"""Evaluating an access request over a dataset (DESIGN §4, steps 2-5).
+
+1. Consent facts for every subject in the dataset, set-based, as of ``as_of``.
+2. Per image, the consent outcome: computed once per (consent text signature, image
+   attributes the consents look at), not once per image.
+3. Images with the same Cedar context form an equivalence class; Cedar runs once per class.
+4. Per image: the class index (compact), counts by reason, the eligible manifest root and
+   the composition report of requested versus eligible images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import zlib
+from array import array
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from ledger.access import composition
+from ledger.consent import facts
+from ledger.consent.models import Subject
+from ledger.consent.purposes import Request
+from ledger.images.models import DatasetImage, Image
+from ledger.policy.engine import PolicySet
+from ledger.provenance.merkle import root_hash
+
+
+@dataclass(frozen=True)
+class RequestFacts:
+    purpose: Request
+    commercial: bool
+    irb_reference: str | None
+
+    def context(self) -> dict[str, Any]:
+        return {
+            "ai_purpose": self.purpose.ai or "",
+            "duo_category": self.purpose.duo or "",
+            "commercial": self.commercial,
+            "has_irb_reference": bool(self.irb_reference),
+        }
+
+
+@dataclass
+class Result:
+    classes: list[dict[str, Any]]
+    outcomes: bytes  # zlib of uint32 class index per manifest position
+    image_ids: list[str]
+    eligible_count: int
+    excluded_count: int
+    excluded_by_reason: dict[str, int]
+    eligible_root: bytes
+    consent_snapshot: str
+    composition: dict[str, Any]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def eligible_positions(self) -> list[int]:
+        eligible = {i for i, c in enumerate(self.classes) if c["eligible"]}
+        indexes = array("I", zlib.decompress(self.outcomes))
+        return [p for p, c in enumerate(indexes) if c in eligible]
+
+
+def decode_outcomes(blob: bytes) -> array[int]:
+    return array("I", zlib.decompress(blob))
+
+
+def _signature(items: Sequence[facts.ConsentFact]) -> tuple[Any, ...]:
+    return tuple(sorted((f.decision, f.purposes, f.modifiers, f.scope) for f in items))
+
+
+def _needs_date(items: Sequence[facts.ConsentFact]) -> bool:
+    return any(f.scope.date_from or f.scope.date_to for f in items)
+
+
+def evaluate(
+    session: Session,
+    policies: PolicySet,
+    dataset_id: str,
+    request: RequestFacts,
+    as_of: datetime,
+    *,
+    threshold: float,
+) -> Result:
+    clock = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round((now - clock) * 1000, 1)
+        clock = now
+
+    rows = session.execute(
+        select(
+            col(Image.id),
+            col(Image.subject_id),
+            col(Image.modality),
+            col(Image.body_part),
+            col(Image.study_date),
+            col(Image.burned_in),
+            col(Image.manufacturer),
+            col(Image.leaf_hash),
+            col(Image.erased_at),
+        )
+        .join(DatasetImage, col(DatasetImage.image_id) == col(Image.id))
+        .where(col(DatasetImage.dataset_id) == dataset_id)
+        .order_by(col(DatasetImage.position))
+    ).all()
+    subject_ids = (
+        select(col(Image.subject_id))
+        .join(DatasetImage, col(DatasetImage.image_id) == col(Image.id))
+        .where(col(DatasetImage.dataset_id) == dataset_id)
+    )
+    lap("load_images")
+    in_force = facts.effective_consents(session, as_of, subject_ids)
+    people = {
+        sid: (sex, year, site)
+        for sid, sex, year, site in session.execute(
+            select(
+                col(Subject.id), col(Subject.sex), col(Subject.birth_year), col(Subject.site)
+            ).where(col(Subject.id).in_(subject_ids))
+        )
+    }
+    lap("consent_facts")
+
+    snapshot = hashlib.sha256()
+    for sid in sorted(in_force):
+        for f in sorted(in_force[sid], key=lambda f: f.consent_id):
+            snapshot.update(f"{sid}:{f.consent_id}:{f.version};".encode())
+
+    class_index: dict[tuple[Any, ...], int] = {}
+    class_keys: list[tuple[Any, ...]] = []
+    consent_cache: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    signatures: dict[str, tuple[tuple[Any, ...], bool]] = {}
+    outcomes = array("I")
+    requested: Counter[composition.Profile] = Counter()
+    profiles: list[composition.Profile] = []
+    for _image_id, sid, modality, part, study_date, burned, manufacturer, _, erased in rows:
+        sig = signatures.get(sid)
+        if sig is None:
+            items = in_force.get(sid, [])
+            sig = signatures[sid] = (_signature(items), _needs_date(items))
+        image_key = (modality, part, study_date if sig[1] else None)
+        key = (sig[0], image_key)
+        summary = consent_cache.get(key)
+        if summary is None:
+            outcome = facts.decide(
+                in_force.get(sid, []),
+                request.purpose,
+                facts.ImageFacts(modality, part, study_date),
+            )
+            summary = consent_cache[key] = (
+                outcome.permitted,
+                bool(outcome.denies) and not outcome.permitted,
+                outcome.legacy_research,
+                any("ai.generative" in p.purposes for p in outcome.permits),
+                tuple(sorted(outcome.modifiers)),
+            )
+        class_key = ("erased",) if erased else (summary, modality or "", part or "", burned or "")
+        index = class_index.get(class_key)
+        if index is None:
+            index = class_index[class_key] = len(class_keys)
+            class_keys.append(class_key)
+        outcomes.append(index)
+        sex, year, site = people.get(sid, (None, None, None))
+        profile = composition.Profile(
+            sex or composition.UNKNOWN,
+            composition.age_band(year, study_date.year if study_date else None),
+            site or composition.UNKNOWN,
+            modality or composition.UNKNOWN,
+            manufacturer or composition.UNKNOWN,
+        )
+        profiles.append(profile)
+        requested[profile] += 1
+    lap("classes")
+
+    classes = _decide_classes(policies, request, class_keys)
+    lap("policy")
+
+    eligible_flags = [c["eligible"] for c in classes]
+    counts = Counter(outcomes)
+    excluded_by_reason: Counter[str] = Counter()
+    for index, n in counts.items():
+        if not eligible_flags[index]:
+            excluded_by_reason[classes[index]["reason_key"]] += n
+    eligible: Counter[composition.Profile] = Counter()
+    leaves = []
+    for position, index in enumerate(outcomes):
+        if eligible_flags[index]:
+            eligible[profiles[position]] += 1
+            leaves.append(bytes(rows[position][7]))
+    leaves.sort()
+    eligible_count = len(leaves)
+    root = root_hash(leaves)
+    lap("manifest")
+    report = composition.report(requested, eligible, threshold)
+    lap("composition")
+    return Result(
+        classes=classes,
+        outcomes=zlib.compress(outcomes.tobytes(), 6),
+        image_ids=[r[0] for r in rows],
+        eligible_count=eligible_count,
+        excluded_count=len(rows) - eligible_count,
+        excluded_by_reason=dict(excluded_by_reason.most_common()),
+        eligible_root=root,
+        consent_snapshot=snapshot.hexdigest(),
+        composition=report,
+        timings_ms=timings,
+    )
+
+
+def _decide_classes(
+    policies: PolicySet, request: RequestFacts, class_keys: list[tuple[Any, ...]]
+) -> list[dict[str, Any]]:
+    batch = []
+    for n, key in enumerate(class_keys):
+        if key == ("erased",):
+            continue
+        (permitted, denied, legacy, explicit_gen, modifiers), modality, part, burned = key
+        batch.append(
+            {
+                "action": "release",
+                "resource_type": "ImageClass",
+                "resource": f"class-{n}",
+                "context": {
+                    "consent": {
+                        "permitted": permitted,
+                        "denied": denied,
+                        "legacy_research": legacy,
+                        "explicit_generative": explicit_gen,
+                        "modifiers": list(modifiers),
+                    },
+                    "image": {"modality": modality, "body_part": part, "burned_in": burned},
+                    "request": request.context(),
+                },
+            }
+        )
+    verdicts = iter(policies.evaluate(batch))
+    classes: list[dict[str, Any]] = []
+    for key in class_keys:
+        if key == ("erased",):
+            classes.append(
+                {
+                    "eligible": False,
+                    "policy_ids": ["image-erased"],
+                    "reasons": ["the image's subject was erased"],
+                    "reason_key": "image-erased",
+                }
+            )
+            continue
+        verdict = next(verdicts)
+        classes.append(
+            {
+                "eligible": verdict.allowed,
+                "policy_ids": list(verdict.policy_ids),
+                "reasons": list(verdict.reasons),
+                "reason_key": ",".join(verdict.policy_ids),
+                "facts": {
+                    "modality": key[1],
+                    "body_part": key[2],
+                    "burned_in": key[3],
+                    "consent_permitted": key[0][0],
+                    "modifiers": list(key[0][4]),
+                },
+            }
+        )
+    return classes

@@ -1,0 +1,435 @@
+"""Access requests: file and evaluate, review, approve into a signed grant, replay.
+
+Every step is a lifecycle transition (``ledger.access.lifecycle``) and a log entry in the
+same transaction. The filer can never approve; how many stewards must approve and whether
+a request may be approved at all (e.g. cohort size) are policy decisions, asked of Cedar
+with the evaluated counts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from ledger.access import evaluation, tokens
+from ledger.access.lifecycle import Status, transition
+from ledger.access.models import AccessRequest, AccessReview, Grant
+from ledger.access.schemas import (
+    AccessRequestCreate,
+    AccessRequestPublic,
+    ApproveResult,
+    Evaluation,
+    ReviewPublic,
+)
+from ledger.config import Settings
+from ledger.consent import facts as consent_facts
+from ledger.consent.purposes import tree
+from ledger.dbtypes import utcnow
+from ledger.errors import Conflict, Forbidden, InvalidInput, NotFound
+from ledger.images.models import DatasetImage, DatasetRecord, Image
+from ledger.keystore import KeyRing
+from ledger.policy.engine import PolicySet
+from ledger.provenance import log
+
+RELEASE_AUDIENCE = "ledger-release"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the decision path needs beyond the database session."""
+
+    settings: Settings
+    keys: KeyRing
+    policies: PolicySet
+
+
+def _request_facts(body: AccessRequestCreate) -> evaluation.RequestFacts:
+    text = body.purpose if body.duo_category is None else f"{body.purpose},{body.duo_category}"
+    purpose = tree().parse_request(text)
+    return evaluation.RequestFacts(purpose, body.commercial, body.irb_reference)
+
+
+def _request_level(
+    ctx: Context, facts: evaluation.RequestFacts, eligible: int, excluded: int
+) -> tuple[bool, list[str], int, bool]:
+    """(approvable, reasons, required approvals, auto-approve) from the approval rules."""
+    context = {"request": facts.context(), "eligible_count": eligible, "excluded_count": excluded}
+    approve, single, auto = ctx.policies.evaluate(
+        [
+            {"action": a, "resource_type": "AccessRequest", "resource": "r", "context": context}
+            for a in ("approve", "single_steward", "auto_approve")
+        ]
+    )
+    reasons = [] if approve.allowed else list(approve.reasons)
+    return approve.allowed, reasons, 1 if single.allowed else 2, auto.allowed and approve.allowed
+
+
+def create(
+    session: Session, ctx: Context, body: AccessRequestCreate, *, requester: str
+) -> AccessRequest:
+    facts = _request_facts(body)
+    dataset = session.get(DatasetRecord, body.dataset_id)
+    if dataset is None:
+        raise NotFound(f"no dataset {body.dataset_id}")
+    as_of = utcnow()
+    result = evaluation.evaluate(
+        session,
+        ctx.policies,
+        dataset.id,
+        facts,
+        as_of,
+        threshold=ctx.settings.composition_threshold,
+    )
+    if result.eligible_count == 0:
+        raise InvalidInput(
+            f"no image of dataset {dataset.name!r} may be used for {facts.purpose}: nothing "
+            "was filed",
+            excluded_by_reason=result.excluded_by_reason,
+        )
+    approvable, reasons, required, auto = _request_level(
+        ctx, facts, result.eligible_count, result.excluded_count
+    )
+    request = AccessRequest(
+        id=str(uuid.uuid4()),
+        requester_id=requester,
+        dataset_id=dataset.id,
+        purpose=facts.purpose.ai or facts.purpose.duo or "",
+        duo_category=facts.purpose.duo if facts.purpose.ai else None,
+        justification=body.justification,
+        irb_reference=body.irb_reference,
+        commercial=body.commercial,
+        status=transition(Status.submitted, Status.evaluated),
+        as_of=as_of,
+        policy_hash=ctx.policies.hash,
+        consent_snapshot=result.consent_snapshot,
+        eligible_count=result.eligible_count,
+        excluded_count=result.excluded_count,
+        eligible_root=result.eligible_root,
+        required_approvals=required,
+        auto_approved=False,
+        evaluation={
+            "excluded_by_reason": result.excluded_by_reason,
+            "classes": len(result.classes),
+            "cohort_ok": approvable,
+            "request_reasons": reasons,
+            "composition": result.composition,
+            "timings_ms": result.timings_ms,
+        },
+        classes=result.classes,
+        outcomes=result.outcomes,
+    )
+    session.add(request)
+    session.flush()
+    entry = log.append(
+        session,
+        "request.evaluated",
+        {
+            "request_id": request.id,
+            "dataset_id": dataset.id,
+            "purpose": str(facts.purpose),
+            "eligible_count": result.eligible_count,
+            "excluded_count": result.excluded_count,
+            "eligible_root": result.eligible_root.hex(),
+            "policy_hash": ctx.policies.hash,
+            "consent_snapshot": result.consent_snapshot,
+            "as_of": log.timestamp(as_of),
+        },
+        actor=requester,
+    )
+    if auto:
+        request.auto_approved = True
+        _approve(session, ctx, request, actor=None, log_index=entry.seq)
+    return request
+
+
+def get(session: Session, request_id: str) -> AccessRequest:
+    request = session.get(AccessRequest, request_id)
+    if request is None:
+        raise NotFound(f"no access request {request_id}")
+    return request
+
+
+def reviews(session: Session, request_id: str) -> list[AccessReview]:
+    return list(
+        session.execute(
+            select(AccessReview)
+            .where(col(AccessReview.request_id) == request_id)
+            .order_by(col(AccessReview.created_at))
+        ).scalars()
+    )
+
+
+def grant_of(session: Session, request_id: str) -> Grant | None:
+    return session.execute(
+        select(Grant).where(col(Grant.request_id) == request_id)
+    ).scalar_one_or_none()
+
+
+def public(session: Session, request: AccessRequest) -> AccessRequestPublic:
+    grant = grant_of(session, request.id)
+    e = request.evaluation
+    return AccessRequestPublic(
+        id=request.id,
+        requester_id=request.requester_id,
+        dataset_id=request.dataset_id,
+        purpose=request.purpose,
+        duo_category=request.duo_category,
+        justification=request.justification,
+        irb_reference=request.irb_reference,
+        commercial=request.commercial,
+        status=request.status,
+        as_of=request.as_of,
+        policy_hash=request.policy_hash,
+        consent_snapshot=request.consent_snapshot,
+        evaluation=Evaluation(
+            eligible_count=request.eligible_count,
+            excluded_count=request.excluded_count,
+            excluded_by_reason=e["excluded_by_reason"],
+            classes=e["classes"],
+            eligible_root=bytes(request.eligible_root).hex(),
+            required_approvals=request.required_approvals,
+            auto_approved=request.auto_approved,
+            cohort_ok=e["cohort_ok"],
+            request_reasons=e["request_reasons"],
+            composition=e["composition"],
+            timings_ms=e.get("timings_ms", {}),
+        ),
+        reviews=[
+            ReviewPublic(
+                steward_id=r.steward_id,
+                verdict=r.verdict,
+                comment=r.comment,
+                created_at=r.created_at,
+            )
+            for r in reviews(session, request.id)
+        ],
+        grant_id=grant.id if grant else None,
+        created_at=request.created_at,
+        decided_at=request.decided_at,
+    )
+
+
+def list_requests(session: Session, status: str | None, limit: int = 100) -> list[AccessRequest]:
+    query = select(AccessRequest).order_by(col(AccessRequest.created_at).desc()).limit(limit)
+    if status:
+        query = query.where(col(AccessRequest.status) == status)
+    return list(session.execute(query).scalars())
+
+
+def _review(
+    session: Session, request: AccessRequest, steward: str, verdict: str, comment: str
+) -> None:
+    if steward == request.requester_id:
+        raise Forbidden("the principal who filed a request cannot review it")
+    if any(r.steward_id == steward for r in reviews(session, request.id)):
+        raise Conflict("you have already reviewed this request")
+    session.add(
+        AccessReview(
+            id=str(uuid.uuid4()),
+            request_id=request.id,
+            steward_id=steward,
+            verdict=verdict,
+            comment=comment,
+        )
+    )
+    session.flush()
+
+
+def approve(
+    session: Session, ctx: Context, request_id: str, *, steward: str, comment: str
+) -> ApproveResult:
+    request = get(session, request_id)
+    transition(request.status, Status.approved)  # refuses approving a rejected/active request
+    if not request.evaluation.get("cohort_ok", False):
+        raise Conflict(
+            "policy forbids approving this request: "
+            + "; ".join(request.evaluation.get("request_reasons") or ["no reason recorded"])
+        )
+    _review(session, request, steward, "approve", comment)
+    approvals = sum(1 for r in reviews(session, request.id) if r.verdict == "approve")
+    entry = log.append(
+        session,
+        "request.approved",
+        {
+            "request_id": request.id,
+            "approvals": approvals,
+            "required_approvals": request.required_approvals,
+        },
+        actor=steward,
+    )
+    if approvals < request.required_approvals:
+        return ApproveResult(
+            status=request.status,
+            approvals=approvals,
+            required_approvals=request.required_approvals,
+        )
+    grant = _approve(session, ctx, request, actor=steward, log_index=entry.seq)
+    return ApproveResult(
+        status=request.status,
+        grant_id=grant.id,
+        grant=grant.token,
+        approvals=approvals,
+        required_approvals=request.required_approvals,
+    )
+
+
+def _approve(
+    session: Session, ctx: Context, request: AccessRequest, *, actor: str | None, log_index: int
+) -> Grant:
+    request.status = transition(request.status, Status.approved)
+    request.decided_at = utcnow()
+    grant = issue_grant(session, ctx, request, log_index=log_index, actor=actor)
+    request.status = transition(request.status, Status.active)
+    session.flush()
+    return grant
+
+
+def issue_grant(
+    session: Session, ctx: Context, request: AccessRequest, *, log_index: int, actor: str | None
+) -> Grant:
+    now = utcnow()
+    expires = now + timedelta(days=ctx.settings.grant_days)
+    grant_id = str(uuid.uuid4())
+    purpose = (
+        request.purpose if not request.duo_category else f"{request.purpose},{request.duo_category}"
+    )
+    claims = {
+        "iss": ctx.settings.issuer,
+        "sub": request.requester_id,
+        "aud": RELEASE_AUDIENCE,
+        "iat": int(now.timestamp()),
+        "nbf": int(now.timestamp()),
+        "exp": int(expires.timestamp()),
+        "jti": grant_id,
+        "purpose": purpose,
+        "manifest_root": bytes(request.eligible_root).hex(),
+        "image_count": request.eligible_count,
+        "policy_hash": request.policy_hash,
+        "as_of": log.timestamp(request.as_of),
+        "log_index": log_index,
+    }
+    token = tokens.sign(ctx.keys, tokens.GRANT_TYP, claims)
+    grant = Grant(
+        id=grant_id,
+        request_id=request.id,
+        pipeline_id=request.requester_id,
+        token=token,
+        kid=ctx.keys.active.kid,
+        manifest_root=request.eligible_root,
+        issued_at=now,
+        expires_at=expires,
+    )
+    session.add(grant)
+    session.flush()
+    log.append(
+        session,
+        "grant.issued",
+        {
+            "grant_id": grant_id,
+            "request_id": request.id,
+            "dataset_id": request.dataset_id,
+            "manifest_root": claims["manifest_root"],
+            "image_count": request.eligible_count,
+            "auto_approved": request.auto_approved,
+            "kid": grant.kid,
+        },
+        actor=actor,
+    )
+    return grant
+
+
+def reject(session: Session, request_id: str, *, steward: str, comment: str) -> AccessRequest:
+    request = get(session, request_id)
+    request.status = transition(request.status, Status.rejected)
+    _review(session, request, steward, "reject", comment)
+    request.decided_at = utcnow()
+    log.append(session, "request.rejected", {"request_id": request.id}, actor=steward)
+    session.flush()
+    return request
+
+
+def replay(session: Session, ctx: Context, request_id: str) -> dict[str, Any]:
+    """Re-evaluate a past request as of its ``as_of``: the same consents (bitemporal) and,
+    if the policy set is unchanged, the same answer; otherwise, what changed."""
+    request = get(session, request_id)
+    body = AccessRequestCreate(
+        dataset_id=request.dataset_id,
+        purpose=request.purpose,
+        duo_category=request.duo_category,
+        justification=request.justification,
+        irb_reference=request.irb_reference,
+        commercial=request.commercial,
+    )
+    result = evaluation.evaluate(
+        session,
+        ctx.policies,
+        request.dataset_id,
+        _request_facts(body),
+        request.as_of,
+        threshold=ctx.settings.composition_threshold,
+    )
+    same_policy = ctx.policies.hash == request.policy_hash
+    before = evaluation.decode_outcomes(request.outcomes)
+    after = evaluation.decode_outcomes(result.outcomes)
+    flips = [
+        result.image_ids[p]
+        for p in range(len(after))
+        if request.classes[before[p]]["eligible"] != result.classes[after[p]]["eligible"]
+    ]
+    return {
+        "request_id": request.id,
+        "as_of": request.as_of,
+        "policy_hash_then": request.policy_hash,
+        "policy_hash_now": ctx.policies.hash,
+        "same_policy": same_policy,
+        "same_consent_snapshot": result.consent_snapshot == request.consent_snapshot,
+        "same_answer": bytes(request.eligible_root) == result.eligible_root,
+        "eligible_then": request.eligible_count,
+        "eligible_now": result.eligible_count,
+        "changed_images": flips[:100],
+        "changed_count": len(flips),
+    }
+
+
+def explain(session: Session, request_id: str, image_id: str) -> dict[str, Any]:
+    """Why one image was (not) eligible: its class's policies and the consents in force."""
+    request = get(session, request_id)
+    image = session.get(Image, image_id)
+    if image is None:
+        raise NotFound(f"no image {image_id}")
+    positions = _positions(session, request.dataset_id)
+    if image_id not in positions:
+        raise NotFound("this image is not in the request's dataset")
+    cls = request.classes[evaluation.decode_outcomes(request.outcomes)[positions[image_id]]]
+    in_force = consent_facts.effective_consents(session, request.as_of, [image.subject_id])
+    purpose = (
+        request.purpose if not request.duo_category else f"{request.purpose},{request.duo_category}"
+    )
+    outcome = consent_facts.decide(
+        in_force.get(image.subject_id, []),
+        tree().parse_request(purpose),
+        consent_facts.ImageFacts(image.modality, image.body_part, image.study_date),
+    )
+    return {
+        "image_id": image_id,
+        "sop_instance_uid": image.sop_uid,
+        "eligible": cls["eligible"],
+        "policy_ids": cls["policy_ids"],
+        "reasons": cls["reasons"] + outcome.reasons,
+        "consent_ids": sorted(f.consent_id for f in in_force.get(image.subject_id, [])),
+    }
+
+
+def _positions(session: Session, dataset_id: str) -> dict[str, int]:
+    rows = session.execute(
+        select(col(DatasetImage.image_id), col(DatasetImage.position)).where(
+            col(DatasetImage.dataset_id) == dataset_id
+        )
+    )
+    return {str(i): int(p) for i, p in rows}
