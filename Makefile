@@ -45,6 +45,7 @@ bench: install
 	$(PY) bench/deid.py
 	$(PY) bench/manifest.py
 	$(PY) bench/grants.py
+	$(PY) bench/access_request.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
+from ledger.access import service as access
+from ledger.access.schemas import AccessRequestCreate
 from ledger.config import Settings
 from ledger.consent import csv_import, service, subjects
 from ledger.consent.models import ConsentVersion
@@ -18,6 +20,9 @@ from ledger.images import datasets, synthetic
 from ledger.images import service as images
 from ledger.images.store import FilesystemStore
 from ledger.keystore import load_keyring
+from ledger.policy.engine import default_directory
+from ledger.policy.engine import load as load_policies
+from ledger.policy.service import activate
 from ledger.principals import service as principals
 from ledger.principals.models import PrincipalKind, Role
 from ledger.principals.schemas import PrincipalCreate
@@ -46,6 +51,7 @@ class Demo:
     withdrawn: int = 0
     images: int = 0
     dataset_id: str | None = None
+    request_id: str | None = None
 
 
 def _demo_consents(rng: random.Random) -> list[csv_import.Row]:
@@ -154,6 +160,22 @@ def build_demo(settings: Settings) -> Demo:
                 actor=created.admin.id,
             )
             demo.dataset_id = dataset.id
+        with transaction(engine) as session:
+            # A request waiting in the stewards' queue, filed by the demo pipeline.
+            policies = load_policies(settings.policy_dir or default_directory())
+            activate(session, policies, actor=None)
+            pipeline = principals.find_by_name(session, "pipeline")
+            request = access.create(
+                session,
+                access.Context(settings, keys, policies),
+                AccessRequestCreate(
+                    dataset_id=dataset.id,
+                    purpose="ai.training",
+                    justification="Demo: train a chest CT triage model for the radiology service.",
+                ),
+                requester=pipeline.id,
+            )
+            demo.request_id = request.id
         with transaction(engine) as session:
             # Sign the demo's history at once, so /v1/log/checkpoint answers from the start.
             checkpoints.create(session, checkpoints.LogTree(), keys, settings.log_origin)

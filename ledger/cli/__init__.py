@@ -7,7 +7,17 @@ import sys
 import typer
 from sqlalchemy.exc import OperationalError
 
-from ledger.cli import audit, consents, deid, images, keys, policy, principals, setup
+from ledger.cli import (
+    audit,
+    consents,
+    deid,
+    images,
+    keys,
+    policy,
+    principals,
+    requests,
+    setup,
+)
 from ledger.cli.output import err_console
 from ledger.errors import LedgerError
 
@@ -29,6 +39,7 @@ app.add_typer(images.datasets_app, name="datasets")
 app.add_typer(audit.app, name="audit")
 app.add_typer(keys.app, name="keys")
 app.add_typer(policy.app, name="policy")
+app.add_typer(requests.app, name="requests")
 
 
 def main() -> None:

@@ -77,6 +77,7 @@ def demo(
                 "withdrawn": made.withdrawn,
                 "images": made.images,
                 "dataset_id": made.dataset_id,
+                "request_id": made.request_id,
             }
         )
     else:
@@ -107,6 +108,11 @@ def demo(
             f"'{base}/v1/subjects/<id>/permissions?purpose=ai.training'",
             f"curl -s -H 'Authorization: Bearer {made.keys['curator']}' "
             f"{base}/v1/datasets/{made.dataset_id}",
+            f"curl -s -H 'Authorization: Bearer {made.keys['steward']}' "
+            f"{base}/v1/access-requests/{made.request_id}   # waiting for a steward",
+            f"curl -s -X POST -H 'Authorization: Bearer {made.keys['steward']}' -H 'Content-Type: "
+            f'application/json\' -d \'{{"comment":"approved for the demo"}}\' '
+            f"{base}/v1/access-requests/{made.request_id}/approve",
             f"curl -s {base}/v1/log/checkpoint   # signed tree head of the log",
             f"ledger audit verify --home {made.home}",
             f"open {base}/docs   # interactive OpenAPI",
