@@ -20,6 +20,7 @@ from ledger.cli import (
 )
 from ledger.cli.output import err_console
 from ledger.errors import LedgerError
+from ledger.policy.engine import PolicyError
 
 app = typer.Typer(
     name="ledger",
@@ -47,6 +48,11 @@ def main() -> None:
         app()
     except LedgerError as exc:
         err_console.print(f"[bold red]error:[/] {exc.detail}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except PolicyError as exc:
+        err_console.print(
+            f"[bold red]error:[/] policy set refused: {exc}", highlight=False, soft_wrap=True
+        )
         sys.exit(1)
     except OperationalError as exc:
         err_console.print(

@@ -22,6 +22,7 @@ from ledger.consent import facts
 from ledger.consent.models import Subject
 from ledger.consent.purposes import tree
 from ledger.errors import Gone, InvalidInput, NotFound
+from ledger.images.models import DatasetImage, Image
 from ledger.provenance.commitments import SubjectSalt, commit_with
 from ledger.provenance.log import REF_KEYS, refs_of
 from ledger.provenance.models import LogEntry, LogRef
@@ -93,8 +94,12 @@ def lineage(session: Session, kind: str, value: str) -> Lineage:
     result = Lineage(ref)
     seen: set[str] = set()
     frontier = {ref}
+    if kind == "subject":
+        # Decisions name datasets, not subjects: follow the datasets holding the subject's
+        # images to the requests, grants and models that used them.
+        frontier |= {f"dataset:{d}" for d in _datasets_of(session, value)}
     events: dict[int, Event] = {}
-    for _ in range(MAX_HOPS if kind in FOLLOW else 1):
+    for _ in range(MAX_HOPS if kind in FOLLOW or kind == "subject" else 1):
         fetched = _fetch(session, frontier, MAX_ENTRIES + 1)
         seen |= frontier
         for event in fetched:
@@ -114,6 +119,16 @@ def lineage(session: Session, kind: str, value: str) -> Lineage:
         ordered = [_only(e, ref.split(":", 1)[1]) for e in ordered]
     result.events = ordered
     return result
+
+
+def _datasets_of(session: Session, subject_id: str) -> list[str]:
+    rows = session.execute(
+        select(col(DatasetImage.dataset_id))
+        .join(Image, col(Image.id) == col(DatasetImage.image_id))
+        .where(col(Image.subject_id) == subject_id)
+        .distinct()
+    ).scalars()
+    return [str(d) for d in rows]
 
 
 def _only(event: Event, commitment: str) -> Event:

@@ -82,12 +82,26 @@ def test_subject_lineage(
     r = client.get(f"/v1/audit/subjects/{story['MRN-A']}/lineage", headers=auth(key))
     assert r.status_code == 200, r.text
     body = r.json()
+    # The subject's own entries, then what its release leads to: grant, request, dataset,
+    # and the model trained under the grant. Another subject's consent is not included.
     assert [e["type"] for e in body["events"]] == [
         "subject.created",
         "consent.recorded",
+        "dataset.created",
+        "request.evaluated",
+        "grant.issued",
         "release.manifest",
+        "model.registered",
     ]
-    assert body["summary"] == {"subject": 1, "consent": 1, "release": 1}
+    assert body["summary"] == {
+        "subject": 1,
+        "consent": 1,
+        "dataset": 1,
+        "request": 1,
+        "grant": 1,
+        "release": 1,
+        "model": 1,
+    }
     assert story["MRN-A"] not in r.text  # only the commitment names the subject
 
 
