@@ -28,7 +28,6 @@ from ledger.access import composition
 from ledger.consent import facts
 from ledger.consent.models import Subject
 from ledger.consent.purposes import Request
-from ledger.images.models import DatasetImage, Image
 from ledger.policy.engine import PolicySet
 from ledger.provenance.merkle import root_hash
 
@@ -98,21 +97,21 @@ def evaluate(
         clock = now
 
     rows = _image_rows(session, dataset_id)
-    subject_ids = (
-        select(col(Image.subject_id))
-        .join(DatasetImage, col(DatasetImage.image_id) == col(Image.id))
-        .where(col(DatasetImage.dataset_id) == dataset_id)
-    )
+    subject_ids = list(dict.fromkeys(row[1] for row in rows))
     lap("load_images")
+    # Chunks of known ids: both databases plan these well, unlike IN over a join.
     in_force = facts.effective_consents(session, as_of, subject_ids)
-    people = {
-        sid: (sex, year, site)
-        for sid, sex, year, site in session.execute(
-            select(
-                col(Subject.id), col(Subject.sex), col(Subject.birth_year), col(Subject.site)
-            ).where(col(Subject.id).in_(subject_ids))
+    people: dict[str, tuple[Any, Any, Any]] = {}
+    for i in range(0, len(subject_ids), facts.CHUNK):
+        part = subject_ids[i : i + facts.CHUNK]
+        people.update(
+            (sid, (sex, year, site))
+            for sid, sex, year, site in session.execute(
+                select(
+                    col(Subject.id), col(Subject.sex), col(Subject.birth_year), col(Subject.site)
+                ).where(col(Subject.id).in_(part))
+            )
         )
-    }
     lap("consent_facts")
 
     snapshot = hashlib.sha256()
