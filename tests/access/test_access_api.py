@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+import shutil
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from ledger.access.tokens import GRANT_TYP, keys_from_jwks, verify
+from ledger.api import create_app
 from ledger.config import Settings
 from ledger.consent import csv_import
 from ledger.db import transaction
@@ -18,6 +21,7 @@ from ledger.images import datasets, synthetic
 from ledger.images import service as images
 from ledger.images.store import FilesystemStore
 from ledger.keystore import load_keyring
+from ledger.policy.engine import default_directory
 from ledger.principals.models import Role
 from tests.conftest import MakePrincipal, auth
 
@@ -264,3 +268,28 @@ def test_explain_and_replay(
         client.get(f"/v1/access-requests/{request['id']}", headers=auth(pipeline)).status_code
         == 200
     )
+
+
+def test_auto_approval_only_where_a_policy_allows_it(
+    engine: Engine, settings: Settings, make_principal: MakePrincipal, tmp_path: Path
+) -> None:
+    world = _population(engine, settings, _rows(permit=110))
+    policies = tmp_path / "policies"
+    shutil.copytree(default_directory(), policies)
+    shutil.copy(policies / "optional" / "auto_approve_validation.cedar", policies)
+    app = create_app(settings.model_copy(update={"policy_dir": policies}))
+    pipeline = make_principal(Role.pipeline)
+    with TestClient(app) as client:
+        training = _file(client, pipeline, world["all"]).json()
+        assert training["status"] == "evaluated"  # training is not covered by the rule
+        validation = _file(client, pipeline, world["all"], "ai.validation").json()
+        assert validation["status"] == "active"
+        assert validation["evaluation"]["auto_approved"] is True
+        assert validation["grant_id"]
+        auditor = make_principal(Role.auditor)
+        lineage = client.get(
+            f"/v1/audit/grants/{validation['grant_id']}/lineage", headers=auth(auditor)
+        ).json()
+        issued = [e for e in lineage["events"] if e["type"] == "grant.issued"]
+        assert issued[0]["data"]["auto_approved"] is True
+        assert issued[0]["actor"] is None
