@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query
 
-from ledger.access import service
+from ledger.access import explain, service
 from ledger.access.schemas import (
     AccessRequestCreate,
     AccessRequestPublic,
@@ -107,7 +107,7 @@ def explain_image(
     request_id: str, image_id: str, session: SessionDep, caller: Overseer
 ) -> dict[str, Any]:
     """Why one image was or was not eligible: policy ids and the consents in force."""
-    return service.explain(session, request_id, image_id)
+    return explain.explain(session, request_id, image_id)
 
 
 @router.get("/{request_id}/replay")
@@ -115,4 +115,4 @@ def replay(
     request_id: str, session: SessionDep, state: StateDep, caller: Overseer
 ) -> dict[str, Any]:
     """Re-evaluate as of the request's ``as_of``: same answer, or what changed."""
-    return service.replay(session, _context(state), request_id)
+    return explain.replay(session, _context(state), request_id)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,11 +27,10 @@ from ledger.access.schemas import (
     ReviewPublic,
 )
 from ledger.config import Settings
-from ledger.consent import facts as consent_facts
 from ledger.consent.purposes import tree
 from ledger.dbtypes import utcnow
 from ledger.errors import Conflict, Forbidden, InvalidInput, NotFound
-from ledger.images.models import DatasetImage, DatasetRecord, Image
+from ledger.images.models import DatasetRecord
 from ledger.keystore import KeyRing
 from ledger.policy.engine import PolicySet
 from ledger.provenance import log
@@ -49,7 +47,14 @@ class Context:
     policies: PolicySet
 
 
-def _request_facts(body: AccessRequestCreate) -> evaluation.RequestFacts:
+def purpose_text(request: AccessRequest) -> str:
+    """The request's purpose as filed: the AI purpose, with its DUO category if any."""
+    if not request.duo_category:
+        return request.purpose
+    return f"{request.purpose},{request.duo_category}"
+
+
+def request_facts(body: AccessRequestCreate) -> evaluation.RequestFacts:
     text = body.purpose if body.duo_category is None else f"{body.purpose},{body.duo_category}"
     purpose = tree().parse_request(text)
     return evaluation.RequestFacts(purpose, body.commercial, body.irb_reference)
@@ -73,7 +78,7 @@ def _request_level(
 def create(
     session: Session, ctx: Context, body: AccessRequestCreate, *, requester: str
 ) -> AccessRequest:
-    facts = _request_facts(body)
+    facts = request_facts(body)
     dataset = session.get(DatasetRecord, body.dataset_id)
     if dataset is None:
         raise NotFound(f"no dataset {body.dataset_id}")
@@ -296,9 +301,7 @@ def issue_grant(
     now = utcnow()
     expires = now + timedelta(days=ctx.settings.grant_days)
     grant_id = str(uuid.uuid4())
-    purpose = (
-        request.purpose if not request.duo_category else f"{request.purpose},{request.duo_category}"
-    )
+    purpose = purpose_text(request)
     claims = {
         "iss": ctx.settings.issuer,
         "sub": request.requester_id,
@@ -352,84 +355,3 @@ def reject(session: Session, request_id: str, *, steward: str, comment: str) -> 
     log.append(session, "request.rejected", {"request_id": request.id}, actor=steward)
     session.flush()
     return request
-
-
-def replay(session: Session, ctx: Context, request_id: str) -> dict[str, Any]:
-    """Re-evaluate a past request as of its ``as_of``: the same consents (bitemporal) and,
-    if the policy set is unchanged, the same answer; otherwise, what changed."""
-    request = get(session, request_id)
-    body = AccessRequestCreate(
-        dataset_id=request.dataset_id,
-        purpose=request.purpose,
-        duo_category=request.duo_category,
-        justification=request.justification,
-        irb_reference=request.irb_reference,
-        commercial=request.commercial,
-    )
-    result = evaluation.evaluate(
-        session,
-        ctx.policies,
-        request.dataset_id,
-        _request_facts(body),
-        request.as_of,
-        threshold=ctx.settings.composition_threshold,
-    )
-    same_policy = ctx.policies.hash == request.policy_hash
-    before = evaluation.decode_outcomes(request.outcomes)
-    after = evaluation.decode_outcomes(result.outcomes)
-    flips = [
-        result.image_ids[p]
-        for p in range(len(after))
-        if request.classes[before[p]]["eligible"] != result.classes[after[p]]["eligible"]
-    ]
-    return {
-        "request_id": request.id,
-        "as_of": request.as_of,
-        "policy_hash_then": request.policy_hash,
-        "policy_hash_now": ctx.policies.hash,
-        "same_policy": same_policy,
-        "same_consent_snapshot": result.consent_snapshot == request.consent_snapshot,
-        "same_answer": bytes(request.eligible_root) == result.eligible_root,
-        "eligible_then": request.eligible_count,
-        "eligible_now": result.eligible_count,
-        "changed_images": flips[:100],
-        "changed_count": len(flips),
-    }
-
-
-def explain(session: Session, request_id: str, image_id: str) -> dict[str, Any]:
-    """Why one image was (not) eligible: its class's policies and the consents in force."""
-    request = get(session, request_id)
-    image = session.get(Image, image_id)
-    if image is None:
-        raise NotFound(f"no image {image_id}")
-    positions = _positions(session, request.dataset_id)
-    if image_id not in positions:
-        raise NotFound("this image is not in the request's dataset")
-    cls = request.classes[evaluation.decode_outcomes(request.outcomes)[positions[image_id]]]
-    in_force = consent_facts.effective_consents(session, request.as_of, [image.subject_id])
-    purpose = (
-        request.purpose if not request.duo_category else f"{request.purpose},{request.duo_category}"
-    )
-    outcome = consent_facts.decide(
-        in_force.get(image.subject_id, []),
-        tree().parse_request(purpose),
-        consent_facts.ImageFacts(image.modality, image.body_part, image.study_date),
-    )
-    return {
-        "image_id": image_id,
-        "sop_instance_uid": image.sop_uid,
-        "eligible": cls["eligible"],
-        "policy_ids": cls["policy_ids"],
-        "reasons": cls["reasons"] + outcome.reasons,
-        "consent_ids": sorted(f.consent_id for f in in_force.get(image.subject_id, [])),
-    }
-
-
-def _positions(session: Session, dataset_id: str) -> dict[str, int]:
-    rows = session.execute(
-        select(col(DatasetImage.image_id), col(DatasetImage.position)).where(
-            col(DatasetImage.dataset_id) == dataset_id
-        )
-    )
-    return {str(i): int(p) for i, p in rows}

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ledger.access import service
+from ledger.access import explain, service
 from ledger.access.schemas import AccessRequestPublic
 from ledger.cli.output import (
     HomeOpt,
@@ -24,7 +24,7 @@ from ledger.cli.output import (
 )
 from ledger.errors import Forbidden, NotFound
 from ledger.keystore import load_keyring
-from ledger.policy.engine import default_directory, load
+from ledger.policy.service import configured
 from ledger.principals import service as principals
 from ledger.principals.models import Role
 
@@ -36,9 +36,7 @@ CommentOpt = Annotated[str, typer.Option("--comment", help="Why; kept with the r
 
 def _context(home: Any) -> service.Context:
     settings = settings_for(home)
-    return service.Context(
-        settings, load_keyring(settings.keys_dir), load(settings.policy_dir or default_directory())
-    )
+    return service.Context(settings, load_keyring(settings.keys_dir), configured(settings))
 
 
 def _steward(session: Any, name: str) -> str:
@@ -183,7 +181,7 @@ def replay(request_id: str, home: HomeOpt = None, json_out: JsonOpt = False) -> 
     """Re-evaluate as of the request's as_of: the same answer, or what changed and why."""
     ctx = _context(home)
     with read_only(home) as session:
-        result = service.replay(session, ctx, request_id)
+        result = explain.replay(session, ctx, request_id)
     if json_out:
         emit_json(result)
         return

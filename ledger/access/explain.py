@@ -1,0 +1,92 @@
+"""Explaining decisions after the fact: why one image was (not) eligible, and whether a
+past request, re-evaluated as of its ``as_of``, still gets the same answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from ledger.access import evaluation, service
+from ledger.access.schemas import AccessRequestCreate
+from ledger.consent import facts as consent_facts
+from ledger.consent.purposes import tree
+from ledger.errors import NotFound
+from ledger.images.models import DatasetImage, Image
+
+
+def replay(session: Session, ctx: service.Context, request_id: str) -> dict[str, Any]:
+    """Re-evaluate a past request as of its ``as_of``: the same consents (bitemporal) and,
+    if the policy set is unchanged, the same answer; otherwise, what changed."""
+    request = service.get(session, request_id)
+    body = AccessRequestCreate(
+        dataset_id=request.dataset_id,
+        purpose=request.purpose,
+        duo_category=request.duo_category,
+        justification=request.justification,
+        irb_reference=request.irb_reference,
+        commercial=request.commercial,
+    )
+    result = evaluation.evaluate(
+        session,
+        ctx.policies,
+        request.dataset_id,
+        service.request_facts(body),
+        request.as_of,
+        threshold=ctx.settings.composition_threshold,
+    )
+    same_policy = ctx.policies.hash == request.policy_hash
+    before = evaluation.decode_outcomes(request.outcomes)
+    after = evaluation.decode_outcomes(result.outcomes)
+    flips = [
+        result.image_ids[p]
+        for p in range(len(after))
+        if request.classes[before[p]]["eligible"] != result.classes[after[p]]["eligible"]
+    ]
+    return {
+        "request_id": request.id,
+        "as_of": request.as_of,
+        "policy_hash_then": request.policy_hash,
+        "policy_hash_now": ctx.policies.hash,
+        "same_policy": same_policy,
+        "same_consent_snapshot": result.consent_snapshot == request.consent_snapshot,
+        "same_answer": bytes(request.eligible_root) == result.eligible_root,
+        "eligible_then": request.eligible_count,
+        "eligible_now": result.eligible_count,
+        "changed_images": flips[:100],
+        "changed_count": len(flips),
+    }
+
+
+def explain(session: Session, request_id: str, image_id: str) -> dict[str, Any]:
+    """Why one image was (not) eligible: its class's policies and the consents in force."""
+    request = service.get(session, request_id)
+    image = session.get(Image, image_id)
+    if image is None:
+        raise NotFound(f"no image {image_id}")
+    position = session.execute(
+        select(col(DatasetImage.position)).where(
+            col(DatasetImage.dataset_id) == request.dataset_id,
+            col(DatasetImage.image_id) == image_id,
+        )
+    ).scalar_one_or_none()
+    if position is None:
+        raise NotFound("this image is not in the request's dataset")
+    cls = request.classes[evaluation.decode_outcomes(request.outcomes)[position]]
+    in_force = consent_facts.effective_consents(session, request.as_of, [image.subject_id])
+    purpose = service.purpose_text(request)
+    outcome = consent_facts.decide(
+        in_force.get(image.subject_id, []),
+        tree().parse_request(purpose),
+        consent_facts.ImageFacts(image.modality, image.body_part, image.study_date),
+    )
+    return {
+        "image_id": image_id,
+        "sop_instance_uid": image.sop_uid,
+        "eligible": cls["eligible"],
+        "policy_ids": cls["policy_ids"],
+        "reasons": cls["reasons"] + outcome.reasons,
+        "consent_ids": sorted(f.consent_id for f in in_force.get(image.subject_id, [])),
+    }
