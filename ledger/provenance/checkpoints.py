@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -96,12 +96,9 @@ def get(session: Session, size: int | None) -> CheckpointRecord:
 
 
 def _head_size(session: Session) -> int:
-    """Take the log lock so no entry lands between reading the head and signing it."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": log.LOG_LOCK_ID})
-    head = session.execute(select(col(LogEntry.seq)).order_by(col(LogEntry.seq).desc()).limit(1))
-    value = head.scalar_one_or_none()
-    return 0 if value is None else int(value) + 1
+    """Size of the log under the append lock, so no entry lands before it is signed."""
+    head, _ = log.lock_head(session)
+    return head + 1
 
 
 def create(session: Session, tree: LogTree, keys: KeyRing, origin: str) -> CheckpointRecord:

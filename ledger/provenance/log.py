@@ -126,7 +126,7 @@ class Appended:
     entry: bytes
 
 
-def _lock_head(session: Session) -> tuple[int, bytes]:
+def lock_head(session: Session) -> tuple[int, bytes]:
     """Take the log lock (held to commit), then read the head.
 
     Two statements on purpose: under READ COMMITTED a statement's snapshot is taken when it
@@ -165,7 +165,7 @@ def append_many(
     """
     if not events:
         return []
-    head, previous = _lock_head(session)
+    head, previous = lock_head(session)
     now = utcnow()
     time = timestamp(now)
     # Straight to the driver: at bulk-import sizes SQLAlchemy's per-row parameter
