@@ -47,7 +47,6 @@ from ledger.db import bulk_insert
 from ledger.dbtypes import table_of, utcnow
 from ledger.errors import InvalidInput
 from ledger.provenance import log
-from ledger.provenance.commitments import commitments_for
 
 REQUIRED = ("issuer", "patient_id", "decision", "purposes")
 OPTIONAL = (
@@ -255,10 +254,9 @@ def import_rows(
     """Write every row (all or nothing: the caller's transaction)."""
     check(parsed)
     now = utcnow()
-    subject_ids, created = subjects.get_or_create_many(
+    subject_ids, created, commitments = subjects.get_or_create_many(
         session, key, [r.patient for r in parsed.rows], actor=actor
     )
-    commitments = commitments_for(session, subject_ids)
     versions: list[dict[str, Any]] = []
     shared: dict[int, dict[str, Any]] = {}  # rows sharing a consent text share its values
     for row, sid in zip(parsed.rows, subject_ids, strict=True):

@@ -117,9 +117,9 @@ def get_or_create_many(
     *,
     actor: str | None,
     chunk: int = 5_000,
-) -> tuple[list[str], int]:
-    """Subject ids for many patients (in order) and how many were new: a few bulk
-    statements instead of a round trip per patient (CSV import, image batches)."""
+) -> tuple[list[str], int, dict[str, str]]:
+    """Subject ids for many patients (in order), how many were new, and every subject's
+    log commitment: a few bulk statements instead of a round trip per patient."""
     digests = [pseudonym(key, p.issuer, p.patient_id) for p in patients]
     known: dict[bytes, str] = {}
     unique = list(dict.fromkeys(digests))
@@ -149,9 +149,10 @@ def get_or_create_many(
         )
     for i in range(0, len(new_rows), chunk):
         bulk_insert(session, table_of(Subject), new_rows[i : i + chunk])
+    ids = [known[d] for d in digests]
+    commitments = commitments_for(session, ids)
     if new_rows:
         created = [str(r["id"]) for r in new_rows]
-        commitments = commitments_for(session, created)
         # One entry per batch, naming every new subject by commitment: a bulk import of
         # 100k patients adds 100 entries here, not 100k.
         log.append_many(
@@ -165,4 +166,4 @@ def get_or_create_many(
             ],
             actor=actor,
         )
-    return [known[d] for d in digests], len(new_rows)
+    return ids, len(new_rows), commitments
