@@ -22,9 +22,7 @@ from ledger.errors import Conflict, LedgerError, ServiceUnavailable
 from ledger.images.store import FilesystemStore
 from ledger.keystore import load_keyring
 from ledger.middleware import BodyLimit
-from ledger.policy.engine import default_directory
-from ledger.policy.engine import load as load_policies
-from ledger.policy.service import activate
+from ledger.policy.service import activate, configured
 from ledger.provenance import checkpoints
 
 log = logging.getLogger("ledger.api")
@@ -114,7 +112,7 @@ def create_app(settings: Settings | None = None, *, check_db: bool = True) -> Fa
         read_sessions=session_factory(engine, readonly=True),
         keys=keys,
         store=FilesystemStore(settings.objects_dir),
-        policies=load_policies(settings.policy_dir or default_directory()),
+        policies=configured(settings),
     )
     if check_db:
         with state.write_sessions() as session:

@@ -20,9 +20,7 @@ from ledger.images import datasets, synthetic
 from ledger.images import service as images
 from ledger.images.store import FilesystemStore
 from ledger.keystore import load_keyring
-from ledger.policy.engine import default_directory
-from ledger.policy.engine import load as load_policies
-from ledger.policy.service import activate
+from ledger.policy.service import activate, configured
 from ledger.principals import service as principals
 from ledger.principals.models import PrincipalKind, Role
 from ledger.principals.schemas import PrincipalCreate
@@ -162,7 +160,7 @@ def build_demo(settings: Settings) -> Demo:
             demo.dataset_id = dataset.id
         with transaction(engine) as session:
             # A request waiting in the stewards' queue, filed by the demo pipeline.
-            policies = load_policies(settings.policy_dir or default_directory())
+            policies = configured(settings)
             activate(session, policies, actor=None)
             pipeline = principals.find_by_name(session, "pipeline")
             request = access.create(

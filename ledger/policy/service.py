@@ -8,11 +8,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from ledger.policy.engine import PolicySet
+from ledger.config import Settings
+from ledger.policy.engine import PolicySet, default_directory, load
 from ledger.provenance import log
 from ledger.provenance.models import LogEntry
 
 EVENT = "policy.activated"
+
+
+def configured(settings: Settings) -> PolicySet:
+    """The policy set this installation uses: ``LEDGER_POLICY_DIR`` or the packaged one."""
+    return load(settings.policy_dir or default_directory())
 
 
 def active_hash(session: Session) -> str | None:
