@@ -60,11 +60,6 @@ class Result:
     composition: dict[str, Any]
     timings_ms: dict[str, float] = field(default_factory=dict)
 
-    def eligible_positions(self) -> list[int]:
-        eligible = {i for i, c in enumerate(self.classes) if c["eligible"]}
-        indexes = array("I", zlib.decompress(self.outcomes))
-        return [p for p, c in enumerate(indexes) if c in eligible]
-
 
 def decode_outcomes(blob: bytes) -> array[int]:
     return array("I", zlib.decompress(blob))

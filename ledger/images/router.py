@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -55,8 +56,7 @@ async def post_image(
         actor=caller.id,
     )
     return JSONResponse(
-        service.public(done.image, done.duplicate)
-        | {"created_at": done.image.created_at.isoformat()},
+        jsonable_encoder(service.public(done.image, done.duplicate)),
         status_code=200 if done.duplicate else 201,
     )
 

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 from pydicom import dcmread
@@ -30,7 +28,7 @@ from ledger.consent.models import Subject
 from ledger.dbtypes import utcnow
 from ledger.errors import InvalidInput, NotFound
 from ledger.images.models import Image
-from ledger.images.store import FilesystemStore, ObjectStore, data_key, destroy_key, seal
+from ledger.images.store import ObjectStore, data_key, destroy_key, seal
 from ledger.keystore import KeyRing
 from ledger.provenance import log
 from ledger.provenance.commitments import erase_salt, subject_commitment
@@ -246,7 +244,3 @@ def erase_subject(session: Session, subject_id: str, *, actor: str | None) -> li
     erase_salt(session, subject_id)
     session.flush()
     return [image.sha256 for image in images]
-
-
-def store_for(objects_dir: os.PathLike[str] | str) -> ObjectStore:
-    return FilesystemStore(Path(objects_dir))
