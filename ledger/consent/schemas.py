@@ -51,24 +51,14 @@ class SubjectPublic(BaseModel):
     created: bool = Field(default=False, description="True when this call created it.")
 
 
-class Scope(Strict):
-    """Which images a consent is about; empty lists and null dates mean no limit."""
+class StudyDateRange(Strict):
+    """An optional range of study dates (consent scopes, dataset filters)."""
 
-    modalities: list[str] = Field(default_factory=list, description="DICOM Modality codes.")
-    body_parts: list[str] = Field(default_factory=list, description="DICOM BodyPartExamined.")
     study_date_from: date | None = None
     study_date_to: date | None = None
 
-    @field_validator("modalities", "body_parts")
-    @classmethod
-    def _upper(cls, values: list[str]) -> list[str]:
-        out = sorted({v.strip().upper() for v in values if v.strip()})
-        if any(not MODALITY.match(v.replace("_", "")) for v in out):
-            raise ValueError("codes are letters and digits, e.g. CT, MR, CHEST, HEAD_NECK")
-        return out
-
     @model_validator(mode="after")
-    def _dates(self) -> Scope:
+    def _dates(self) -> StudyDateRange:
         if (
             self.study_date_from
             and self.study_date_to
@@ -77,10 +67,20 @@ class Scope(Strict):
             raise ValueError("study_date_to is before study_date_from")
         return self
 
-    def is_empty(self) -> bool:
-        return not (
-            self.modalities or self.body_parts or self.study_date_from or self.study_date_to
-        )
+
+class Scope(StudyDateRange):
+    """Which images a consent is about; empty lists and null dates mean no limit."""
+
+    modalities: list[str] = Field(default_factory=list, description="DICOM Modality codes.")
+    body_parts: list[str] = Field(default_factory=list, description="DICOM BodyPartExamined.")
+
+    @field_validator("modalities", "body_parts")
+    @classmethod
+    def _upper(cls, values: list[str]) -> list[str]:
+        out = sorted({v.strip().upper() for v in values if v.strip()})
+        if any(not MODALITY.match(v.replace("_", "")) for v in out):
+            raise ValueError("codes are letters and digits, e.g. CT, MR, CHEST, HEAD_NECK")
+        return out
 
 
 class ConsentContent(Strict):

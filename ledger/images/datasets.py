@@ -9,7 +9,6 @@ the database returns them sorted; building the root is one pass of node hashes.
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -18,6 +17,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from ledger.consent.models import Subject
+from ledger.consent.schemas import StudyDateRange
 from ledger.db import bulk_insert
 from ledger.dbtypes import table_of
 from ledger.errors import Conflict, InvalidInput, NotFound
@@ -28,24 +28,10 @@ from ledger.provenance.merkle import root_hash
 MAX_EXPLICIT = 1_000_000
 
 
-class DatasetFilter(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class DatasetFilter(StudyDateRange):
     modalities: list[str] = Field(default_factory=list)
     body_parts: list[str] = Field(default_factory=list)
     sites: list[str] = Field(default_factory=list)
-    study_date_from: date | None = None
-    study_date_to: date | None = None
-
-    @model_validator(mode="after")
-    def _dates(self) -> DatasetFilter:
-        if (
-            self.study_date_from
-            and self.study_date_to
-            and self.study_date_to < self.study_date_from
-        ):
-            raise ValueError("study_date_to is before study_date_from")
-        return self
 
 
 class DatasetCreate(BaseModel):
