@@ -62,3 +62,19 @@ def test_import_folder_and_zip_then_resume_dataset_and_erase(
     assert json.loads(out)["images"] == 1
     code, out = _run(settings, "audit", "verify")
     assert code == 0, out
+
+
+def test_cli_refuses_missing_paths_and_bad_dates(settings: Settings, tmp_path: Path) -> None:
+    code, out = _run(settings, "images", "import", str(tmp_path / "nowhere"))
+    assert code == 2
+    assert "does not exist" in out
+    code, out = _run(settings, "datasets", "create", "--name", "x", "--from", "2024-13-40")
+    assert code == 2
+    code, out = _run(
+        settings, "datasets", "create", "--name", "x", "--from", "2024-02-01", "--to", "2024-01-01"
+    )
+    assert code == 2
+    assert "before" in out
+    r = runner.invoke(app, ["deid", str(tmp_path / "nowhere"), str(tmp_path / "out")])
+    assert r.exit_code == 2
+    assert "does not exist" in r.output
