@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger import __version__
+from ledger.access.slots import Slots
 from ledger.config import Settings, get_settings
 from ledger.db import check_schema, make_engine, ping, session_factory
 from ledger.deps import AppState
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None, *, check_db: bool = True) -> Fa
         keys=keys,
         store=FilesystemStore(settings.objects_dir),
         policies=configured(settings),
+        download_slots=Slots(settings.max_concurrent_downloads),
     )
     if check_db:
         with state.write_sessions() as session:
@@ -122,14 +124,15 @@ def create_app(settings: Settings | None = None, *, check_db: bool = True) -> Fa
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = None
+        tasks = [asyncio.create_task(_decision_log_schedule(state))]
         if settings.checkpoint_interval > 0:
-            task = asyncio.create_task(_checkpoint_schedule(state))
+            tasks.append(asyncio.create_task(_checkpoint_schedule(state)))
         yield
-        if task is not None:
+        for task in tasks:
             task.cancel()
             with suppress(asyncio.CancelledError):
                 await task
+        flush_decisions(state)
         engine.dispose()
 
     app = FastAPI(
@@ -180,8 +183,27 @@ async def _checkpoint_schedule(state: AppState) -> None:
         await asyncio.sleep(state.settings.checkpoint_interval)
 
 
+def flush_decisions(state: AppState) -> None:
+    """Log the authorize decisions taken since the last flush (one entry per batch)."""
+    if not state.decisions.pending:
+        return
+    with state.write_sessions() as session:
+        state.decisions.flush(session)
+        session.commit()
+
+
+async def _decision_log_schedule(state: AppState) -> None:
+    while True:
+        await asyncio.sleep(state.settings.decision_log_interval)
+        try:
+            await asyncio.to_thread(flush_decisions, state)
+        except Exception:
+            log.exception("logging authorize decisions failed; will retry")
+
+
 def routers() -> list[APIRouter]:
     """Every router of the API, in mounting order (tests enumerate routes from here)."""
+    from ledger.access.grants_router import router as grants_router
     from ledger.access.router import router as access_router
     from ledger.consent.router import router as consent_router
     from ledger.images.router import router as images_router
@@ -189,12 +211,15 @@ def routers() -> list[APIRouter]:
     from ledger.principals.router import router as principals_router
     from ledger.provenance.audit_router import router as audit_router
     from ledger.provenance.router import router as log_router
+    from ledger.registry.router import router as models_router
 
     return [
         principals_router,
         consent_router,
         images_router,
         access_router,
+        grants_router,
+        models_router,
         log_router,
         audit_router,
         keys_router,

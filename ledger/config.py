@@ -30,6 +30,14 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         default=512 << 20, description="Largest upload (DICOM, CSV, bundles) accepted."
     )
+    max_concurrent_downloads: int = Field(
+        default=4, ge=1, description="Archive downloads of one grant running at once."
+    )
+    decision_log_interval: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds between log entries batching inference authorize decisions.",
+    )
     log_origin: str = Field(
         default="ledger.local/log",
         description="Origin line of signed log checkpoints (C2SP signed-note).",

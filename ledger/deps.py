@@ -10,6 +10,8 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from ledger.access.authorize import Authorizer
+from ledger.access.slots import Slots
 from ledger.config import Settings
 from ledger.images.store import ObjectStore
 from ledger.keystore import KeyRing
@@ -27,6 +29,17 @@ class AppState:
     store: ObjectStore
     policies: PolicySet
     log_tree: LogTree = field(default_factory=LogTree)
+    download_slots: Slots = field(default_factory=lambda: Slots(4))
+    authorizer: Authorizer | None = None
+
+    def __post_init__(self) -> None:
+        if self.authorizer is None:
+            self.authorizer = Authorizer(self.keys, self.settings.issuer)
+
+    @property
+    def decisions(self) -> Authorizer:
+        assert self.authorizer is not None
+        return self.authorizer
 
 
 def app_state(request: Request) -> AppState:

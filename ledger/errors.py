@@ -66,6 +66,10 @@ class UnsupportedMediaType(LedgerError):
     status, code, title = 415, "unsupported-media-type", "Unsupported media type"
 
 
+class TooManyRequests(LedgerError):
+    status, code, title = 429, "too-many-requests", "Too many requests"
+
+
 class ServiceUnavailable(LedgerError):
     status, code, title = 503, "unavailable", "Service unavailable"
 

@@ -10,3 +10,4 @@ from ledger.images import models as _images  # noqa: F401
 from ledger.principals import models as _principals  # noqa: F401
 from ledger.provenance import commitments as _commitments  # noqa: F401
 from ledger.provenance import models as _provenance  # noqa: F401
+from ledger.registry import models as _registry  # noqa: F401

@@ -25,9 +25,11 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from ledger.access import composition
+from ledger.access.models import AccessRequest
 from ledger.consent import facts
 from ledger.consent.models import Subject
-from ledger.consent.purposes import Request
+from ledger.consent.purposes import Request, tree
+from ledger.images.models import Image
 from ledger.policy.engine import PolicySet
 from ledger.provenance.merkle import root_hash
 
@@ -45,6 +47,20 @@ class RequestFacts:
             "commercial": self.commercial,
             "has_irb_reference": bool(self.irb_reference),
         }
+
+
+def request_facts(
+    purpose: str, duo_category: str | None, commercial: bool, irb_reference: str | None
+) -> RequestFacts:
+    """Parse what a request asks for; an unknown purpose code is an InvalidInput."""
+    text = purpose if duo_category is None else f"{purpose},{duo_category}"
+    return RequestFacts(tree().parse_request(text), commercial, irb_reference)
+
+
+def stored_request_facts(request: AccessRequest) -> RequestFacts:
+    return request_facts(
+        request.purpose, request.duo_category, request.commercial, request.irb_reference
+    )
 
 
 @dataclass
@@ -71,6 +87,66 @@ def _signature(items: Sequence[facts.ConsentFact]) -> tuple[Any, ...]:
 
 def _needs_date(items: Sequence[facts.ConsentFact]) -> bool:
     return any(f.scope.date_from or f.scope.date_to for f in items)
+
+
+class Classifier:
+    """Image → equivalence class, computing each consent outcome once per (consent text
+    signature, image attributes the consents look at) rather than once per image."""
+
+    def __init__(self, in_force: dict[str, list[facts.ConsentFact]], purpose: Request) -> None:
+        self.in_force = in_force
+        self.purpose = purpose
+        self.index: dict[tuple[Any, ...], int] = {}
+        self.keys: list[tuple[Any, ...]] = []
+        self._outcomes: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self._signatures: dict[str, tuple[tuple[Any, ...], bool]] = {}
+
+    def classify(
+        self, sid: str, modality: Any, part: Any, study_date: Any, burned: Any, erased: Any
+    ) -> int:
+        sig = self._signatures.get(sid)
+        if sig is None:
+            items = self.in_force.get(sid, [])
+            sig = self._signatures[sid] = (_signature(items), _needs_date(items))
+        key = (sig[0], (modality, part, study_date if sig[1] else None))
+        summary = self._outcomes.get(key)
+        if summary is None:
+            outcome = facts.decide(
+                self.in_force.get(sid, []),
+                self.purpose,
+                facts.ImageFacts(modality, part, _as_date(study_date)),
+            )
+            summary = self._outcomes[key] = (
+                outcome.permitted,
+                bool(outcome.denies) and not outcome.permitted,
+                outcome.legacy_research,
+                any("ai.generative" in p.purposes for p in outcome.permits),
+                tuple(sorted(outcome.modifiers)),
+            )
+        class_key = ("erased",) if erased else (summary, modality or "", part or "", burned or "")
+        index = self.index.get(class_key)
+        if index is None:
+            index = self.index[class_key] = len(self.keys)
+            self.keys.append(class_key)
+        return index
+
+
+def recheck(
+    session: Session,
+    policies: PolicySet,
+    request: RequestFacts,
+    rows: Sequence[tuple[Any, ...]],
+    as_of: datetime,
+) -> list[dict[str, Any]]:
+    """The class (eligible, policy ids, reasons) of each of ``rows`` as of ``as_of``: the
+    same decision path as an evaluation, for the few images a release call touches.
+    ``rows`` are (image id, subject id, modality, body part, study date, burned-in,
+    manufacturer, leaf, erased_at), as ``image_rows`` returns them."""
+    in_force = facts.effective_consents(session, as_of, list({r[1] for r in rows}))
+    classifier = Classifier(in_force, request.purpose)
+    positions = [classifier.classify(r[1], r[2], r[3], r[4], r[5], r[8]) for r in rows]
+    classes = decide_classes(policies, request, classifier.keys)
+    return [classes[p] for p in positions]
 
 
 def evaluate(
@@ -114,40 +190,14 @@ def evaluate(
         for f in sorted(in_force[sid], key=lambda f: f.consent_id):
             snapshot.update(f"{sid}:{f.consent_id}:{f.version};".encode())
 
-    class_index: dict[tuple[Any, ...], int] = {}
-    class_keys: list[tuple[Any, ...]] = []
-    consent_cache: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-    signatures: dict[str, tuple[tuple[Any, ...], bool]] = {}
+    classifier = Classifier(in_force, request.purpose)
     outcomes = array("I")
     requested: Counter[tuple[Any, ...]] = Counter()
     profiles: list[tuple[Any, ...]] = []
     bands: dict[tuple[Any, Any], str] = {}
+    classify = classifier.classify
     for _image_id, sid, modality, part, study_date, burned, manufacturer, _, erased in rows:
-        sig = signatures.get(sid)
-        if sig is None:
-            items = in_force.get(sid, [])
-            sig = signatures[sid] = (_signature(items), _needs_date(items))
-        image_key = (modality, part, study_date if sig[1] else None)
-        key = (sig[0], image_key)
-        summary = consent_cache.get(key)
-        if summary is None:
-            outcome = facts.decide(
-                in_force.get(sid, []),
-                request.purpose,
-                facts.ImageFacts(modality, part, _as_date(study_date)),
-            )
-            summary = consent_cache[key] = (
-                outcome.permitted,
-                bool(outcome.denies) and not outcome.permitted,
-                outcome.legacy_research,
-                any("ai.generative" in p.purposes for p in outcome.permits),
-                tuple(sorted(outcome.modifiers)),
-            )
-        class_key = ("erased",) if erased else (summary, modality or "", part or "", burned or "")
-        index = class_index.get(class_key)
-        if index is None:
-            index = class_index[class_key] = len(class_keys)
-            class_keys.append(class_key)
+        index = classify(sid, modality, part, study_date, burned, erased)
         outcomes.append(index)
         sex, year, site = people.get(sid, (None, None, None))
         study_year = str(study_date)[:4] if study_date else None
@@ -161,7 +211,7 @@ def evaluate(
         requested[profile] += 1
     lap("classes")
 
-    classes = _decide_classes(policies, request, class_keys)
+    classes = decide_classes(policies, request, classifier.keys)
     lap("policy")
 
     eligible_flags = [c["eligible"] for c in classes]
@@ -241,8 +291,33 @@ def _image_rows(session: Session, dataset_id: str) -> list[tuple[Any, ...]]:
         cursor.close()
 
 
-def _decide_classes(
-    policies: PolicySet, request: RequestFacts, class_keys: list[tuple[Any, ...]]
+def rows_of_images(session: Session, image_ids: Sequence[str]) -> list[tuple[Any, ...]]:
+    """Rows as ``recheck`` takes them, for a few images (a release batch, one study)."""
+    found: dict[str, tuple[Any, ...]] = {}
+    unique = list(dict.fromkeys(image_ids))
+    for i in range(0, len(unique), facts.CHUNK):
+        for row in session.execute(
+            select(
+                col(Image.id),
+                col(Image.subject_id),
+                col(Image.modality),
+                col(Image.body_part),
+                col(Image.study_date),
+                col(Image.burned_in),
+                col(Image.manufacturer),
+                col(Image.leaf_hash),
+                col(Image.erased_at),
+            ).where(col(Image.id).in_(unique[i : i + facts.CHUNK]))
+        ):
+            found[row[0]] = tuple(row)
+    return [found[i] for i in image_ids if i in found]
+
+
+def decide_classes(
+    policies: PolicySet,
+    request: RequestFacts,
+    class_keys: list[tuple[Any, ...]],
+    action: str = "release",
 ) -> list[dict[str, Any]]:
     batch = []
     for n, key in enumerate(class_keys):
@@ -251,7 +326,7 @@ def _decide_classes(
         (permitted, denied, legacy, explicit_gen, modifiers), modality, part, burned = key
         batch.append(
             {
-                "action": "release",
+                "action": action,
                 "resource_type": "ImageClass",
                 "resource": f"class-{n}",
                 "context": {

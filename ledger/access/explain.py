@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from ledger.access import evaluation, service
-from ledger.access.schemas import AccessRequestCreate
 from ledger.consent import facts as consent_facts
 from ledger.consent.purposes import tree
 from ledger.errors import NotFound
@@ -21,19 +20,11 @@ def replay(session: Session, ctx: service.Context, request_id: str) -> dict[str,
     """Re-evaluate a past request as of its ``as_of``: the same consents (bitemporal) and,
     if the policy set is unchanged, the same answer; otherwise, what changed."""
     request = service.get(session, request_id)
-    body = AccessRequestCreate(
-        dataset_id=request.dataset_id,
-        purpose=request.purpose,
-        duo_category=request.duo_category,
-        justification=request.justification,
-        irb_reference=request.irb_reference,
-        commercial=request.commercial,
-    )
     result = evaluation.evaluate(
         session,
         ctx.policies,
         request.dataset_id,
-        service.request_facts(body),
+        evaluation.stored_request_facts(request),
         request.as_of,
         threshold=ctx.settings.composition_threshold,
     )

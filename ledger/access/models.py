@@ -93,3 +93,21 @@ class Grant(SQLModel, table=True):
     expires_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     revoke_reason: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class GrantImage(SQLModel, table=True):
+    """A grant's frozen manifest: its eligible images in leaf order, each with the
+    de-identified instance UID the pipeline sees (unique per grant, so the same image
+    released under two grants cannot be linked by its UID)."""
+
+    __tablename__ = "grant_images"
+    __table_args__ = (
+        UniqueConstraint("grant_id", "deid_uid", name="uq_grant_images_grant_id_deid_uid"),
+    )
+
+    grant_id: str = Field(sa_column=Column(String(64), ForeignKey("grants.id"), primary_key=True))
+    position: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    image_id: str = Field(
+        sa_column=Column(String(36), ForeignKey("images.id"), nullable=False, index=True)
+    )
+    deid_uid: str = Field(sa_column=Column(String(64), nullable=False))

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from ledger.access import evaluation, tokens
+from ledger.access import evaluation, release, tokens
 from ledger.access.lifecycle import Status, transition
 from ledger.access.models import AccessRequest, AccessReview, Grant
 from ledger.access.schemas import (
@@ -27,15 +27,12 @@ from ledger.access.schemas import (
     ReviewPublic,
 )
 from ledger.config import Settings
-from ledger.consent.purposes import tree
 from ledger.dbtypes import utcnow
 from ledger.errors import Conflict, Forbidden, InvalidInput, NotFound
 from ledger.images.models import DatasetRecord
 from ledger.keystore import KeyRing
 from ledger.policy.engine import PolicySet
 from ledger.provenance import log
-
-RELEASE_AUDIENCE = "ledger-release"
 
 
 @dataclass(frozen=True)
@@ -55,9 +52,9 @@ def purpose_text(request: AccessRequest) -> str:
 
 
 def request_facts(body: AccessRequestCreate) -> evaluation.RequestFacts:
-    text = body.purpose if body.duo_category is None else f"{body.purpose},{body.duo_category}"
-    purpose = tree().parse_request(text)
-    return evaluation.RequestFacts(purpose, body.commercial, body.irb_reference)
+    return evaluation.request_facts(
+        body.purpose, body.duo_category, body.commercial, body.irb_reference
+    )
 
 
 def _request_level(
@@ -305,7 +302,7 @@ def issue_grant(
     claims = {
         "iss": ctx.settings.issuer,
         "sub": request.requester_id,
-        "aud": RELEASE_AUDIENCE,
+        "aud": release.RELEASE_AUDIENCE,
         "iat": int(now.timestamp()),
         "nbf": int(now.timestamp()),
         "exp": int(expires.timestamp()),
@@ -330,6 +327,7 @@ def issue_grant(
     )
     session.add(grant)
     session.flush()
+    release.freeze(session, ctx.keys, request, grant_id)
     log.append(
         session,
         "grant.issued",

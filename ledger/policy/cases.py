@@ -16,7 +16,7 @@ from typing import Any
 
 from ledger.policy.engine import PolicySet, load
 
-RESOURCE_TYPES = {"release": "ImageClass"}
+RESOURCE_TYPES = {"release": "ImageClass", "infer": "ImageClass"}
 
 
 @dataclass(frozen=True)

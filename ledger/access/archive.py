@@ -1,0 +1,91 @@
+"""Turning prepared releases into bytes: one de-identified DICOM file, or a zip stream of
+many written file by file (never the whole archive in memory).
+
+Pure of web and database: it gets the object store, the grant's de-identification engine
+and what ``release.prepare`` read inside the transaction.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from pydicom import dcmread
+
+from ledger.access.release import Prepared
+from ledger.images.deid import Deidentifier
+from ledger.images.store import ObjectStore, unseal
+
+REFUSED_MEMBER = "ledger-refused.json"
+
+
+class Quarantined(Exception):
+    """De-identification found a reason not to release this file (text in pixels)."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__("; ".join(reasons))
+        self.reasons = reasons
+
+
+def render(store: ObjectStore, engine: Deidentifier, item: Prepared) -> bytes:
+    """The de-identified file; Quarantined when it must not leave."""
+    original = unseal(item.data_key, item.address, store.get(item.address))
+    ds = dcmread(io.BytesIO(original), force=True)
+    result = engine.apply(ds)
+    if result.quarantined:
+        raise Quarantined(result.reasons)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=False)
+    return out.getvalue()
+
+
+class _Sink(io.RawIOBase):
+    """A write-only stream the zip writer fills and the generator drains."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.chunks.append(bytes(data))
+        return len(data)
+
+    def drain(self) -> bytes:
+        out = b"".join(self.chunks)
+        self.chunks.clear()
+        return out
+
+
+def zip_stream(
+    store: ObjectStore,
+    engine: Deidentifier,
+    items: Sequence[Prepared],
+    refused: list[dict[str, Any]],
+) -> Iterator[bytes]:
+    """Yield a zip archive of ``items`` as ``<uid>.dcm``, one file at a time; anything
+    refused (before or during the stream) is listed in ``ledger-refused.json``."""
+    sink = _Sink()
+    refused = list(refused)
+    with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_STORED) as archive:
+        for item in items:
+            try:
+                data = render(store, engine, item)
+            except Quarantined as exc:
+                refused.append(
+                    {
+                        "sop_instance_uid": item.uid,
+                        "policy_ids": ["deid-quarantine"],
+                        "reasons": exc.reasons,
+                    }
+                )
+                continue
+            archive.writestr(f"{item.uid}.dcm", data)
+            yield sink.drain()
+        if refused:
+            archive.writestr(REFUSED_MEMBER, json.dumps(refused, indent=1))
+    yield sink.drain()

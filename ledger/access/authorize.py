@@ -1,0 +1,201 @@
+"""Inference-time authorization (DESIGN §4.9): "may this pipeline run purpose P on this
+study now?", answered with a short signed decision token.
+
+It is the same decision path as a release (consent facts → classes → Cedar, action
+``infer``), for one study. Two things make it fast enough to sit in front of a PACS router:
+
+* Decisions are cached per (study, purpose, commercial, policy set) and the cache is valid
+  only while the log head is unchanged. Every change that can alter a decision (a consent,
+  a withdrawal, an erasure, a new image) is logged in its own transaction, so one indexed
+  read of the head per call tells whether anything moved; cached entries also expire after
+  ``CACHE_SECONDS`` so a consent's validity end is honoured.
+* Decisions are logged in batches: one entry per flush binding the batch's tokens by the
+  Merkle root of their hashes, instead of one entry per call (the tokens themselves are
+  signed, so each decision is verifiable on its own).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from ledger.access import evaluation, tokens
+from ledger.consent import facts
+from ledger.consent.purposes import Request, tree
+from ledger.dbtypes import utcnow
+from ledger.errors import NotFound
+from ledger.keystore import KeyRing
+from ledger.policy.engine import PolicySet
+from ledger.provenance import log
+from ledger.provenance.merkle import leaf_hash, root_hash
+
+DECISION_TYP = "ledger-decision+jwt"
+DECISION_AUDIENCE = "ledger-inference"
+DECISION_SECONDS = 300
+CACHE_SECONDS = 60.0
+CACHE_MAX = 100_000
+FLUSH_AT = 1_000
+
+STUDY_ROWS = (
+    "SELECT id, subject_id, modality, body_part, study_date, burned_in, manufacturer, "
+    "leaf_hash, erased_at FROM images WHERE study_uid = {p}"
+)
+HEAD = "SELECT max(seq) FROM log_entries"
+
+
+@dataclass(frozen=True)
+class Decision:
+    permitted: bool
+    reasons: tuple[str, ...]
+    policy_ids: tuple[str, ...]
+    images: int
+
+
+@dataclass(frozen=True)
+class _Cached:
+    decision: Decision
+    head: int
+    until: float
+
+
+class Authorizer:
+    """One per process: holds the decision cache and the batch of decisions to log."""
+
+    def __init__(self, keys: KeyRing, issuer: str) -> None:
+        self.keys = keys
+        self.issuer = issuer
+        self._cache: dict[tuple[Any, ...], _Cached] = {}
+        self._purposes: dict[str, Request] = {}
+        self._pending: list[tuple[bytes, str, str]] = []
+        self._lock = threading.Lock()
+
+    # -- the decision ---------------------------------------------------------------------
+    def _purpose(self, text: str) -> Request:
+        parsed = self._purposes.get(text)
+        if parsed is None:
+            parsed = tree().parse_request(text)  # InvalidInput on an unknown code
+            if len(self._purposes) < 1_000:
+                self._purposes[text] = parsed
+        return parsed
+
+    def decide(
+        self,
+        session: Session,
+        policies: PolicySet,
+        *,
+        purpose: str,
+        study_uid: str,
+        commercial: bool = False,
+    ) -> Decision:
+        request = evaluation.RequestFacts(self._purpose(purpose), commercial, None)
+        conn = session.connection()
+        head = conn.exec_driver_sql(HEAD).scalar()
+        head = -1 if head is None else int(head)
+        key = (study_uid, purpose, commercial, policies.hash)
+        cached = self._cache.get(key)
+        now = time.monotonic()
+        if cached is not None and cached.head == head and cached.until > now:
+            return cached.decision
+        param = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(STUDY_ROWS.format(p=param), (study_uid,))
+            rows = [r for r in cursor.fetchall() if r[8] is None]
+        finally:
+            cursor.close()
+        if not rows:
+            raise NotFound("no study with this StudyInstanceUID is known to the ledger")
+        in_force = facts.effective_consents(session, utcnow(), list({r[1] for r in rows}))
+        classifier = evaluation.Classifier(in_force, request.purpose)
+        for r in rows:
+            classifier.classify(r[1], r[2], r[3], r[4], r[5], r[8])
+        classes = evaluation.decide_classes(policies, request, classifier.keys, action="infer")
+        refused = [c for c in classes if not c["eligible"]]
+        if refused:
+            decision = Decision(
+                False,
+                tuple(dict.fromkeys(r for c in refused for r in c["reasons"])),
+                tuple(dict.fromkeys(p for c in refused for p in c["policy_ids"])),
+                len(rows),
+            )
+        else:
+            decision = Decision(
+                True,
+                tuple(dict.fromkeys(r for c in classes for r in c["reasons"])),
+                tuple(dict.fromkeys(p for c in classes for p in c["policy_ids"])),
+                len(rows),
+            )
+        if len(self._cache) >= CACHE_MAX:
+            self._cache.clear()
+        self._cache[key] = _Cached(decision, head, now + CACHE_SECONDS)
+        return decision
+
+    def token(
+        self, decision: Decision, *, pipeline_id: str, purpose: str, study_uid: str, policy: str
+    ) -> str:
+        """The signed decision; it names the study by hash, never by UID."""
+        now = utcnow()
+        verdict = "permit" if decision.permitted else "deny"
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": pipeline_id,
+            "aud": DECISION_AUDIENCE,
+            "iat": int(now.timestamp()),
+            "nbf": int(now.timestamp()),
+            "exp": int((now + timedelta(seconds=DECISION_SECONDS)).timestamp()),
+            "jti": str(uuid.uuid4()),
+            "decision": verdict,
+            "purpose": purpose,
+            "study_sha256": hashlib.sha256(study_uid.encode()).hexdigest(),
+            "policy_hash": policy,
+            "policy_ids": list(decision.policy_ids),
+        }
+        token = tokens.sign(self.keys, DECISION_TYP, claims)
+        with self._lock:
+            self._pending.append((leaf_hash(token.encode()), verdict, pipeline_id))
+        return token
+
+    def refused(self, *, pipeline_id: str, study_uid: str) -> None:
+        """Record an authorize call for an unknown study (logged with the next batch)."""
+        digest = hashlib.sha256(study_uid.encode()).hexdigest()
+        with self._lock:
+            self._pending.append(
+                (leaf_hash(f"unknown-study|{digest}".encode()), "unknown", pipeline_id)
+            )
+
+    # -- batched logging ------------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def flush(self, session: Session) -> int:
+        """Append one log entry for the decisions taken since the last flush."""
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if not batch:
+            return 0
+        try:
+            log.append(
+                session,
+                "authorize.decisions",
+                {
+                    "count": len(batch),
+                    "permits": sum(1 for _, kind, _ in batch if kind == "permit"),
+                    "denies": sum(1 for _, kind, _ in batch if kind == "deny"),
+                    "unknown_studies": sum(1 for _, kind, _ in batch if kind == "unknown"),
+                    "tokens_root": root_hash([h for h, _, _ in batch]).hex(),
+                    "pipelines": sorted({pid for _, _, pid in batch}),
+                },
+            )
+        except BaseException:
+            with self._lock:
+                self._pending = batch + self._pending
+            raise
+        return len(batch)

@@ -1,0 +1,295 @@
+"""HTTP routes pipelines use with a grant: manifest, instances, archives; revocations.
+
+Every release route takes the grant in the ``Ledger-Grant`` header *and* the pipeline's own
+API key; a refusal is answered with problem+json and recorded in the log (in a transaction
+of its own, since the request's is rolled back).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from ledger.access import archive, release, revocations
+from ledger.access.authorize import FLUSH_AT
+from ledger.access.models import Grant
+from ledger.deps import AppState, SessionDep, StateDep
+from ledger.errors import Forbidden, LedgerError, NotFound
+from ledger.principals.models import Role
+from ledger.provenance import log
+from ledger.security import Caller, require_roles
+
+router = APIRouter(tags=["release"])
+
+Pipeline = Annotated[Caller, Depends(require_roles(Role.pipeline))]
+Steward = Annotated[Caller, Depends(require_roles(Role.steward))]
+Reader = Annotated[
+    Caller, Depends(require_roles(Role.pipeline, Role.steward, Role.auditor, Role.admin))
+]
+GrantHeader = Annotated[
+    str | None,
+    Header(alias=release.GRANT_HEADER, description="The grant, a compact JWS."),
+]
+MAX_BATCH = 256
+T = TypeVar("T")
+
+
+def _refusing(state: AppState, grant_id: str, caller: Caller, action: Callable[[], T]) -> T:
+    """Run ``action``; if it refuses, log the refusal (own transaction) and re-raise."""
+    try:
+        return action()
+    except LedgerError as exc:
+        if exc.status in (401, 403, 404, 410, 429):
+            with state.write_sessions() as session:
+                log.append(
+                    session,
+                    "refusal.release",
+                    {"grant_id": grant_id, "status": exc.status, "code": exc.code},
+                    actor=caller.id,
+                )
+                session.commit()
+        raise
+
+
+class ArchiveBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sop_instance_uids: list[str] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+@router.get("/v1/grants/{grant_id}")
+def get_grant(grant_id: str, session: SessionDep, caller: Reader) -> dict[str, Any]:
+    """A grant's status (and, for the pipeline it was issued to, the token itself);
+    pipelines see their own grants only."""
+    grant = session.get(Grant, grant_id)
+    if grant is None:
+        raise NotFound(f"no grant {grant_id}")
+    if not caller.has(Role.steward, Role.auditor, Role.admin) and grant.pipeline_id != caller.id:
+        raise Forbidden("this grant was issued to another pipeline")
+    return {
+        "id": grant.id,
+        "request_id": grant.request_id,
+        "pipeline_id": grant.pipeline_id,
+        "kid": grant.kid,
+        "manifest_root": bytes(grant.manifest_root).hex(),
+        "issued_at": grant.issued_at,
+        "expires_at": grant.expires_at,
+        "revoked_at": grant.revoked_at,
+        "revoke_reason": grant.revoke_reason,
+        # The token is useless without the pipeline's own API key, but only its holder
+        # needs it.
+        "token": grant.token if grant.pipeline_id == caller.id else None,
+    }
+
+
+@router.get("/v1/grants/{grant_id}/manifest")
+def manifest(
+    grant_id: str,
+    session: SessionDep,
+    state: StateDep,
+    caller: Pipeline,
+    grant_token: GrantHeader = None,
+    start: Annotated[int, Query(ge=0, description="first position (cursor)")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+) -> dict[str, Any]:
+    """One page of the grant's manifest: de-identified instance UIDs in leaf order, each
+    marked ``available`` or not under current consent (download only the available ones;
+    delete local copies of the others)."""
+
+    def run() -> dict[str, Any]:
+        opened = release.open_grant(
+            session, state.keys, grant_id, grant_token, pipeline_id=caller.id
+        )
+        items, next_start = release.manifest_page(session, grant_id, start, limit)
+        classes = release.eligibility_now(session, state.policies, opened, items) if items else []
+        return {
+            "grant_id": grant_id,
+            "purpose": opened.purpose,
+            "manifest_root": bytes(opened.grant.manifest_root).hex(),
+            "image_count": opened.request.eligible_count,
+            "expires_at": opened.grant.expires_at,
+            "items": [
+                {
+                    "position": i.position,
+                    "sop_instance_uid": i.deid_uid,
+                    "available": bool(c["eligible"]),
+                    **({} if c["eligible"] else {"policy_ids": c["policy_ids"]}),
+                }
+                for i, c in zip(items, classes, strict=True)
+            ],
+            "next_start": next_start,
+        }
+
+    return _refusing(state, grant_id, caller, run)
+
+
+@router.get(
+    "/v1/grants/{grant_id}/instances/{uid}",
+    response_class=Response,
+    responses={200: {"content": {"application/dicom": {}}}},
+)
+def instance(
+    grant_id: str,
+    uid: str,
+    session: SessionDep,
+    state: StateDep,
+    caller: Pipeline,
+    grant_token: GrantHeader = None,
+) -> Response:
+    """One de-identified DICOM instance (``application/dicom``); 410 if its subject no
+    longer consents, 404 if it is not in the manifest."""
+
+    def run() -> Response:
+        opened = release.open_grant(
+            session, state.keys, grant_id, grant_token, pipeline_id=caller.id
+        )
+        found = release.instances_by_uid(session, grant_id, [uid])
+        ready, refused = release.prepare(
+            session, state.keys, state.policies, opened, found, actor=caller.id
+        )
+        if refused:
+            raise release.NoLongerEligible(refused[0])
+        engine = release.deidentifier(state.keys, grant_id, opened.purpose)
+        try:
+            data = archive.render(state.store, engine, ready[0])
+        except archive.Quarantined as exc:
+            raise release.NotReleasable(exc.reasons) from exc
+        return Response(
+            data,
+            media_type="application/dicom",
+            headers={"Content-Disposition": f'attachment; filename="{uid}.dcm"'},
+        )
+
+    return _refusing(state, grant_id, caller, run)
+
+
+@router.post(
+    "/v1/grants/{grant_id}/archive",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/zip": {}}}},
+)
+def download_archive(
+    grant_id: str,
+    body: ArchiveBody,
+    session: SessionDep,
+    state: StateDep,
+    caller: Pipeline,
+    grant_token: GrantHeader = None,
+) -> StreamingResponse:
+    """Many instances in one zip stream (``<uid>.dcm`` each), up to 256 per call. Instances
+    no longer eligible are left out and listed in ``ledger-refused.json``."""
+    slots = state.download_slots
+
+    def run() -> StreamingResponse:
+        opened = release.open_grant(
+            session, state.keys, grant_id, grant_token, pipeline_id=caller.id
+        )
+        found = release.instances_by_uid(session, grant_id, body.sop_instance_uids)
+        slots.take(grant_id)
+        try:
+            ready, refused = release.prepare(
+                session, state.keys, state.policies, opened, found, actor=caller.id
+            )
+        except BaseException:
+            slots.give(grant_id)
+            raise
+        engine = release.deidentifier(state.keys, grant_id, opened.purpose)
+
+        def stream() -> Iterator[bytes]:
+            try:
+                yield from archive.zip_stream(state.store, engine, ready, refused)
+            finally:
+                slots.give(grant_id)
+
+        return StreamingResponse(
+            stream(),
+            media_type="application/zip",
+            headers={
+                "Content-Disposition": f'attachment; filename="{grant_id}.zip"',
+                "Ledger-Released": str(len(ready)),
+                "Ledger-Refused": str(len(refused)),
+            },
+        )
+
+    return _refusing(state, grant_id, caller, run)
+
+
+class RevokeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+@router.post("/v1/grants/{grant_id}/revoke")
+def revoke(grant_id: str, body: RevokeBody, session: SessionDep, caller: Steward) -> dict[str, Any]:
+    """Revoke a grant: every release under it is refused from now on (410)."""
+    grant = revocations.revoke(session, grant_id, reason=body.reason, actor=caller.id)
+    return {"id": grant.id, "revoked_at": grant.revoked_at, "reason": grant.revoke_reason}
+
+
+@router.get("/v1/revocations")
+def list_revocations(
+    session: SessionDep,
+    state: StateDep,
+    caller: Reader,
+    since: Annotated[
+        datetime,
+        Query(description="ISO 8601 with time zone; use the previous answer's `until`"),
+    ],
+) -> dict[str, Any]:
+    """Grants revoked and manifest instances no longer usable since ``since``: delete
+    local copies of what is listed. Pipelines see their own grants."""
+    from ledger.consent.service import check_as_of
+
+    moment = check_as_of(since)
+    mine = None if caller.has(Role.steward, Role.auditor, Role.admin) else caller.id
+    return revocations.changes(session, state.policies, moment, pipeline_id=mine)
+
+
+class AuthorizeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    purpose: str = Field(min_length=1, max_length=200, examples=["ai.inference"])
+    study_instance_uid: str = Field(min_length=1, max_length=64)
+    commercial: bool = False
+
+
+@router.post("/v1/authorize", tags=["authorize"])
+def authorize(
+    body: AuthorizeBody, session: SessionDep, state: StateDep, caller: Pipeline
+) -> dict[str, Any]:
+    """May this pipeline run ``purpose`` on this study now? Permit or deny with reasons
+    and a signed decision token (``typ: ledger-decision+jwt``, valid five minutes)."""
+    authorizer = state.decisions
+    try:
+        decision = authorizer.decide(
+            session,
+            state.policies,
+            purpose=body.purpose,
+            study_uid=body.study_instance_uid,
+            commercial=body.commercial,
+        )
+    except NotFound:
+        authorizer.refused(pipeline_id=caller.id, study_uid=body.study_instance_uid)
+        raise
+    token = authorizer.token(
+        decision,
+        pipeline_id=caller.id,
+        purpose=body.purpose,
+        study_uid=body.study_instance_uid,
+        policy=state.policies.hash,
+    )
+    if authorizer.pending >= FLUSH_AT:
+        authorizer.flush(session)
+    return {
+        "decision": "permit" if decision.permitted else "deny",
+        "reasons": list(decision.reasons),
+        "policy_ids": list(decision.policy_ids),
+        "images": decision.images,
+        "token": token,
+    }

@@ -1,0 +1,295 @@
+"""Release: de-identified images out, under a grant, re-checked on every call (DESIGN §2.1).
+
+A grant's manifest is frozen when it is issued (``grant_images``): its eligible images in
+leaf order, each with a de-identified SOP Instance UID derived from a per-grant key, so the
+same image released under two grants cannot be linked by its UIDs. Every release call
+checks, in this order: the grant header (signature, ``typ``, audience, expiry), that it is
+the grant named in the path and belongs to the calling pipeline, that it is not revoked,
+that each instance is in the manifest, and that each instance is eligible *now* (current
+consent and current policy, set-based for the batch). Only then are bytes decrypted,
+de-identified and sent, and one log entry per call binds the released images by the
+Merkle root of their leaves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from ledger.access import evaluation, tokens
+from ledger.access.models import AccessRequest, Grant, GrantImage
+from ledger.db import bulk_insert
+from ledger.dbtypes import table_of, utcnow
+from ledger.errors import Conflict, Forbidden, Gone, NotFound, Unauthenticated
+from ledger.images.deid import DEFAULT_OPTIONS, Deidentifier, Option
+from ledger.images.models import DatasetImage, Image
+from ledger.keystore import KeyRing
+from ledger.policy.engine import PolicySet
+from ledger.provenance import log
+from ledger.provenance.commitments import commitments_for
+from ledger.provenance.merkle import root_hash
+
+GRANT_HEADER = "Ledger-Grant"
+RELEASE_AUDIENCE = "ledger-release"
+
+# Annex E options by purpose: generative training gets the strictest profile (it can
+# memorise what it sees), so descriptors, graphics and structured content are cleaned and
+# patient characteristics dropped; other AI uses keep what models learn from (age, sex,
+# modified dates) with descriptors cleaned.
+GENERATIVE_OPTIONS = frozenset(
+    {
+        Option.retain_long_modified_dates,
+        Option.clean_descriptors,
+        Option.clean_graphics,
+        Option.clean_structured_content,
+    }
+)
+
+
+def options_for(purpose: str) -> frozenset[Option]:
+    return GENERATIVE_OPTIONS if "ai.generative" in purpose.split(",") else DEFAULT_OPTIONS
+
+
+def release_key(keys: KeyRing, grant_id: str) -> bytes:
+    """The grant's de-identification key: pseudonyms, UIDs and date shifts are stable
+    within a grant (a pipeline can resume a download) and unlinkable across grants."""
+    return hmac.new(
+        keys.master_key, b"ledger-release/" + grant_id.encode(), hashlib.sha256
+    ).digest()
+
+
+def deidentifier(keys: KeyRing, grant_id: str, purpose: str) -> Deidentifier:
+    return Deidentifier(release_key(keys, grant_id), options_for(purpose))
+
+
+def freeze(session: Session, keys: KeyRing, request: AccessRequest, grant_id: str) -> int:
+    """Write the grant's manifest: the request's eligible images, in leaf order (so a
+    position is the image's leaf index under the grant's ``manifest_root``)."""
+    outcomes = evaluation.decode_outcomes(request.outcomes)
+    eligible = [bool(c["eligible"]) for c in request.classes]
+    rows = session.execute(
+        select(col(DatasetImage.position), col(Image.id), col(Image.leaf_hash), col(Image.sop_uid))
+        .join(Image, col(Image.id) == col(DatasetImage.image_id))
+        .where(col(DatasetImage.dataset_id) == request.dataset_id)
+        .order_by(col(DatasetImage.position))
+    ).all()
+    chosen = sorted(
+        (
+            (bytes(leaf), image_id, sop)
+            for pos, image_id, leaf, sop in rows
+            if eligible[outcomes[pos]]
+        ),
+    )
+    if root_hash([leaf for leaf, _, _ in chosen]) != bytes(request.eligible_root):
+        # The dataset or its images changed under the request: refuse rather than sign a
+        # grant whose manifest differs from what was evaluated.
+        raise Gone("the evaluated images are no longer all available; file a new request")
+    engine = Deidentifier(release_key(keys, grant_id))
+    bulk_insert(
+        session,
+        table_of(GrantImage),
+        [
+            {
+                "grant_id": grant_id,
+                "position": n,
+                "image_id": image_id,
+                "deid_uid": engine.uid(sop or image_id),
+            }
+            for n, (_, image_id, sop) in enumerate(chosen)
+        ],
+    )
+    return len(chosen)
+
+
+class NoLongerEligible(Gone):
+    """An instance of the manifest whose subject no longer consents (or was erased)."""
+
+    code = "no-longer-eligible"
+
+    def __init__(self, refused: dict[str, Any]) -> None:
+        super().__init__(
+            "this instance may no longer be released: " + "; ".join(refused["reasons"]),
+            policy_ids=refused["policy_ids"],
+        )
+
+
+class NotReleasable(Conflict):
+    """De-identification refused the file (e.g. text may be burned into the pixels)."""
+
+    code = "not-releasable"
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__("this instance cannot be safely de-identified: " + "; ".join(reasons))
+
+
+@dataclass(frozen=True)
+class OpenGrant:
+    grant: Grant
+    request: AccessRequest
+    facts: evaluation.RequestFacts
+    purpose: str
+
+
+def open_grant(
+    session: Session,
+    keys: KeyRing,
+    grant_id: str,
+    token: str | None,
+    *,
+    pipeline_id: str,
+    now: datetime | None = None,
+) -> OpenGrant:
+    """The grant, if ``token`` is that grant, valid now, held by ``pipeline_id`` and not
+    revoked; otherwise the error that says which of these failed."""
+    if not token:
+        raise Unauthenticated(f"present the grant (compact JWS) in the {GRANT_HEADER} header")
+    claims = tokens.verify(
+        token.strip(),
+        tokens.public_keys(keys),
+        typ=tokens.GRANT_TYP,
+        audience=RELEASE_AUDIENCE,
+        now=now,
+    )
+    if claims["jti"] != grant_id:
+        raise tokens.InvalidToken("the presented grant is not the grant named in the path")
+    grant = session.get(Grant, grant_id)
+    if grant is None:
+        raise NotFound(f"no grant {grant_id}")
+    if not hmac.compare_digest(token.strip().encode(), grant.token.encode()):
+        raise tokens.InvalidToken("the presented grant is not the one this ledger issued")
+    if grant.pipeline_id != pipeline_id or claims["sub"] != pipeline_id:
+        raise Forbidden("this grant was issued to another pipeline")
+    if grant.revoked_at is not None:
+        raise Gone(
+            f"the grant was revoked at {log.timestamp(grant.revoked_at)}: "
+            f"{grant.revoke_reason or 'no reason given'}",
+            revoked_at=log.timestamp(grant.revoked_at),
+        )
+    request = session.get(AccessRequest, grant.request_id)
+    assert request is not None  # foreign key
+    return OpenGrant(
+        grant, request, evaluation.stored_request_facts(request), str(claims["purpose"])
+    )
+
+
+@dataclass(frozen=True)
+class Instance:
+    position: int
+    image_id: str
+    deid_uid: str
+
+
+def manifest_page(
+    session: Session, grant_id: str, start: int, limit: int
+) -> tuple[list[Instance], int | None]:
+    rows = session.execute(
+        select(col(GrantImage.position), col(GrantImage.image_id), col(GrantImage.deid_uid))
+        .where(col(GrantImage.grant_id) == grant_id, col(GrantImage.position) >= start)
+        .order_by(col(GrantImage.position))
+        .limit(limit + 1)
+    ).all()
+    items = [Instance(p, i, u) for p, i, u in rows[:limit]]
+    return items, (rows[limit][0] if len(rows) > limit else None)
+
+
+def instances_by_uid(session: Session, grant_id: str, uids: Sequence[str]) -> list[Instance]:
+    """The manifest entries for ``uids``; NotFound names any that are not in it."""
+    wanted = list(dict.fromkeys(uids))
+    found: dict[str, Instance] = {}
+    for i in range(0, len(wanted), 1000):
+        for p, image_id, uid in session.execute(
+            select(col(GrantImage.position), col(GrantImage.image_id), col(GrantImage.deid_uid))
+            .where(col(GrantImage.grant_id) == grant_id)
+            .where(col(GrantImage.deid_uid).in_(wanted[i : i + 1000]))
+        ):
+            found[uid] = Instance(p, image_id, uid)
+    missing = [u for u in wanted if u not in found]
+    if missing:
+        raise NotFound(
+            f"{len(missing)} instance(s) are not in this grant's manifest", missing=missing[:50]
+        )
+    return [found[u] for u in wanted]
+
+
+def eligibility_now(
+    session: Session, policies: PolicySet, opened: OpenGrant, instances: Sequence[Instance]
+) -> list[dict[str, Any]]:
+    """Each instance's class under current consent and current policy."""
+    rows = evaluation.rows_of_images(session, [i.image_id for i in instances])
+    by_id = {r[0]: r for r in rows}
+    ordered = [by_id[i.image_id] for i in instances]
+    return evaluation.recheck(session, policies, opened.facts, ordered, utcnow())
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the streaming part needs, read inside the transaction: no session after it."""
+
+    uid: str
+    address: str
+    data_key: bytes
+
+
+def prepare(
+    session: Session,
+    keys: KeyRing,
+    policies: PolicySet,
+    opened: OpenGrant,
+    instances: Sequence[Instance],
+    *,
+    actor: str,
+) -> tuple[list[Prepared], list[dict[str, Any]]]:
+    """Re-check ``instances`` now; log the release of those still eligible (one entry for
+    the batch) and return them with their data keys, plus the refused ones with reasons."""
+    from ledger.images.store import data_key
+
+    classes = eligibility_now(session, policies, opened, instances)
+    rows = {
+        r[0]: r
+        for r in session.execute(
+            select(
+                col(Image.id), col(Image.subject_id), col(Image.sha256), col(Image.leaf_hash)
+            ).where(col(Image.id).in_([i.image_id for i in instances]))
+        )
+    }
+    allowed: list[tuple[Instance, Any]] = []
+    refused: list[dict[str, Any]] = []
+    for instance, cls in zip(instances, classes, strict=True):
+        if cls["eligible"]:
+            allowed.append((instance, rows[instance.image_id]))
+        else:
+            refused.append(
+                {
+                    "sop_instance_uid": instance.deid_uid,
+                    "policy_ids": cls["policy_ids"],
+                    "reasons": cls["reasons"],
+                }
+            )
+    if not allowed:
+        return [], refused
+    subject_ids = sorted({row[1] for _, row in allowed})
+    data_keys = {sid: data_key(session, keys.master_key, sid, create=False) for sid in subject_ids}
+    commitments = commitments_for(session, subject_ids)
+    log.append(
+        session,
+        "release.instances",
+        {
+            "grant_id": opened.grant.id,
+            "purpose": opened.purpose,
+            "subjects": sorted(commitments[s] for s in subject_ids),
+            "count": len(allowed),
+            "instances_root": root_hash(sorted(bytes(row[3]) for _, row in allowed)).hex(),
+            "deid_options": sorted(o.value for o in options_for(opened.purpose)),
+        },
+        actor=actor,
+    )
+    prepared = [Prepared(i.deid_uid, str(row[2]), data_keys[row[1]]) for i, row in allowed]
+    return prepared, refused

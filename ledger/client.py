@@ -1,0 +1,393 @@
+"""``LedgerClient``: what an AI pipeline needs from the ledger, in a few calls.
+
+    from ledger.client import LedgerClient
+
+    with LedgerClient("https://ledger.example.org", api_key) as ledger:
+        request = ledger.request_access(dataset_id, "ai.training", "Nodule detector v3")
+        grant = ledger.wait_for_grant(request["id"])          # a steward approves
+        ledger.download(grant, "data/nodules")                # resumable, with progress
+        ledger.register_model("nodule-detector", "3.0", "weights.pt", [grant.id])
+        ledger.revocations(since)                             # delete what is listed
+
+Errors from the server are raised as ``LedgerAPIError`` carrying the problem+json body.
+Grants are verified locally against the server's JWKS before use. Synchronous on purpose:
+pipelines call it from training scripts; it keeps no state besides the JWKS cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ledger.access import tokens
+
+GRANT_HEADER = "Ledger-Grant"
+REFUSED_MEMBER = "ledger-refused.json"
+
+
+class LedgerAPIError(Exception):
+    """The server refused: ``status`` and the RFC 9457 ``problem`` say why."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        self.status = status
+        self.problem = problem
+        super().__init__(f"{status} {problem.get('title', '')}: {problem.get('detail', '')}")
+
+
+@dataclass(frozen=True)
+class Grant:
+    id: str
+    token: str
+    claims: dict[str, Any]
+
+    @property
+    def purpose(self) -> str:
+        return str(self.claims["purpose"])
+
+    @property
+    def manifest_root(self) -> str:
+        return str(self.claims["manifest_root"])
+
+
+@dataclass
+class DownloadReport:
+    folder: Path
+    downloaded: int = 0
+    already_present: int = 0
+    removed: list[str] = field(default_factory=list)  # no longer consented: deleted locally
+    refused: list[dict[str, Any]] = field(default_factory=list)
+
+
+class LedgerClient:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 60.0,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self._own = http is None
+        self.http = http or httpx.Client(base_url=base_url, timeout=timeout)
+        self.base_url = base_url.rstrip("/")
+        self._auth = {"Authorization": f"Bearer {api_key}"}
+        self._jwks: dict[str, Any] | None = None
+
+    def __enter__(self) -> LedgerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._own:
+            self.http.close()
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        headers = {**self._auth, **kwargs.pop("headers", {})}
+        response = self.http.request(method, self._url(path), headers=headers, **kwargs)
+        _raise_for_problem(response)
+        return response.json()
+
+    # -- access requests and grants -------------------------------------------------------
+    def request_access(
+        self,
+        dataset_id: str,
+        purpose: str,
+        justification: str,
+        *,
+        duo_category: str | None = None,
+        irb_reference: str | None = None,
+        commercial: bool = False,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """File an access request; it comes back evaluated (counts, composition)."""
+        body = {
+            "dataset_id": dataset_id,
+            "purpose": purpose,
+            "justification": justification,
+            "duo_category": duo_category,
+            "irb_reference": irb_reference,
+            "commercial": commercial,
+        }
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        result: dict[str, Any] = self._call(
+            "POST", "/v1/access-requests", json=body, headers=headers
+        )
+        return result
+
+    def get_request(self, request_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/v1/access-requests/{request_id}")
+        return result
+
+    def wait_for_grant(
+        self, request_id: str, *, timeout: float = 3600.0, poll: float = 5.0
+    ) -> Grant:
+        """Poll until a steward decides; the grant, verified, or LedgerAPIError (409) when
+        the request was rejected, or TimeoutError."""
+        deadline = time.monotonic() + timeout
+        while True:
+            request = self.get_request(request_id)
+            if request.get("grant_id"):
+                return self.grant(request["grant_id"])
+            if request["status"] in ("rejected", "expired", "revoked"):
+                raise LedgerAPIError(
+                    409,
+                    {
+                        "title": "Not granted",
+                        "detail": f"the request is {request['status']}",
+                        "reviews": request.get("reviews", []),
+                    },
+                )
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no decision on request {request_id} within {timeout} s")
+            time.sleep(poll)
+
+    def grant(self, grant_id: str) -> Grant:
+        """Fetch a grant issued to this pipeline and verify it against the JWKS."""
+        info = self._call("GET", f"/v1/grants/{grant_id}")
+        return Grant(grant_id, info["token"], self.verify_grant(info["token"]))
+
+    def jwks(self, *, refresh: bool = False) -> dict[str, Any]:
+        if self._jwks is None or refresh:
+            response = self.http.get(self._url("/.well-known/jwks.json"))
+            _raise_for_problem(response)
+            self._jwks = response.json()
+        return self._jwks
+
+    def verify_grant(self, token: str) -> dict[str, Any]:
+        """The grant's claims, checked offline (signature, typ, expiry, audience); a key
+        the cached JWKS does not know triggers one refresh (the server rotated keys)."""
+        keys = tokens.keys_from_jwks(self.jwks())
+        try:
+            return tokens.verify(token, keys, typ=tokens.GRANT_TYP, audience="ledger-release")
+        except tokens.InvalidToken as exc:
+            if "unknown key" not in str(exc):
+                raise
+        keys = tokens.keys_from_jwks(self.jwks(refresh=True))
+        return tokens.verify(token, keys, typ=tokens.GRANT_TYP, audience="ledger-release")
+
+    # -- release --------------------------------------------------------------------------
+    def manifest(self, grant: Grant, *, page: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every manifest item: ``sop_instance_uid`` and whether it is ``available`` now."""
+        start: int | None = 0
+        while start is not None:
+            body = self._call(
+                "GET",
+                f"/v1/grants/{grant.id}/manifest",
+                params={"start": start, "limit": page},
+                headers={GRANT_HEADER: grant.token},
+            )
+            yield from body["items"]
+            start = body["next_start"]
+
+    def instance(self, grant: Grant, uid: str) -> bytes:
+        response = self.http.get(
+            self._url(f"/v1/grants/{grant.id}/instances/{uid}"),
+            headers={**self._auth, GRANT_HEADER: grant.token},
+        )
+        _raise_for_problem(response)
+        return response.content
+
+    def download(
+        self,
+        grant: Grant,
+        folder: str | os.PathLike[str],
+        *,
+        batch: int = 64,
+        progress: bool = True,
+    ) -> DownloadReport:
+        """Download the grant's available instances into ``folder`` as ``<uid>.dcm``.
+
+        Resumable: files already there are kept (each file is written to a temporary name
+        and renamed, so a file that exists is complete). Instances no longer consented are
+        deleted from ``folder`` if an earlier run downloaded them.
+        """
+        target = Path(folder)
+        target.mkdir(parents=True, exist_ok=True)
+        report = DownloadReport(target)
+        wanted: list[str] = []
+        for item in self.manifest(grant):
+            path = target / f"{item['sop_instance_uid']}.dcm"
+            if not item["available"]:
+                if path.exists():
+                    path.unlink()
+                    report.removed.append(item["sop_instance_uid"])
+            elif path.exists():
+                report.already_present += 1
+            else:
+                wanted.append(item["sop_instance_uid"])
+        with _Progress(progress, len(wanted)) as advance:
+            for i in range(0, len(wanted), batch):
+                part = wanted[i : i + batch]
+                got, refused = self._archive(grant, part, target)
+                report.downloaded += got
+                report.refused.extend(refused)
+                advance(len(part))
+        return report
+
+    def _archive(self, grant: Grant, uids: Sequence[str], target: Path) -> tuple[int, list[Any]]:
+        with tempfile.TemporaryFile(dir=target) as spool:
+            with self.http.stream(
+                "POST",
+                self._url(f"/v1/grants/{grant.id}/archive"),
+                json={"sop_instance_uids": list(uids)},
+                headers={**self._auth, GRANT_HEADER: grant.token},
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    _raise_for_problem(response)
+                for chunk in response.iter_bytes():
+                    spool.write(chunk)
+            spool.seek(0)
+            got, refused = 0, []
+            with zipfile.ZipFile(spool) as archive:
+                for name in archive.namelist():
+                    if name == REFUSED_MEMBER:
+                        refused = json.loads(archive.read(name))
+                        continue
+                    if "/" in name or not name.endswith(".dcm"):
+                        continue  # never write outside the folder
+                    partial = target / f".{name}.partial"
+                    partial.write_bytes(archive.read(name))
+                    partial.replace(target / name)
+                    got += 1
+        return got, refused
+
+    # -- inference, revocations, models ---------------------------------------------------
+    def authorize(
+        self, purpose: str, study_instance_uid: str, *, commercial: bool = False
+    ) -> dict[str, Any]:
+        """``{decision: permit|deny, reasons, token}`` for running ``purpose`` on a study."""
+        result: dict[str, Any] = self._call(
+            "POST",
+            "/v1/authorize",
+            json={
+                "purpose": purpose,
+                "study_instance_uid": study_instance_uid,
+                "commercial": commercial,
+            },
+        )
+        return result
+
+    def revocations(self, since: datetime) -> dict[str, Any]:
+        """Grants revoked and instances no longer usable since ``since``; call again with
+        the answer's ``until``."""
+        result: dict[str, Any] = self._call(
+            "GET", "/v1/revocations", params={"since": since.isoformat()}
+        )
+        return result
+
+    def apply_revocations(self, changes: dict[str, Any], folders: dict[str, Path]) -> list[Path]:
+        """Delete local copies listed in a ``revocations`` answer; ``folders`` maps grant
+        id → download folder. Returns the files deleted."""
+        deleted = []
+        revoked = {g["grant_id"] for g in changes.get("grants", [])}
+        for grant_id in revoked & set(folders):
+            for path in Path(folders[grant_id]).glob("*.dcm"):
+                path.unlink()
+                deleted.append(path)
+        for entry in changes.get("instances", []):
+            folder = folders.get(entry["grant_id"])
+            if folder is None:
+                continue
+            for uid in entry["sop_instance_uids"]:
+                path = Path(folder) / f"{uid}.dcm"
+                if path.exists():
+                    path.unlink()
+                    deleted.append(path)
+        return deleted
+
+    def register_model(
+        self,
+        name: str,
+        version: str,
+        artefact: str | os.PathLike[str],
+        grants: Sequence[str | tuple[str, str]],
+        *,
+        description: str | None = None,
+    ) -> dict[str, Any]:
+        """Register a model version; ``artefact`` is the weights file (hashed here) or its
+        SHA-256; ``grants`` are grant ids or (grant id, usage) pairs."""
+        text = os.fspath(artefact)
+        if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
+            digest = text
+        else:
+            digest = _sha256_file(Path(text))
+        uses = [
+            {"grant_id": g, "usage": "training"}
+            if isinstance(g, str)
+            else {"grant_id": g[0], "usage": g[1]}
+            for g in grants
+        ]
+        body = {
+            "name": name,
+            "version": version,
+            "artefact_sha256": digest,
+            "grants": uses,
+            "description": description,
+        }
+        result: dict[str, Any] = self._call(
+            "POST", "/v1/models", json=body, headers={"Idempotency-Key": f"{name}@{version}"}
+        )
+        return result
+
+    def model(self, model_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/v1/models/{model_id}")
+        return result
+
+
+def _raise_for_problem(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        problem = response.json()
+    except ValueError:
+        problem = {"title": response.reason_phrase, "detail": response.text[:500]}
+    raise LedgerAPIError(response.status_code, problem)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _Progress:
+    """A rich progress bar when asked (and rich is there), else a no-op counter."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.enabled = enabled and total > 0
+        self.total = total
+        self._bar: Any = None
+
+    def __enter__(self) -> Any:
+        if self.enabled:
+            from rich.progress import Progress
+
+            self._bar = Progress(transient=True)
+            self._bar.start()
+            task = self._bar.add_task("downloading", total=self.total)
+            return lambda n: self._bar.advance(task, n)
+        return lambda n: None
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()

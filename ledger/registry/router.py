@@ -1,0 +1,75 @@
+"""HTTP routes of the model registry and the subject impact report."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query
+
+from ledger.deps import SessionDep, StateDep
+from ledger.idempotency import run_once
+from ledger.principals.models import Role
+from ledger.registry import service
+from ledger.registry.service import ModelCreate, ModelPublic
+from ledger.security import Caller, require_roles
+
+router = APIRouter(tags=["models"])
+
+Pipeline = Annotated[Caller, Depends(require_roles(Role.pipeline))]
+Reader = Annotated[
+    Caller, Depends(require_roles(Role.pipeline, Role.steward, Role.auditor, Role.admin))
+]
+Impact = Annotated[
+    Caller, Depends(require_roles(Role.registrar, Role.steward, Role.auditor, Role.admin))
+]
+
+
+@router.post("/v1/models", status_code=201, response_model=ModelPublic)
+def register_model(
+    body: ModelCreate,
+    session: SessionDep,
+    state: StateDep,
+    caller: Pipeline,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> ModelPublic:
+    """Register a model version trained, validated or fine-tuned under your grants."""
+    return run_once(
+        session,
+        principal_id=caller.id,
+        key=idempotency_key,
+        route="POST /v1/models",
+        payload=body.model_dump(mode="json"),
+        model=ModelPublic,
+        action=lambda: service.describe(
+            session, state.policies, service.register(session, body, pipeline_id=caller.id)
+        ),
+    )
+
+
+@router.get("/v1/models", response_model=list[ModelPublic])
+def list_models(
+    session: SessionDep,
+    state: StateDep,
+    caller: Reader,
+    flagged: Annotated[bool | None, Query(description="only models that lost consent")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 200,
+) -> list[ModelPublic]:
+    """Registered models, newest first, each with its lineage and ``flagged`` state."""
+    out = [
+        service.describe(session, state.policies, m) for m in service.list_models(session, limit)
+    ]
+    return [m for m in out if flagged is None or m.flagged == flagged]
+
+
+@router.get("/v1/models/{model_id}", response_model=ModelPublic)
+def get_model(model_id: str, session: SessionDep, state: StateDep, caller: Reader) -> ModelPublic:
+    """A model's lineage: grants → requests → datasets, policy hash and ``as_of`` of each
+    decision, and how many of its images no longer have consent."""
+    return service.describe(session, state.policies, service.get(session, model_id))
+
+
+@router.get("/v1/subjects/{subject_id}/impact")
+def impact(subject_id: str, session: SessionDep, state: StateDep, caller: Impact) -> dict[str, Any]:
+    """Which grants, pipelines and models used this subject's images, and how many of
+    them are blocked now (after a withdrawal or erasure)."""
+    return service.impact(session, state.policies, subject_id)

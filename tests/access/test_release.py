@@ -1,0 +1,274 @@
+"""Release, authorize, withdrawal propagation and model lineage, driven through the SDK
+against the real app (and by hand where the SDK would not let a caller misbehave)."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+from sqlmodel import col
+
+from ledger.access.models import GrantImage
+from ledger.access.slots import Slots
+from ledger.api import flush_decisions
+from ledger.client import Grant, LedgerAPIError, LedgerClient
+from ledger.db import snapshot
+from ledger.dbtypes import utcnow
+from ledger.errors import TooManyRequests
+from ledger.images.models import Image
+from ledger.principals.models import Role
+from ledger.provenance import audit
+from ledger.provenance.models import LogEntry
+from tests.access.test_access_api import ISSUER
+from tests.conftest import MakePrincipal, auth
+
+
+def sdk(client: TestClient, key: str) -> LedgerClient:
+    return LedgerClient(str(client.base_url), key, http=client)
+
+
+def _approved_grant(
+    client: TestClient, world: dict[str, str], make_principal: MakePrincipal
+) -> tuple[LedgerClient, str, Grant]:
+    pipeline_key, steward = make_principal(Role.pipeline), make_principal(Role.steward)
+    pipeline = sdk(client, pipeline_key)
+    request = pipeline.request_access(
+        world["all"], "ai.training", "Train a nodule detector for lung screening."
+    )
+    approved = client.post(
+        f"/v1/access-requests/{request['id']}/approve",
+        headers=auth(steward),
+        json={"comment": "ok"},
+    )
+    assert approved.status_code == 200, approved.text
+    return pipeline, pipeline_key, pipeline.wait_for_grant(request["id"], poll=0)
+
+
+def _subject_of(client: TestClient, registrar: str, patient: str) -> str:
+    r = client.post(
+        "/v1/subjects", headers=auth(registrar), json={"issuer": ISSUER, "patient_id": patient}
+    )
+    assert r.status_code in (200, 201), r.text
+    return str(r.json()["id"])
+
+
+def _withdraw_all(client: TestClient, registrar: str, subject_id: str) -> None:
+    state = client.get(f"/v1/subjects/{subject_id}/consents", headers=auth(registrar)).json()
+    for consent in state["consents"]:
+        r = client.post(
+            f"/v1/consents/{consent['id']}/withdraw",
+            headers=auth(registrar),
+            json={"reason": "patient asked"},
+        )
+        assert r.status_code == 200, r.text
+
+
+def _uids_of(engine: Engine, grant_id: str, subject_id: str) -> list[str]:
+    with snapshot(engine) as session:
+        return list(
+            session.execute(
+                select(col(GrantImage.deid_uid))
+                .join(Image, col(Image.id) == col(GrantImage.image_id))
+                .where(col(GrantImage.grant_id) == grant_id, col(Image.subject_id) == subject_id)
+            ).scalars()
+        )
+
+
+def _study_of(engine: Engine, subject_id: str) -> str:
+    with snapshot(engine) as session:
+        return str(
+            session.execute(
+                select(col(Image.study_uid)).where(col(Image.subject_id) == subject_id)
+            ).scalar_one()
+        )
+
+
+def test_the_whole_story_through_the_sdk(
+    client: TestClient,
+    engine: Engine,
+    world: dict[str, str],
+    make_principal: MakePrincipal,
+    tmp_path: Path,
+) -> None:
+    start = utcnow() - timedelta(seconds=1)
+    pipeline, _, grant = _approved_grant(client, world, make_principal)
+    assert grant.claims["image_count"] == 34
+    folder = tmp_path / "download"
+
+    report = pipeline.download(grant, folder, batch=10, progress=False)
+    files = sorted(folder.glob("*.dcm"))
+    assert report.downloaded == len(files) == 34
+    for path in files[:5]:
+        ds = pydicom.dcmread(path)
+        assert ds.PatientID.startswith("ANON-")
+        assert ds.PatientIdentityRemoved == "YES"
+        assert ds.SOPInstanceUID == path.stem
+        assert ds.file_meta.MediaStorageSOPInstanceUID == path.stem
+        assert b"P0" not in path.read_bytes()  # no original patient id anywhere
+    again = pipeline.download(grant, folder, progress=False)
+    assert (again.downloaded, again.already_present) == (0, 34)
+
+    # A patient withdraws: every route refuses their pixels from the next call on.
+    registrar = make_principal(Role.registrar)
+    withdrawn = _subject_of(client, registrar, "P005")
+    (uid,) = _uids_of(engine, grant.id, withdrawn)
+    _withdraw_all(client, registrar, withdrawn)
+    with pytest.raises(LedgerAPIError) as refused:
+        pipeline.instance(grant, uid)
+    assert refused.value.status == 410
+    assert "consent-permits-purpose" not in refused.value.problem["policy_ids"]
+    other = next(p.stem for p in files if p.stem != uid)
+    assert pydicom.dcmread(io.BytesIO(pipeline.instance(grant, other))).SOPInstanceUID == other
+
+    manifest = {i["sop_instance_uid"]: i for i in pipeline.manifest(grant)}
+    assert manifest[uid]["available"] is False
+    assert sum(i["available"] for i in manifest.values()) == 33
+
+    archive = client.post(
+        f"/v1/grants/{grant.id}/archive",
+        headers={**pipeline._auth, "Ledger-Grant": grant.token},
+        json={"sop_instance_uids": [uid, other]},
+    )
+    assert archive.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as z:
+        assert sorted(z.namelist()) == sorted([f"{other}.dcm", "ledger-refused.json"])
+        assert uid in z.read("ledger-refused.json").decode()
+
+    resumed = pipeline.download(grant, folder, progress=False)
+    assert resumed.removed == [uid]
+    assert not (folder / f"{uid}.dcm").exists()
+
+    changes = pipeline.revocations(start)
+    assert changes["instances"] == [
+        {"grant_id": grant.id, "sop_instance_uids": [uid], "policy_ids": ["no-permit"]}
+    ]
+    assert changes["grants"] == []
+
+    # Inference: the withdrawn patient's study is denied, another is permitted.
+    denied = pipeline.authorize("ai.inference", _study_of(engine, withdrawn))
+    assert denied["decision"] == "deny"
+    assert denied["token"].count(".") == 2
+    kept = _subject_of(client, registrar, "P010")
+    assert pipeline.authorize("ai.inference", _study_of(engine, kept))["decision"] == "permit"
+    with pytest.raises(LedgerAPIError) as unknown:
+        pipeline.authorize("ai.inference", "1.2.3.999999")
+    assert unknown.value.status == 404
+    with pytest.raises(LedgerAPIError) as bad_purpose:
+        pipeline.authorize("ai.astrology", _study_of(engine, kept))
+    assert bad_purpose.value.status == 422
+
+    # The model trained on the grant is flagged, and the impact report names it.
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"not really weights")
+    model = pipeline.register_model("nodule-detector", "1.0", weights, [grant.id])
+    assert model["flagged"] is True
+    assert model["grants"][0]["subjects_no_longer_consented"] == 1
+    auditor = make_principal(Role.auditor)
+    impact = client.get(f"/v1/subjects/{withdrawn}/impact", headers=auth(auditor)).json()
+    assert impact["grants"][0]["grant_id"] == grant.id
+    assert impact["grants"][0]["images_blocked_now"] == 1
+    assert impact["models"] == [model["id"]]
+
+    # The log shows releases, refusals and decisions; no release lacked consent.
+    flush_decisions(client.app.state.ledger)  # the server does this every few seconds
+    with snapshot(engine) as session:
+        kinds = set(session.execute(select(col(LogEntry.event_type))).scalars())
+        violations, checked = audit.releases_without_consent(session)
+    assert {"release.instances", "refusal.release", "authorize.decisions"} <= kinds
+    assert {"model.registered", "grant.issued"} <= kinds
+    assert violations == []
+    assert checked > 0
+
+
+def test_release_refusals(
+    client: TestClient,
+    engine: Engine,
+    world: dict[str, str],
+    make_principal: MakePrincipal,
+) -> None:
+    pipeline, key, grant = _approved_grant(client, world, make_principal)
+    uid = next(iter(pipeline.manifest(grant)))["sop_instance_uid"]
+    url = f"/v1/grants/{grant.id}"
+
+    def get(path: str, headers: dict[str, str]) -> Any:
+        return client.get(url + path, headers=headers)
+
+    assert get(f"/instances/{uid}", auth(key)).status_code == 401  # no grant header
+    thief = make_principal(Role.pipeline)
+    stolen = get(f"/instances/{uid}", {**auth(thief), "Ledger-Grant": grant.token})
+    assert stolen.status_code == 403
+    head, body, sig = grant.token.split(".")
+    altered = f"{head}.{body[:-2]}AA.{sig}"
+    assert get(f"/instances/{uid}", {**auth(key), "Ledger-Grant": altered}).status_code == 403
+    assert (
+        get("/instances/2.25.12345", {**auth(key), "Ledger-Grant": grant.token}).status_code == 404
+    )
+    steward = make_principal(Role.steward)
+    assert client.get(url + "/manifest", headers=auth(steward)).status_code == 403
+    too_many = client.post(
+        url + "/archive",
+        headers={**auth(key), "Ledger-Grant": grant.token},
+        json={"sop_instance_uids": [uid] * 257},
+    )
+    assert too_many.status_code == 422
+    revoked = client.post(url + "/revoke", headers=auth(steward), json={"reason": "misuse"})
+    assert revoked.status_code == 200, revoked.text
+    gone = get(f"/instances/{uid}", {**auth(key), "Ledger-Grant": grant.token})
+    assert gone.status_code == 410
+    assert gone.headers["content-type"].startswith("application/problem+json")
+    assert (
+        client.post(url + "/revoke", headers=auth(steward), json={"reason": "x"}).status_code == 409
+    )
+    listed = pipeline.revocations(utcnow() - timedelta(minutes=5))
+    assert [g["grant_id"] for g in listed["grants"]] == [grant.id]
+    with snapshot(engine) as session:
+        refusals = session.execute(
+            select(col(LogEntry.seq)).where(col(LogEntry.event_type) == "refusal.release")
+        ).all()
+        released = session.execute(
+            select(col(LogEntry.seq)).where(col(LogEntry.event_type) == "release.instances")
+        ).all()
+    assert len(refusals) == 5
+    assert released == []
+
+
+def test_erasure_blocks_every_release_route(
+    client: TestClient,
+    engine: Engine,
+    world: dict[str, str],
+    make_principal: MakePrincipal,
+) -> None:
+    pipeline, key, grant = _approved_grant(client, world, make_principal)
+    registrar, eraser = make_principal(Role.registrar), make_principal(Role.admin)
+    subject = _subject_of(client, registrar, "P007")
+    (uid,) = _uids_of(engine, grant.id, subject)
+    assert client.post(f"/v1/subjects/{subject}/erase", headers=auth(eraser)).status_code == 200
+    headers = {**auth(key), "Ledger-Grant": grant.token}
+    assert client.get(f"/v1/grants/{grant.id}/instances/{uid}", headers=headers).status_code == 410
+    archive = client.post(
+        f"/v1/grants/{grant.id}/archive", headers=headers, json={"sop_instance_uids": [uid]}
+    )
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as z:
+        assert z.namelist() == ["ledger-refused.json"]
+    items = {i["sop_instance_uid"]: i for i in pipeline.manifest(grant)}
+    assert items[uid]["available"] is False
+    changes = pipeline.revocations(utcnow() - timedelta(minutes=1))
+    assert changes["instances"][0]["sop_instance_uids"] == [uid]
+
+
+def test_download_slots_refuse_beyond_the_limit() -> None:
+    slots = Slots(2)
+    slots.take("g")
+    slots.take("g")
+    with pytest.raises(TooManyRequests):
+        slots.take("g")
+    slots.give("g")
+    slots.take("g")
+    slots.take("other")
