@@ -133,6 +133,7 @@ def create_app(settings: Settings | None = None, *, check_db: bool = True) -> Fa
             with suppress(asyncio.CancelledError):
                 await task
         flush_decisions(state)
+        state.decisions.close()
         engine.dispose()
 
     app = FastAPI(
@@ -185,11 +186,7 @@ async def _checkpoint_schedule(state: AppState) -> None:
 
 def flush_decisions(state: AppState) -> None:
     """Log the authorize decisions taken since the last flush (one entry per batch)."""
-    if not state.decisions.pending:
-        return
-    with state.write_sessions() as session:
-        state.decisions.flush(session)
-        session.commit()
+    state.decisions.flush_pending(state.write_sessions)
 
 
 async def _decision_log_schedule(state: AppState) -> None:

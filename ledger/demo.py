@@ -7,8 +7,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from ledger.access import service as access
+from ledger.access.evaluation import decode_outcomes
+from ledger.access.models import AccessRequest
 from ledger.access.schemas import AccessRequestCreate
 from ledger.config import Settings
 from ledger.consent import csv_import, service, subjects
@@ -18,6 +22,7 @@ from ledger.db import make_engine, transaction
 from ledger.home import init_home
 from ledger.images import datasets, synthetic
 from ledger.images import service as images
+from ledger.images.models import DatasetImage, Image
 from ledger.images.store import FilesystemStore
 from ledger.keystore import load_keyring
 from ledger.policy.service import activate, configured
@@ -50,6 +55,7 @@ class Demo:
     images: int = 0
     dataset_id: str | None = None
     request_id: str | None = None
+    walkthrough_patient: str | None = None
 
 
 def _demo_consents(rng: random.Random) -> list[csv_import.Row]:
@@ -99,6 +105,84 @@ def _demo_consents(rng: random.Random) -> list[csv_import.Row]:
             )
         rows.extend(csv_import.Row(i + 2, patient, c) for c in contents)
     return rows
+
+
+def _patient_in(session: Session, key: bytes, request: AccessRequest) -> str | None:
+    """A demo patient with an image eligible under ``request``: the walkthrough withdraws
+    their consent and shows the release refused."""
+    eligible = {
+        image_id
+        for image_id, cls in zip(
+            session.execute(
+                select(col(DatasetImage.image_id))
+                .where(col(DatasetImage.dataset_id) == request.dataset_id)
+                .order_by(col(DatasetImage.position))
+            ).scalars(),
+            (request.classes[i] for i in decode_outcomes(request.outcomes)),
+            strict=True,
+        )
+        if cls["eligible"]
+    }
+    for i in range(DEMO_PATIENTS):
+        patient = f"DEMO{i:05d}"
+        subject = subjects.find(session, key, DEMO_ISSUER, patient)
+        if subject is None:
+            continue
+        mine = session.execute(
+            select(col(Image.id)).where(col(Image.subject_id) == subject.id)
+        ).scalars()
+        if eligible.intersection(mine):
+            return patient
+    return None
+
+
+WALKTHROUGH = """\
+# The whole story in one script: request -> approve -> download -> a patient withdraws ->
+# the release is refused and the revocation is listed. Run it while the server runs.
+from datetime import UTC, datetime
+import httpx
+from ledger.client import LedgerAPIError, LedgerClient
+
+BASE, DATASET, PATIENT, ISSUER = {base!r}, {dataset!r}, {patient!r}, {issuer!r}
+KEYS = {keys!r}
+start = datetime.now(UTC)
+pipeline = LedgerClient(BASE, KEYS["pipeline"])
+request = pipeline.request_access(DATASET, "ai.training", "Walkthrough: chest CT triage model")
+print("1. request", request["id"], "evaluated:", request["evaluation"]["eligible_count"],
+      "eligible, excluded by reason", request["evaluation"]["excluded_by_reason"])
+steward = httpx.Client(base_url=BASE, headers={{"Authorization": "Bearer " + KEYS["steward"]}})
+approved = steward.post(f"/v1/access-requests/{{request['id']}}/approve",
+                        json={{"comment": "walkthrough"}}).json()
+print("2. a steward approved it: grant", approved["grant_id"])
+grant = pipeline.wait_for_grant(request["id"], poll=1)
+report = pipeline.download(grant, "walkthrough-images")
+print("3. downloaded", report.downloaded, "de-identified files to walkthrough-images/")
+registrar = httpx.Client(base_url=BASE,
+                         headers={{"Authorization": "Bearer " + KEYS["registrar"]}})
+subject = registrar.post("/v1/subjects/lookup",
+                         json={{"issuer": ISSUER, "patient_id": PATIENT}}).json()
+for consent in registrar.get(f"/v1/subjects/{{subject['id']}}/consents").json()["consents"]:
+    registrar.post(f"/v1/consents/{{consent['id']}}/withdraw", json={{"reason": "walkthrough"}})
+print("4. patient", PATIENT, "withdrew consent")
+again = pipeline.download(grant, "walkthrough-images")
+print("5. the next download deleted their local copies:", again.removed)
+try:
+    pipeline.instance(grant, again.removed[0])
+except LedgerAPIError as refused:
+    print("6. fetching one of them now:", refused)
+changes = pipeline.revocations(start)
+print("7. revocations since the start:", changes["instances"])
+"""
+
+
+def walkthrough(demo: Demo, base: str) -> str:
+    return WALKTHROUGH.format(
+        base=base,
+        dataset=demo.dataset_id,
+        patient=demo.walkthrough_patient,
+        issuer=DEMO_ISSUER,
+        keys={k: demo.keys[k] for k in ("pipeline", "steward", "registrar")},
+    )
 
 
 def build_demo(settings: Settings) -> Demo:
@@ -174,6 +258,7 @@ def build_demo(settings: Settings) -> Demo:
                 requester=pipeline.id,
             )
             demo.request_id = request.id
+            demo.walkthrough_patient = _patient_in(session, keys.pseudonym_key, request)
         with transaction(engine) as session:
             # Sign the demo's history at once, so /v1/log/checkpoint answers from the start.
             checkpoints.create(session, checkpoints.LogTree(), keys, settings.log_origin)

@@ -34,7 +34,7 @@ class AppState:
 
     def __post_init__(self) -> None:
         if self.authorizer is None:
-            self.authorizer = Authorizer(self.keys, self.settings.issuer)
+            self.authorizer = Authorizer(self.engine, self.keys, self.settings.issuer)
 
     @property
     def decisions(self) -> Authorizer:

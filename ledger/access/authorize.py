@@ -4,10 +4,11 @@ study now?", answered with a short signed decision token.
 It is the same decision path as a release (consent facts → classes → Cedar, action
 ``infer``), for one study. Two things make it fast enough to sit in front of a PACS router:
 
-* Decisions are cached per (study, purpose, commercial, policy set) and the cache is valid
-  only while the log head is unchanged. Every change that can alter a decision (a consent,
-  a withdrawal, an erasure, a new image) is logged in its own transaction, so one indexed
-  read of the head per call tells whether anything moved; cached entries also expire after
+* Decisions are cached per (study, purpose, commercial, policy set), valid only while the
+  log's decision mark is unchanged. Every change that can alter a decision (a consent, a
+  withdrawal, an erasure, a new image, a policy set) is logged, and the log moves the mark
+  in the same transaction, so one primary-key read per call tells whether anything
+  moved; releases and decision batches do not move it. Cached entries also expire after
   ``CACHE_SECONDS`` so a consent's validity end is honoured.
 * Decisions are logged in batches: one entry per flush binding the batch's tokens by the
   Merkle root of their hashes, instead of one entry per call (the tokens themselves are
@@ -20,10 +21,13 @@ import hashlib
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from ledger.access import evaluation, tokens
@@ -47,7 +51,6 @@ STUDY_ROWS = (
     "SELECT id, subject_id, modality, body_part, study_date, burned_in, manufacturer, "
     "leaf_hash, erased_at FROM images WHERE study_uid = {p}"
 )
-HEAD = "SELECT max(seq) FROM log_entries"
 
 
 @dataclass(frozen=True)
@@ -68,9 +71,14 @@ class _Cached:
 class Authorizer:
     """One per process: holds the decision cache and the batch of decisions to log."""
 
-    def __init__(self, keys: KeyRing, issuer: str) -> None:
+    def __init__(self, engine: Engine, keys: KeyRing, issuer: str) -> None:
+        self.engine = engine
         self.keys = keys
         self.issuer = issuer
+        self._raw: Any = None
+        self._mark_lock = threading.Lock()
+        qmark = engine.dialect.paramstyle == "qmark"
+        self._mark_sql = log.MARK_SELECT_QMARK if qmark else log.MARK_SELECT_FORMAT
         self._cache: dict[tuple[Any, ...], _Cached] = {}
         self._purposes: dict[str, Request] = {}
         self._pending: list[tuple[bytes, str, str]] = []
@@ -85,24 +93,70 @@ class Authorizer:
                 self._purposes[text] = parsed
         return parsed
 
+    def _mark(self) -> int:
+        """The log's decision mark, read on a connection of our own in autocommit mode:
+        one round trip, no transaction, no pool checkout (this runs on every call)."""
+        with self._mark_lock:
+            for attempt in (1, 2):
+                try:
+                    if self._raw is None:
+                        self._raw = self.engine.raw_connection()
+                        if self.engine.dialect.name == "postgresql":
+                            self._raw.driver_connection.autocommit = True
+                    cursor = self._raw.cursor()
+                    try:
+                        cursor.execute(self._mark_sql, (log.DECISION_MARK,))
+                        row = cursor.fetchone()
+                    finally:
+                        cursor.close()
+                    return -1 if row is None else int(row[0])
+                except Exception:
+                    self.close()  # a broken connection: reconnect once, then give up
+                    if attempt == 2:
+                        raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self._raw is not None:
+            with suppress(Exception):
+                self._raw.close()
+            self._raw = None
+
     def decide(
         self,
-        session: Session,
+        sessions: Callable[[], Session],
         policies: PolicySet,
         *,
         purpose: str,
         study_uid: str,
         commercial: bool = False,
     ) -> Decision:
+        """``sessions`` makes read-only sessions; one is opened only on a cache miss."""
         request = evaluation.RequestFacts(self._purpose(purpose), commercial, None)
-        conn = session.connection()
-        head = conn.exec_driver_sql(HEAD).scalar()
-        head = -1 if head is None else int(head)
+        head = self._mark()
         key = (study_uid, purpose, commercial, policies.hash)
         cached = self._cache.get(key)
         now = time.monotonic()
         if cached is not None and cached.head == head and cached.until > now:
             return cached.decision
+        with sessions() as session:
+            try:
+                decision = self._compute(session, policies, request, study_uid)
+            finally:
+                session.rollback()
+        if len(self._cache) >= CACHE_MAX:
+            self._cache.clear()
+        self._cache[key] = _Cached(decision, head, now + CACHE_SECONDS)
+        return decision
+
+    def _compute(
+        self,
+        session: Session,
+        policies: PolicySet,
+        request: evaluation.RequestFacts,
+        study_uid: str,
+    ) -> Decision:
+        conn = session.connection()
         param = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         cursor = conn.connection.cursor()
         try:
@@ -118,24 +172,13 @@ class Authorizer:
             classifier.classify(r[1], r[2], r[3], r[4], r[5], r[8])
         classes = evaluation.decide_classes(policies, request, classifier.keys, action="infer")
         refused = [c for c in classes if not c["eligible"]]
-        if refused:
-            decision = Decision(
-                False,
-                tuple(dict.fromkeys(r for c in refused for r in c["reasons"])),
-                tuple(dict.fromkeys(p for c in refused for p in c["policy_ids"])),
-                len(rows),
-            )
-        else:
-            decision = Decision(
-                True,
-                tuple(dict.fromkeys(r for c in classes for r in c["reasons"])),
-                tuple(dict.fromkeys(p for c in classes for p in c["policy_ids"])),
-                len(rows),
-            )
-        if len(self._cache) >= CACHE_MAX:
-            self._cache.clear()
-        self._cache[key] = _Cached(decision, head, now + CACHE_SECONDS)
-        return decision
+        deciding = refused or classes
+        return Decision(
+            not refused,
+            tuple(dict.fromkeys(r for c in deciding for r in c["reasons"])),
+            tuple(dict.fromkeys(p for c in deciding for p in c["policy_ids"])),
+            len(rows),
+        )
 
     def token(
         self, decision: Decision, *, pipeline_id: str, purpose: str, study_uid: str, policy: str
@@ -174,6 +217,15 @@ class Authorizer:
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    def flush_pending(self, sessions: Callable[[], Session]) -> int:
+        """Flush in a transaction of its own (the caller's may be read-only)."""
+        if not self._pending:
+            return 0
+        with sessions() as session:
+            done = self.flush(session)
+            session.commit()
+        return done
 
     def flush(self, session: Session) -> int:
         """Append one log entry for the decisions taken since the last flush."""

@@ -260,15 +260,16 @@ class AuthorizeBody(BaseModel):
 
 
 @router.post("/v1/authorize", tags=["authorize"])
-def authorize(
-    body: AuthorizeBody, session: SessionDep, state: StateDep, caller: Pipeline
-) -> dict[str, Any]:
+def authorize(body: AuthorizeBody, state: StateDep, caller: Pipeline) -> dict[str, Any]:
     """May this pipeline run ``purpose`` on this study now? Permit or deny with reasons
-    and a signed decision token (``typ: ledger-decision+jwt``, valid five minutes)."""
+    and a signed decision token (``typ: ledger-decision+jwt``, valid five minutes).
+
+    Decides in a read-only transaction (on SQLite it takes no write lock, so authorize
+    calls never queue behind writers); decisions are logged in batches."""
     authorizer = state.decisions
     try:
         decision = authorizer.decide(
-            session,
+            state.read_sessions,
             state.policies,
             purpose=body.purpose,
             study_uid=body.study_instance_uid,
@@ -285,7 +286,7 @@ def authorize(
         policy=state.policies.hash,
     )
     if authorizer.pending >= FLUSH_AT:
-        authorizer.flush(session)
+        authorizer.flush_pending(state.write_sessions)
     return {
         "decision": "permit" if decision.permitted else "deny",
         "reasons": list(decision.reasons),

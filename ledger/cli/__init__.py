@@ -11,6 +11,7 @@ from ledger.cli import (
     audit,
     consents,
     deid,
+    grants,
     images,
     keys,
     policy,
@@ -41,6 +42,10 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(keys.app, name="keys")
 app.add_typer(policy.app, name="policy")
 app.add_typer(requests.app, name="requests")
+app.add_typer(grants.grants_app, name="grants")
+app.add_typer(grants.models_app, name="models")
+app.command("revocations")(grants.revocations_command)
+consents.subjects_app.command("impact")(grants.impact)
 
 
 def main() -> None:

@@ -11,8 +11,9 @@ import typer
 from ledger.cli.output import HomeOpt, JsonOpt, console, emit_json, settings_for
 from ledger.config import Settings
 from ledger.db import current_revision, head_revision, make_engine, redacted, upgrade
-from ledger.demo import DEMO_ISSUER, build_demo
+from ledger.demo import DEMO_ISSUER, build_demo, walkthrough
 from ledger.home import init_home
+from ledger.keystore import write_secret
 
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 
@@ -118,6 +119,16 @@ def demo(
             f"open {base}/docs   # interactive OpenAPI",
         ):
             console.print(f"  {line}", highlight=False, soft_wrap=True)
+        script = Path(made.home) / "walkthrough.py"
+        write_secret(script, walkthrough(made, base).encode())  # it holds API keys: 0600
+        console.print(
+            "\nEnd to end (request → approve → download → a patient withdraws → release "
+            f"refused, revocation listed): in a second terminal run\n  python {script}\n"
+            "or paste:\n",
+            highlight=False,
+            soft_wrap=True,
+        )
+        console.print(walkthrough(made, base), highlight=False, soft_wrap=True, markup=False)
     if not no_serve:
         _serve(settings, host, port)
 

@@ -34,6 +34,9 @@ def chain_hash(previous: bytes, leaf: bytes) -> bytes:
     return hashlib.sha256(previous + leaf).digest()
 
 
+# Event types whose entries can change a consent decision (see ``decision_mark``).
+DECISION_INPUTS = ("consent.", "subject.", "subjects.", "image.", "policy.")
+DECISION_MARK = "decision_inputs"
 _SAFE_INT = 2**53
 INSERT_ENTRIES_QMARK = (
     "INSERT INTO log_entries (seq, event_type, entry, leaf_hash, chain_hash, recorded_at) "
@@ -200,4 +203,34 @@ def append_many(
         conn.exec_driver_sql(insert_entries, rows[i : i + batch])
     for i in range(0, len(refs), batch):
         conn.exec_driver_sql(insert_refs, refs[i : i + batch])
+    inputs = [
+        a.seq for a, (t, _) in zip(done, events, strict=True) if t.startswith(DECISION_INPUTS)
+    ]
+    if inputs:
+        _mark(conn, DECISION_MARK, max(inputs))
     return done
+
+
+MARK_UPDATE = text("UPDATE log_marks SET seq = :seq WHERE name = :name")
+MARK_INSERT = text("INSERT INTO log_marks (name, seq) VALUES (:name, :seq)")
+MARK_SELECT_QMARK = "SELECT seq FROM log_marks WHERE name = ?"
+MARK_SELECT_FORMAT = "SELECT seq FROM log_marks WHERE name = %s"
+
+
+def _mark(conn: Any, name: str, seq: int) -> None:
+    if conn.execute(MARK_UPDATE, {"seq": seq, "name": name}).rowcount == 0:
+        conn.execute(MARK_INSERT, {"seq": seq, "name": name})
+
+
+def decision_mark(session: Session) -> int:
+    """The seq of the last logged change that can alter a consent decision (-1: none)."""
+    conn = session.connection()
+    sql = MARK_SELECT_QMARK if conn.dialect.paramstyle == "qmark" else MARK_SELECT_FORMAT
+    cursor = conn.connection.cursor()  # the driver's own: this runs on every authorize call
+    try:
+        cursor.execute(sql, (DECISION_MARK,))
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    value = row[0] if row else None
+    return -1 if value is None else int(value)

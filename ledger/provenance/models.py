@@ -51,3 +51,17 @@ class LogRef(SQLModel, table=True):
             BigInteger, ForeignKey("log_entries.seq"), primary_key=True, autoincrement=False
         )
     )
+
+
+class LogMark(SQLModel, table=True):
+    """The seq of the newest entry of a kind, kept in the same transaction as the entry.
+
+    ``decision_inputs`` marks the last change that can alter a consent decision (a consent,
+    a subject, an image, a policy set): caches of decisions are valid while it stays put,
+    however many releases or decision batches are logged meanwhile.
+    """
+
+    __tablename__ = "log_marks"
+
+    name: str = Field(sa_column=Column(String(32), primary_key=True))
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))

@@ -3,7 +3,9 @@ against the real app (and by hand where the SDK would not let a caller misbehave
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import zipfile
 from datetime import timedelta
 from pathlib import Path
@@ -15,8 +17,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlmodel import col
 
+from ledger.access.authorize import DECISION_AUDIENCE, DECISION_TYP
 from ledger.access.models import GrantImage
 from ledger.access.slots import Slots
+from ledger.access.tokens import keys_from_jwks, verify
 from ledger.api import flush_decisions
 from ledger.client import Grant, LedgerAPIError, LedgerClient
 from ledger.db import snapshot
@@ -272,3 +276,29 @@ def test_download_slots_refuse_beyond_the_limit() -> None:
     slots.give("g")
     slots.take("g")
     slots.take("other")
+
+
+def test_a_withdrawal_turns_a_cached_permit_into_a_deny_at_once(
+    client: TestClient,
+    engine: Engine,
+    world: dict[str, str],
+    make_principal: MakePrincipal,
+) -> None:
+    pipeline = sdk(client, make_principal(Role.pipeline))
+    registrar = make_principal(Role.registrar)
+    subject = _subject_of(client, registrar, "P012")
+    study = _study_of(engine, subject)
+    first = pipeline.authorize("ai.inference", study)
+    assert first["decision"] == "permit"
+    assert pipeline.authorize("ai.inference", study)["decision"] == "permit"  # cached
+    _withdraw_all(client, registrar, subject)
+    after = pipeline.authorize("ai.inference", study)
+    assert after["decision"] == "deny"
+    assert "no-permit" in after["policy_ids"]
+    jwks = client.get("/.well-known/jwks.json").json()
+    claims = verify(
+        after["token"], keys_from_jwks(jwks), typ=DECISION_TYP, audience=DECISION_AUDIENCE
+    )
+    assert claims["decision"] == "deny"
+    assert claims["study_sha256"] == hashlib.sha256(study.encode()).hexdigest()
+    assert study not in json.dumps(claims)  # named by hash only

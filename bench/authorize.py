@@ -1,0 +1,165 @@
+"""Inference-time authorize, in process: latency and throughput against raw Cedar.
+
+Goal (DESIGN §10): p99 <= 10 ms, and >= 50% of the throughput of raw
+``cedarpy.is_authorized`` on the same requests (the Cedar call the ledger makes for each
+study, with the same policy set and schema, and nothing else: no database, no consent
+facts, no token).
+
+Set-up (not timed): consents for N subjects from CSV, two images per subject in one study.
+Then every study is authorized once ("cold": nothing cached, each call reads the study and
+its subject's consents and asks Cedar) and once more ("warm": decisions cached while the
+log head is unchanged). Each call opens its own session and signs a decision token, as the
+HTTP route does (read-only transaction); decisions are logged in batches of 1,000 inside
+the timing.
+
+Usage: python bench/authorize.py [--subjects N] [--pg URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import cedarpy
+from access_request import setup
+from sqlalchemy import text
+
+from ledger.access import evaluation
+from ledger.access.authorize import FLUSH_AT, Authorizer
+from ledger.consent import facts
+from ledger.consent.purposes import tree
+from ledger.db import make_engine, session_factory, snapshot, transaction
+from ledger.dbtypes import utcnow
+from ledger.keystore import load_keyring
+from ledger.policy.engine import NAMESPACE, default_directory, load
+from tests import dbutil
+
+P99_GOAL_MS = 10.0
+RATIO_GOAL = 0.5
+PURPOSE = "ai.inference"
+
+
+def _cedar_requests(url: str, studies: list[str]) -> list[dict[str, object]]:
+    """The Cedar request the ledger makes for each study (its first image class)."""
+    engine = make_engine(url)
+    request = evaluation.RequestFacts(tree().parse_request(PURPOSE), False, None)
+    out = []
+    with snapshot(engine) as session:
+        rows_by_study: dict[str, list[tuple[object, ...]]] = {}
+        for row in session.execute(
+            text(
+                "SELECT study_uid, id, subject_id, modality, body_part, study_date, burned_in, "
+                "manufacturer, leaf_hash, erased_at FROM images"
+            )
+        ):
+            rows_by_study.setdefault(row[0], []).append(tuple(row[1:]))
+        in_force = facts.effective_consents(session, utcnow())
+    for study in studies:
+        classifier = evaluation.Classifier(in_force, request.purpose)
+        r = rows_by_study[study][0]
+        classifier.classify(r[1], r[2], r[3], r[4], r[5], r[8])
+        (permitted, denied, legacy, explicit, modifiers), modality, part, burned = classifier.keys[
+            0
+        ]
+        out.append(
+            {
+                "principal": {"type": f"{NAMESPACE}::Pipeline", "id": "p"},
+                "action": {"type": f"{NAMESPACE}::Action", "id": "infer"},
+                "resource": {"type": f"{NAMESPACE}::ImageClass", "id": "class-0"},
+                "context": {
+                    "consent": {
+                        "permitted": permitted,
+                        "denied": denied,
+                        "legacy_research": legacy,
+                        "explicit_generative": explicit,
+                        "modifiers": list(modifiers),
+                    },
+                    "image": {"modality": modality, "body_part": part, "burned_in": burned},
+                    "request": request.context(),
+                },
+            }
+        )
+    engine.dispose()
+    return out
+
+
+def run(backend: str, url: str, subjects: int) -> None:
+    home = Path(tempfile.mkdtemp())
+    t = time.perf_counter()
+    _, pipeline_id = setup(url, home, subjects, 2)
+    engine = make_engine(url)
+    with transaction(engine) as session:
+        session.execute(text("UPDATE images SET study_uid = '1.2.826.0.1.' || subject_id"))
+        studies = list(session.execute(text("SELECT DISTINCT study_uid FROM images")).scalars())
+    print(f"{backend:<11} set-up: {subjects:,} studies in {time.perf_counter() - t:.0f} s")
+    policies = load(default_directory())
+    keys = load_keyring(home / "keys")
+    cedar_requests = _cedar_requests(url, studies)
+
+    start = time.perf_counter()
+    for req in cedar_requests:
+        cedarpy.is_authorized(req, policies.cedar, [], policies.schema)
+    raw_rate = len(cedar_requests) / (time.perf_counter() - start)
+
+    authorizer = Authorizer(engine, keys, "urn:bench")
+    sessions = session_factory(engine, readonly=True)  # as the route decides
+    writes = session_factory(engine)
+    for label in ("cold", "warm"):
+        latencies = []
+        permits = 0
+        start = time.perf_counter()
+        for study in studies:
+            t0 = time.perf_counter()
+            decision = authorizer.decide(sessions, policies, purpose=PURPOSE, study_uid=study)
+            authorizer.token(
+                decision,
+                pipeline_id=pipeline_id,
+                purpose=PURPOSE,
+                study_uid=study,
+                policy=policies.hash,
+            )
+            if authorizer.pending >= FLUSH_AT:
+                authorizer.flush_pending(writes)
+            latencies.append((time.perf_counter() - t0) * 1000)
+            permits += decision.permitted
+        rate = len(studies) / (time.perf_counter() - start)
+        p99 = statistics.quantiles(latencies, n=100)[98]
+        ratio = rate / raw_rate
+        print(
+            f"{backend:<11} authorize ({label}): {rate:,.0f}/s, p50 "
+            f"{statistics.median(latencies):.2f} ms, p99 {p99:.2f} ms (goal <= {P99_GOAL_MS} ms) "
+            f"{'yes' if p99 <= P99_GOAL_MS else 'NO'}; {ratio:.0%} of raw Cedar "
+            f"{raw_rate:,.0f}/s (goal >= {RATIO_GOAL:.0%}) {'yes' if ratio >= RATIO_GOAL else 'NO'}"
+            f"; {permits:,} permits of {len(studies):,}"
+        )
+        authorizer.flush_pending(writes)
+    authorizer.close()
+    engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--subjects", type=int, default=5_000)
+    parser.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/")
+    args = parser.parse_args()
+    run("sqlite", dbutil.sqlite_url(Path(tempfile.mkdtemp()) / "bench.db"), args.subjects)
+    try:
+        pg = dbutil.create_pg_database(args.pg, prefix="ledger_bench_authz")
+    except Exception as exc:
+        print(f"postgresql: skipped ({type(exc).__name__})")
+        return
+    try:
+        run("postgresql", pg, args.subjects)
+    finally:
+        dbutil.drop_pg_database(pg)
+
+
+if __name__ == "__main__":
+    main()
