@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
 from ledger.access import archive, release, revocations
 from ledger.access.authorize import FLUSH_AT
@@ -39,20 +40,24 @@ MAX_BATCH = 256
 T = TypeVar("T")
 
 
-def _refusing(state: AppState, grant_id: str, caller: Caller, action: Callable[[], T]) -> T:
-    """Run ``action``; if it refuses, log the refusal (own transaction) and re-raise."""
+def _refusing(
+    state: AppState, session: Session, grant_id: str, caller: Caller, action: Callable[[], T]
+) -> T:
+    """Run ``action``; if it refuses, roll back the request's transaction (releasing
+    SQLite's write lock), log the refusal in a transaction of its own, and re-raise."""
     try:
         return action()
     except LedgerError as exc:
         if exc.status in (401, 403, 404, 410, 429):
-            with state.write_sessions() as session:
+            session.rollback()
+            with state.write_sessions() as own:
                 log.append(
-                    session,
+                    own,
                     "refusal.release",
                     {"grant_id": grant_id, "status": exc.status, "code": exc.code},
                     actor=caller.id,
                 )
-                session.commit()
+                own.commit()
         raise
 
 
@@ -125,7 +130,7 @@ def manifest(
             "next_start": next_start,
         }
 
-    return _refusing(state, grant_id, caller, run)
+    return _refusing(state, session, grant_id, caller, run)
 
 
 @router.get(
@@ -165,7 +170,7 @@ def instance(
             headers={"Content-Disposition": f'attachment; filename="{uid}.dcm"'},
         )
 
-    return _refusing(state, grant_id, caller, run)
+    return _refusing(state, session, grant_id, caller, run)
 
 
 @router.post(
@@ -216,7 +221,7 @@ def download_archive(
             },
         )
 
-    return _refusing(state, grant_id, caller, run)
+    return _refusing(state, session, grant_id, caller, run)
 
 
 class RevokeBody(BaseModel):

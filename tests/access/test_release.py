@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import zipfile
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import pydicom
 import pytest
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlmodel import col
@@ -21,12 +23,13 @@ from ledger.access.authorize import DECISION_AUDIENCE, DECISION_TYP
 from ledger.access.models import GrantImage
 from ledger.access.slots import Slots
 from ledger.access.tokens import keys_from_jwks, verify
-from ledger.api import flush_decisions
+from ledger.api import flush_decisions, routers
 from ledger.client import Grant, LedgerAPIError, LedgerClient
 from ledger.db import snapshot
 from ledger.dbtypes import utcnow
 from ledger.errors import TooManyRequests
 from ledger.images.models import Image
+from ledger.images.store import data_key, unseal
 from ledger.principals.models import Role
 from ledger.provenance import audit
 from ledger.provenance.models import LogEntry
@@ -302,3 +305,90 @@ def test_a_withdrawal_turns_a_cached_permit_into_a_deny_at_once(
     assert claims["decision"] == "deny"
     assert claims["study_sha256"] == hashlib.sha256(study.encode()).hexdigest()
     assert study not in json.dumps(claims)  # named by hash only
+
+
+def _pixels_of(client: TestClient, engine: Engine, subject_id: str) -> bytes:
+    """A distinctive run of the subject's original pixel bytes (synthetic noise)."""
+    state = client.app.state.ledger  # type: ignore[attr-defined]
+    with snapshot(engine) as session:
+        address = session.execute(
+            select(col(Image.sha256)).where(col(Image.subject_id) == subject_id)
+        ).scalar_one()
+        key = data_key(session, state.keys.master_key, subject_id, create=False)
+    original = unseal(key, address, state.store.get(address))
+    pixels = bytes(pydicom.dcmread(io.BytesIO(original)).PixelData)
+    return pixels[len(pixels) // 2 : len(pixels) // 2 + 48]
+
+
+def test_no_withdrawn_pixels_leave_through_any_route(
+    client: TestClient,
+    engine: Engine,
+    world: dict[str, str],
+    make_principal: MakePrincipal,
+) -> None:
+    """After a withdrawal, call every readable route of the API as every role, with the
+    withdrawn subject's ids and the grant filled in: the subject's pixels appear in no
+    response. (Routes that change state are covered by their own tests.)"""
+    _, key, grant = _approved_grant(client, world, make_principal)
+    registrar = make_principal(Role.registrar)
+    subject = _subject_of(client, registrar, "P009")
+    (uid,) = _uids_of(engine, grant.id, subject)
+    needle = _pixels_of(client, engine, subject)
+    headers = {**auth(key), "Ledger-Grant": grant.token}
+    before = client.get(f"/v1/grants/{grant.id}/instances/{uid}", headers=headers)
+    assert needle in before.content  # the needle is what a release would carry
+    _withdraw_all(client, registrar, subject)
+    with snapshot(engine) as session:
+        image_id = session.execute(
+            select(col(Image.id)).where(col(Image.subject_id) == subject)
+        ).scalar_one()
+    values = {
+        "grant_id": grant.id,
+        "uid": uid,
+        "subject_id": subject,
+        "image_id": image_id,
+        "dataset_id": world["all"],
+        "request_id": str(grant.claims["jti"]),
+    }
+    keys = {role: make_principal(role) for role in Role}
+    keys[Role.pipeline] = key
+    calls = 0
+    for route in [r for router in routers() for r in router.routes if isinstance(r, APIRoute)]:
+        url = re.sub(r"\{([^}]+)\}", lambda m: values.get(m.group(1), "x"), route.path)
+        for method in route.methods:
+            if method != "GET" and not url.endswith("/archive"):
+                continue
+            for role_key in keys.values():
+                r = client.request(
+                    method,
+                    url,
+                    headers={**auth(role_key), "Ledger-Grant": grant.token},
+                    json={"sop_instance_uids": [uid]} if method == "POST" else None,
+                )
+                calls += 1
+                assert needle not in r.content, f"{method} {route.path} leaked pixels"
+    assert calls > 100
+
+
+def test_concurrent_downloads_beyond_the_limit_get_429(
+    client: TestClient, world: dict[str, str], make_principal: MakePrincipal
+) -> None:
+    pipeline, key, grant = _approved_grant(client, world, make_principal)
+    uid = next(iter(pipeline.manifest(grant)))["sop_instance_uid"]
+    slots = client.app.state.ledger.download_slots  # type: ignore[attr-defined]
+    for _ in range(slots.limit):
+        slots.take(grant.id)  # downloads still streaming
+    busy = client.post(
+        f"/v1/grants/{grant.id}/archive",
+        headers={**auth(key), "Ledger-Grant": grant.token},
+        json={"sop_instance_uids": [uid]},
+    )
+    assert busy.status_code == 429
+    assert busy.headers["content-type"].startswith("application/problem+json")
+    slots.give(grant.id)
+    ok = client.post(
+        f"/v1/grants/{grant.id}/archive",
+        headers={**auth(key), "Ledger-Grant": grant.token},
+        json={"sop_instance_uids": [uid]},
+    )
+    assert ok.status_code == 200
