@@ -108,6 +108,7 @@ REF_KEYS = {
     "dataset_id": "dataset",
     "request_id": "request",
     "grant_id": "grant",
+    "grant_ids": "grant",
     "model_id": "model",
 }
 

@@ -121,6 +121,7 @@ def register(session: Session, body: ModelCreate, *, pipeline_id: str) -> ModelR
             "version": record.version,
             "artefact_sha256": record.artefact_sha256,
             "grants": [{"grant_id": u.grant_id, "usage": u.usage} for u in body.grants],
+            "grant_ids": [u.grant_id for u in body.grants],
         },
         actor=pipeline_id,
     )

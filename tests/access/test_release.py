@@ -182,6 +182,11 @@ def test_the_whole_story_through_the_sdk(
     assert impact["grants"][0]["grant_id"] == grant.id
     assert impact["grants"][0]["images_blocked_now"] == 1
     assert impact["models"] == [model["id"]]
+    lineage = client.get(f"/v1/audit/models/{model['id']}/lineage", headers=auth(auditor))
+    assert lineage.status_code == 200, lineage.text
+    assert {"model.registered", "grant.issued", "request.evaluated"} <= {
+        e["type"] for e in lineage.json()["events"]
+    }
 
     # The log shows releases, refusals and decisions; no release lacked consent.
     flush_decisions(client.app.state.ledger)  # the server does this every few seconds
