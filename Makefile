@@ -46,6 +46,8 @@ bench: install
 	$(PY) bench/manifest.py
 	$(PY) bench/grants.py
 	$(PY) bench/access_request.py
+	$(PY) bench/authorize.py
+	$(PY) bench/console.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

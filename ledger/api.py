@@ -25,6 +25,7 @@ from ledger.keystore import load_keyring
 from ledger.middleware import BodyLimit
 from ledger.policy.service import activate, configured
 from ledger.provenance import checkpoints
+from ledger.web import pages as console
 
 log = logging.getLogger("ledger.api")
 
@@ -150,6 +151,7 @@ def create_app(settings: Settings | None = None, *, check_db: bool = True) -> Fa
         upload_limit=settings.max_upload_bytes,
     )
     _mount(app)
+    console.install(app)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> JSONResponse:

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds between log entries batching inference authorize decisions.",
     )
+    console_session_minutes: int = Field(
+        default=480, ge=1, le=7 * 24 * 60, description="Lifetime of a web console sign-in."
+    )
     log_origin: str = Field(
         default="ledger.local/log",
         description="Origin line of signed log checkpoints (C2SP signed-note).",

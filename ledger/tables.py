@@ -11,3 +11,4 @@ from ledger.principals import models as _principals  # noqa: F401
 from ledger.provenance import commitments as _commitments  # noqa: F401
 from ledger.provenance import models as _provenance  # noqa: F401
 from ledger.registry import models as _registry  # noqa: F401
+from ledger.web import models as _web  # noqa: F401

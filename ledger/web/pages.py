@@ -1,0 +1,136 @@
+"""What every console page shares: templates, the signed-in viewer, role checks, CSRF,
+and rendering errors as pages instead of JSON."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from ledger.deps import SessionDep
+from ledger.errors import LedgerError, Unauthenticated
+from ledger.principals.models import Role
+from ledger.web import charts
+from ledger.web.sessions import COOKIE, Viewer, csrf_ok, lookup
+
+HERE = Path(__file__).resolve().parent
+templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.globals["bars"] = charts.bars
+templates.env.filters["has_any"] = lambda roles, *names: bool(set(roles) & set(names))
+templates.env.filters["when"] = lambda v: f"{v:%Y-%m-%d %H:%M}" if v else ""
+PREFIX = "/console"
+
+
+class SignInRequired(Exception):
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        self.message = message
+
+
+class PageError(Exception):
+    """A refusal shown as a page (status and message), with nothing changed."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+
+
+def current_viewer(request: Request, session: SessionDep) -> Viewer:
+    try:
+        viewer = lookup(session, request.cookies.get(COOKIE))
+    except Unauthenticated as exc:
+        raise SignInRequired(request.url.path, exc.detail) from exc
+    request.state.viewer = viewer
+    return viewer
+
+
+class PageRoles:
+    """Page dependency admitting viewers with any of ``roles`` (as the API does)."""
+
+    def __init__(self, *roles: Role) -> None:
+        self.roles = frozenset(str(r) for r in roles)
+
+    def __call__(self, viewer: Annotated[Viewer, Depends(current_viewer)]) -> Viewer:
+        if not viewer.caller.roles & self.roles:
+            raise PageError(
+                403, f"This page needs one of the roles: {', '.join(sorted(self.roles))}."
+            )
+        return viewer
+
+
+def page_roles(*roles: Role) -> PageRoles:
+    return PageRoles(*roles)
+
+
+AnyViewer = Annotated[Viewer, Depends(current_viewer)]
+
+
+def check_csrf(viewer: Viewer, token: str | None) -> None:
+    if not csrf_ok(viewer.csrf, token):
+        raise PageError(403, "The form was not accepted (its security token did not match).")
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    viewer: Viewer | None = getattr(request.state, "viewer", None)
+    return templates.TemplateResponse(
+        request,
+        template,
+        {"viewer": viewer, "roles": viewer.caller.roles if viewer else frozenset(), **context},
+        status_code=status_code,
+    )
+
+
+def see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def attempt(session: Any, action: Callable[[], Any]) -> LedgerError | None:
+    """Run a change; a domain refusal is rolled back and returned for the page to show."""
+    try:
+        action()
+    except LedgerError as exc:
+        session.rollback()
+        return exc
+    return None
+
+
+def install(app: FastAPI) -> None:
+    """Mount the console's routers, assets and error pages on ``app``."""
+    from ledger.web import auditor, registrar, steward
+    from ledger.web import auth as auth_pages
+
+    for module in (auth_pages, steward, registrar, auditor):
+        app.include_router(module.router)
+    app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
+
+    @app.exception_handler(SignInRequired)
+    async def _sign_in(request: Request, exc: SignInRequired) -> Response:
+        return see_other(f"{PREFIX}/login?next={quote(exc.path)}&why={quote(exc.message)}")
+
+    @app.exception_handler(PageError)
+    async def _page_error(request: Request, exc: PageError) -> Response:
+        return render(request, "error.html", exc.status, message=exc.message)
+
+    @app.middleware("http")
+    async def _timing(request: Request, call_next: Any) -> Response:
+        if not request.url.path.startswith(PREFIX):
+            response: Response = await call_next(request)
+            return response
+        start = time.perf_counter()
+        response = await call_next(request)
+        elapsed = (time.perf_counter() - start) * 1000
+        response.headers["Server-Timing"] = f"app;dur={elapsed:.1f}"
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "frame-ancestors 'none'; form-action 'self'",
+        )
+        return response
