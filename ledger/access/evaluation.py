@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import time
 import zlib
@@ -98,36 +99,55 @@ class Classifier:
         self.purpose = purpose
         self.index: dict[tuple[Any, ...], int] = {}
         self.keys: list[tuple[Any, ...]] = []
-        self._outcomes: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-        self._signatures: dict[str, tuple[tuple[Any, ...], bool]] = {}
+        self._outcomes: dict[tuple[Any, ...], int] = {}
+        self._summaries: list[tuple[Any, ...]] = []
+        # Signatures are deep tuples (scopes, purposes): hashing one per image would cost
+        # more than everything else, so each subject maps once to a small int.
+        self._signature_ids: dict[tuple[Any, ...], int] = {}
+        self._subjects: dict[str, tuple[int, bool]] = {}
+
+    def _subject(self, sid: str) -> tuple[int, bool]:
+        items = self.in_force.get(sid, [])
+        signature = _signature(items)
+        number = self._signature_ids.setdefault(signature, len(self._signature_ids))
+        found = self._subjects[sid] = (number, _needs_date(items))
+        return found
+
+    def _summary(self, sid: str, modality: Any, part: Any, study_date: Any) -> tuple[Any, ...]:
+        outcome = facts.decide(
+            self.in_force.get(sid, []),
+            self.purpose,
+            facts.ImageFacts(modality, part, _as_date(study_date)),
+        )
+        return (
+            outcome.permitted,
+            bool(outcome.denies) and not outcome.permitted,
+            outcome.legacy_research,
+            any("ai.generative" in p.purposes for p in outcome.permits),
+            tuple(sorted(outcome.modifiers)),
+        )
 
     def classify(
         self, sid: str, modality: Any, part: Any, study_date: Any, burned: Any, erased: Any
     ) -> int:
-        sig = self._signatures.get(sid)
-        if sig is None:
-            items = self.in_force.get(sid, [])
-            sig = self._signatures[sid] = (_signature(items), _needs_date(items))
-        key = (sig[0], (modality, part, study_date if sig[1] else None))
-        summary = self._outcomes.get(key)
-        if summary is None:
-            outcome = facts.decide(
-                self.in_force.get(sid, []),
-                self.purpose,
-                facts.ImageFacts(modality, part, _as_date(study_date)),
-            )
-            summary = self._outcomes[key] = (
-                outcome.permitted,
-                bool(outcome.denies) and not outcome.permitted,
-                outcome.legacy_research,
-                any("ai.generative" in p.purposes for p in outcome.permits),
-                tuple(sorted(outcome.modifiers)),
-            )
-        class_key = ("erased",) if erased else (summary, modality or "", part or "", burned or "")
+        if erased:
+            key: tuple[Any, ...] = ("erased",)
+        else:
+            subject = self._subjects.get(sid) or self._subject(sid)
+            key = (subject[0], modality, part, study_date if subject[1] else None, burned)
+        index = self._outcomes.get(key)
+        if index is not None:
+            return index
+        if erased:
+            class_key: tuple[Any, ...] = ("erased",)
+        else:
+            summary = self._summary(sid, modality, part, study_date)
+            class_key = (summary, modality or "", part or "", burned or "")
         index = self.index.get(class_key)
         if index is None:
             index = self.index[class_key] = len(self.keys)
             self.keys.append(class_key)
+        self._outcomes[key] = index
         return index
 
 
@@ -158,6 +178,26 @@ def evaluate(
     *,
     threshold: float,
 ) -> Result:
+    """Evaluate with the cyclic garbage collector paused: the millions of row tuples made
+    here hold no cycles, and collections that rescan them all would cost seconds."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _evaluate(session, policies, dataset_id, request, as_of, threshold=threshold)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _evaluate(
+    session: Session,
+    policies: PolicySet,
+    dataset_id: str,
+    request: RequestFacts,
+    as_of: datetime,
+    *,
+    threshold: float,
+) -> Result:
     clock = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -172,17 +212,7 @@ def evaluate(
     lap("load_images")
     # Chunks of known ids: both databases plan these well, unlike IN over a join.
     in_force = facts.effective_consents(session, as_of, subject_ids)
-    people: dict[str, tuple[Any, Any, Any]] = {}
-    for i in range(0, len(subject_ids), facts.CHUNK):
-        part = subject_ids[i : i + facts.CHUNK]
-        people.update(
-            (sid, (sex, year, site))
-            for sid, sex, year, site in session.execute(
-                select(
-                    col(Subject.id), col(Subject.sex), col(Subject.birth_year), col(Subject.site)
-                ).where(col(Subject.id).in_(part))
-            )
-        )
+    people = _demographics(session, subject_ids)
     lap("consent_facts")
 
     snapshot = hashlib.sha256()
@@ -278,17 +308,56 @@ IMAGE_ROWS_FORMAT = (
 )
 
 
+COUNT_QMARK = "SELECT image_count FROM datasets WHERE id = ?"
+COUNT_FORMAT = "SELECT image_count FROM datasets WHERE id = %s"
+ORDER_QMARK = "SELECT image_id FROM dataset_images WHERE dataset_id = ? ORDER BY position"
+ORDER_FORMAT = "SELECT image_id FROM dataset_images WHERE dataset_id = %s ORDER BY position"
+IMAGE_COLUMNS = (
+    "id, subject_id, modality, body_part, study_date, burned_in, manufacturer, leaf_hash, erased_at"
+)
+
+
 def _image_rows(session: Session, dataset_id: str) -> list[tuple[Any, ...]]:
     """Straight from the driver: a million rows through SQLAlchemy's row processing cost
-    seconds; dates stay as the driver gives them (text on SQLite) until a scope needs one."""
+    seconds; dates stay as the driver gives them (text on SQLite) until a scope needs one.
+
+    A dataset holding most of the index is read as two scans joined in memory: a million
+    index lookups (the SQL join) cost several times more than reading both tables."""
     conn = session.connection()
-    sql = IMAGE_ROWS_QMARK if conn.dialect.paramstyle == "qmark" else IMAGE_ROWS_FORMAT
+    qmark = conn.dialect.paramstyle == "qmark"
     cursor = conn.connection.cursor()
     try:
-        cursor.execute(sql, (dataset_id,))
-        return list(cursor.fetchall())
+        cursor.execute("SELECT count(*) FROM images")
+        (total,) = cursor.fetchone() or (0,)
+        cursor.execute(COUNT_QMARK if qmark else COUNT_FORMAT, (dataset_id,))
+        found = cursor.fetchone()
+        if found is None:
+            return []
+        if found[0] * 2 < total:
+            cursor.execute(IMAGE_ROWS_QMARK if qmark else IMAGE_ROWS_FORMAT, (dataset_id,))
+            return list(cursor.fetchall())
+        cursor.execute(ORDER_QMARK if qmark else ORDER_FORMAT, (dataset_id,))
+        order = [r[0] for r in cursor.fetchall()]
+        cursor.execute(f"SELECT {IMAGE_COLUMNS} FROM images")  # noqa: S608 (constant text)
+        by_id = {row[0]: row for row in cursor.fetchall()}
+        return [by_id[image_id] for image_id in order]
     finally:
         cursor.close()
+
+
+def _demographics(session: Session, subject_ids: list[str]) -> dict[str, tuple[Any, Any, Any]]:
+    """(sex, birth year, site) per subject: by id lists for a few, one scan for many."""
+    query = select(col(Subject.id), col(Subject.sex), col(Subject.birth_year), col(Subject.site))
+    if len(subject_ids) > facts.WHOLE_TABLE_AFTER:
+        return {sid: (sex, year, site) for sid, sex, year, site in session.execute(query)}
+    people: dict[str, tuple[Any, Any, Any]] = {}
+    for i in range(0, len(subject_ids), facts.CHUNK):
+        part = subject_ids[i : i + facts.CHUNK]
+        people.update(
+            (sid, (sex, year, site))
+            for sid, sex, year, site in session.execute(query.where(col(Subject.id).in_(part)))
+        )
+    return people
 
 
 def rows_of_images(session: Session, image_ids: Sequence[str]) -> list[tuple[Any, ...]]:

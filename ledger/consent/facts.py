@@ -32,6 +32,7 @@ from ledger.consent.purposes import Request, tree
 from ledger.dbtypes import table_of
 
 CHUNK = 5_000
+WHOLE_TABLE_AFTER = 4 * CHUNK
 
 
 def _inside(values: frozenset[str], value: str | None, missing: bool) -> bool:
@@ -298,6 +299,11 @@ def effective_consents(
         batches = [session.execute(_query(as_of, lambda c, q=subjects: c.in_(q)))]
     else:
         ids = list(dict.fromkeys(subjects))
+        if len(ids) > WHOLE_TABLE_AFTER:
+            # Tens of thousands of subjects: one scan of the table beats many IN lists.
+            wanted = set(ids)
+            everyone = effective_consents(session, as_of, None)
+            return {sid: facts for sid, facts in everyone.items() if sid in wanted}
         # One statement built once and reused: building it costs more than running it
         # when a call asks about a handful of subjects (authorize, release re-checks).
         batches = (

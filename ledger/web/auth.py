@@ -32,6 +32,19 @@ def _safe_next(target: str | None) -> str:
     return f"{PREFIX}/"
 
 
+def _cookie(request: Request, response: Response, name: str, value: str, seconds: int) -> None:
+    """Console cookies: script cannot read them, other sites cannot send them."""
+    response.set_cookie(
+        name,
+        value,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path=PREFIX,
+        max_age=seconds,
+    )
+
+
 def _login_page(
     request: Request, status: int, message: str | None, next_: str | None
 ) -> HTMLResponse:
@@ -39,15 +52,7 @@ def _login_page(
     response = render(
         request, "login.html", status, message=message, next=_safe_next(next_), csrf=token
     )
-    response.set_cookie(
-        LOGIN_CSRF_COOKIE,
-        token,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path=PREFIX,
-        max_age=1800,
-    )
+    _cookie(request, response, LOGIN_CSRF_COOKIE, token, 1800)
     return response
 
 
@@ -84,15 +89,7 @@ async def login(
         await asyncio.sleep(WRONG_KEY_DELAY)
         return _login_page(request, 401, "That key was not accepted.", next_)
     response = see_other(_safe_next(next_))
-    response.set_cookie(
-        COOKIE,
-        token,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path=PREFIX,
-        max_age=state.settings.console_session_minutes * 60,
-    )
+    _cookie(request, response, COOKIE, token, state.settings.console_session_minutes * 60)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path=PREFIX)
     return response
 

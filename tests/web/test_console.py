@@ -72,6 +72,15 @@ def test_steward_approves_once_and_sees_the_grant(
     assert len(reviews) == 1
     grants = client.get("/console/grants")
     assert "active" in grants.text
+    revoke = re.search(r'action="(/console/grants/[^"]+/revoke)"', grants.text)
+    assert revoke
+    done = client.post(
+        revoke.group(1), data={"reason": "misuse", "csrf": csrf}, follow_redirects=False
+    )
+    assert done.status_code == 303
+    assert "revoked" in client.get("/console/grants").text
+    twice = client.post(revoke.group(1), data={"reason": "again", "csrf": csrf})
+    assert twice.status_code == 409
 
 
 def test_pages_enforce_the_api_roles(
