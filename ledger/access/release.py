@@ -29,8 +29,9 @@ from ledger.access.models import AccessRequest, Grant, GrantImage
 from ledger.db import bulk_insert
 from ledger.dbtypes import table_of, utcnow
 from ledger.errors import Conflict, Forbidden, Gone, NotFound, Unauthenticated
-from ledger.images.deid import DEFAULT_OPTIONS, Deidentifier, Option
+from ledger.images.deid import DEFAULT_OPTIONS, SECONDARY_CAPTURE, Deidentifier, Option
 from ledger.images.models import DatasetImage, Image
+from ledger.images.store import data_key
 from ledger.keystore import KeyRing
 from ledger.policy.engine import PolicySet
 from ledger.provenance import log
@@ -229,6 +230,13 @@ def eligibility_now(
     return evaluation.recheck(session, policies, opened.facts, ordered, utcnow())
 
 
+def _may_show_text(sop_class: str | None, burned_in: str | None) -> bool:
+    """The de-identifier's quarantine rule, from the index (see ``Deidentifier.apply``)."""
+    return burned_in == "YES" or (
+        (sop_class or "").startswith(SECONDARY_CAPTURE) and burned_in != "NO"
+    )
+
+
 @dataclass(frozen=True)
 class Prepared:
     """What the streaming part needs, read inside the transaction: no session after it."""
@@ -249,22 +257,36 @@ def prepare(
 ) -> tuple[list[Prepared], list[dict[str, Any]]]:
     """Re-check ``instances`` now; log the release of those still eligible (one entry for
     the batch) and return them with their data keys, plus the refused ones with reasons."""
-    from ledger.images.store import data_key
-
     classes = eligibility_now(session, policies, opened, instances)
     rows = {
         r[0]: r
         for r in session.execute(
             select(
-                col(Image.id), col(Image.subject_id), col(Image.sha256), col(Image.leaf_hash)
+                col(Image.id),
+                col(Image.subject_id),
+                col(Image.sha256),
+                col(Image.leaf_hash),
+                col(Image.sop_class_uid),
+                col(Image.burned_in),
             ).where(col(Image.id).in_([i.image_id for i in instances]))
         )
     }
     allowed: list[tuple[Instance, Any]] = []
     refused: list[dict[str, Any]] = []
     for instance, cls in zip(instances, classes, strict=True):
-        if cls["eligible"]:
-            allowed.append((instance, rows[instance.image_id]))
+        row = rows[instance.image_id]
+        if cls["eligible"] and _may_show_text(row[4], row[5]):
+            # Known from the index before anything is decrypted, so the batch's log entry
+            # never counts a file that de-identification would then withhold.
+            refused.append(
+                {
+                    "sop_instance_uid": instance.deid_uid,
+                    "policy_ids": ["deid-quarantine"],
+                    "reasons": ["a secondary capture not marked BurnedInAnnotation NO"],
+                }
+            )
+        elif cls["eligible"]:
+            allowed.append((instance, row))
         else:
             refused.append(
                 {

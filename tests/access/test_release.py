@@ -6,9 +6,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import random
 import re
 import zipfile
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,16 @@ from ledger.access.slots import Slots
 from ledger.access.tokens import keys_from_jwks, verify
 from ledger.api import flush_decisions, routers
 from ledger.client import Grant, LedgerAPIError, LedgerClient
-from ledger.db import snapshot
+from ledger.config import Settings
+from ledger.db import snapshot, transaction
 from ledger.dbtypes import utcnow
 from ledger.errors import TooManyRequests
-from ledger.images.models import Image
-from ledger.images.store import data_key, unseal
+from ledger.images import datasets, synthetic
+from ledger.images import service as images
+from ledger.images.deid import SECONDARY_CAPTURE
+from ledger.images.models import DatasetImage, Image
+from ledger.images.store import FilesystemStore, data_key, unseal
+from ledger.keystore import load_keyring
 from ledger.principals.models import Role
 from ledger.provenance import audit
 from ledger.provenance.models import LogEntry
@@ -397,3 +403,65 @@ def test_concurrent_downloads_beyond_the_limit_get_429(
         json={"sop_instance_uids": [uid]},
     )
     assert ok.status_code == 200
+
+
+def test_a_secondary_capture_that_may_show_text_is_never_released(
+    client: TestClient,
+    engine: Engine,
+    settings: Settings,
+    world: dict[str, str],
+    make_principal: MakePrincipal,
+) -> None:
+    """Policy admits it (BurnedInAnnotation is not YES), but de-identification could not
+    vouch for its pixels: the release refuses it before anything is decrypted or logged."""
+    keys, store = load_keyring(settings.keys_dir), FilesystemStore(settings.objects_dir)
+    ds = pydicom.dcmread(
+        io.BytesIO(
+            synthetic.instance(
+                patient_id="P020",
+                issuer=ISSUER,
+                modality="CT",
+                body_part="CHEST",
+                study_date=date(2024, 2, 2),
+                study_uid="1.2.3.77",
+                series_uid="1.2.3.78",
+                number=9,
+                rng=random.Random(3),
+            )
+        )
+    )
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = SECONDARY_CAPTURE
+    del ds.BurnedInAnnotation
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    with transaction(engine) as session:
+        sc = images.ingest(
+            session, store, keys, buffer.getvalue(), default_issuer=ISSUER, actor="t"
+        ).image.id
+        ids = list(
+            session.execute(
+                select(col(DatasetImage.image_id)).where(
+                    col(DatasetImage.dataset_id) == world["all"]
+                )
+            ).scalars()
+        )
+        with_sc = datasets.create(
+            session, datasets.DatasetCreate(name="with-sc", image_ids=[*ids, sc]), actor="t"
+        ).id
+    _, key, grant = _approved_grant(client, {"all": with_sc}, make_principal)
+    with snapshot(engine) as session:
+        uid = session.execute(
+            select(col(GrantImage.deid_uid)).where(
+                col(GrantImage.grant_id) == grant.id, col(GrantImage.image_id) == sc
+            )
+        ).scalar_one()
+    headers = {**auth(key), "Ledger-Grant": grant.token}
+    single = client.get(f"/v1/grants/{grant.id}/instances/{uid}", headers=headers)
+    assert single.status_code == 410
+    assert single.json()["policy_ids"] == ["deid-quarantine"]
+    archive = client.post(
+        f"/v1/grants/{grant.id}/archive", headers=headers, json={"sop_instance_uids": [uid]}
+    )
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as z:
+        assert z.namelist() == ["ledger-refused.json"]
+    assert archive.headers["ledger-released"] == "0"
