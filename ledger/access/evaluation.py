@@ -127,6 +127,19 @@ class Classifier:
             tuple(sorted(outcome.modifiers)),
         )
 
+    def known(
+        self, sid: str, modality: Any, part: Any, study_date: Any, burned: Any, erased: Any
+    ) -> int | None:
+        """The class if this subject and these attributes were seen before (the hot path)."""
+        if erased:
+            return self._outcomes.get(("erased",))
+        subject = self._subjects.get(sid)
+        if subject is None:
+            return None
+        return self._outcomes.get(
+            (subject[0], modality, part, study_date if subject[1] else None, burned)
+        )
+
     def classify(
         self, sid: str, modality: Any, part: Any, study_date: Any, burned: Any, erased: Any
     ) -> int:
@@ -222,23 +235,27 @@ def _evaluate(
 
     classifier = Classifier(in_force, request.purpose)
     outcomes = array("I")
-    requested: Counter[tuple[Any, ...]] = Counter()
-    profiles: list[tuple[Any, ...]] = []
+    # (class, demographic profile) → images: requested and eligible composition both come
+    # from it, without keeping a profile per image.
+    combos: dict[tuple[int, tuple[Any, ...]], int] = {}
     bands: dict[tuple[Any, Any], str] = {}
     classify = classifier.classify
+    known = classifier.known
+    unknown_person = (None, None, None)
     for _image_id, sid, modality, part, study_date, burned, manufacturer, _, erased in rows:
-        index = classify(sid, modality, part, study_date, burned, erased)
+        index = known(sid, modality, part, study_date, burned, erased)
+        if index is None:
+            index = classify(sid, modality, part, study_date, burned, erased)
         outcomes.append(index)
-        sex, year, site = people.get(sid, (None, None, None))
-        study_year = str(study_date)[:4] if study_date else None
-        band = bands.get((year, study_year))
+        sex, year, site = people.get(sid, unknown_person)
+        band = bands.get((year, study_date))
         if band is None:
-            band = bands[(year, study_year)] = composition.age_band(
-                year, int(study_year) if study_year and study_year.isdigit() else None
+            study_year = str(study_date)[:4] if study_date else ""
+            band = bands[(year, study_date)] = composition.age_band(
+                year, int(study_year) if study_year.isdigit() else None
             )
-        profile = (sex, band, site, modality, manufacturer)
-        profiles.append(profile)
-        requested[profile] += 1
+        combo = (index, (sex, band, site, modality, manufacturer))
+        combos[combo] = combos.get(combo, 0) + 1
     lap("classes")
 
     classes = decide_classes(policies, request, classifier.keys)
@@ -250,12 +267,15 @@ def _evaluate(
     for index, n in counts.items():
         if not eligible_flags[index]:
             excluded_by_reason[classes[index]["reason_key"]] += n
+    requested: Counter[tuple[Any, ...]] = Counter()
     eligible: Counter[tuple[Any, ...]] = Counter()
-    leaves = []
-    for position, index in enumerate(outcomes):
+    for (index, profile), n in combos.items():
+        requested[profile] += n
         if eligible_flags[index]:
-            eligible[profiles[position]] += 1
-            leaves.append(bytes(rows[position][7]))
+            eligible[profile] += n
+    leaves = [
+        bytes(row[7]) for row, index in zip(rows, outcomes, strict=True) if eligible_flags[index]
+    ]
     leaves.sort()
     eligible_count = len(leaves)
     root = root_hash(leaves)

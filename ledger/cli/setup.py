@@ -92,6 +92,12 @@ def demo(
         )
         for name, key in made.keys.items():
             console.print(f"  {name:<10} {key}", highlight=False, soft_wrap=True)
+        console.print(
+            f"\nWeb console: {base}/console/  (sign in with the steward, registrar or "
+            "auditor key above)",
+            highlight=False,
+            soft_wrap=True,
+        )
         console.print("\nTry it:", highlight=False)
         admin, registrar = made.keys["admin"], made.keys["registrar"]
         for line in (
@@ -119,12 +125,6 @@ def demo(
             f"open {base}/docs   # interactive OpenAPI",
         ):
             console.print(f"  {line}", highlight=False, soft_wrap=True)
-        console.print(
-            f"\nWeb console: {base}/console/  (sign in with the steward, registrar or "
-            "auditor key above)",
-            highlight=False,
-            soft_wrap=True,
-        )
         script = Path(made.home) / "walkthrough.py"
         write_secret(script, walkthrough(made, base).encode())  # it holds API keys: 0600
         console.print(
