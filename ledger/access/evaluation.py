@@ -10,16 +10,17 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import time
 import zlib
 from array import array
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -33,6 +34,9 @@ from ledger.consent.purposes import Request, tree
 from ledger.images.models import Image
 from ledger.policy.engine import PolicySet
 from ledger.provenance.merkle import root_hash
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -182,27 +186,25 @@ def recheck(
     return [classes[p] for p in positions]
 
 
+def _without_gc(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run ``fn`` with the cyclic garbage collector paused: the millions of row tuples an
+    evaluation makes hold no cycles, and collections that rescan them cost seconds."""
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if enabled:
+                gc.enable()
+
+    return run
+
+
+@_without_gc
 def evaluate(
-    session: Session,
-    policies: PolicySet,
-    dataset_id: str,
-    request: RequestFacts,
-    as_of: datetime,
-    *,
-    threshold: float,
-) -> Result:
-    """Evaluate with the cyclic garbage collector paused: the millions of row tuples made
-    here hold no cycles, and collections that rescan them all would cost seconds."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _evaluate(session, policies, dataset_id, request, as_of, threshold=threshold)
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _evaluate(
     session: Session,
     policies: PolicySet,
     dataset_id: str,
