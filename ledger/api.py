@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger import __version__
+from ledger.access.authorize import Authorizer
 from ledger.access.slots import Slots
 from ledger.config import Settings, get_settings
 from ledger.db import check_schema, make_engine, ping, session_factory
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None, *, check_db: bool = True) -> Fa
         store=FilesystemStore(settings.objects_dir),
         policies=configured(settings),
         download_slots=Slots(settings.max_concurrent_downloads),
+        authorizer=Authorizer(engine, keys, settings.issuer),
     )
     if check_db:
         with state.write_sessions() as session:
@@ -134,7 +136,7 @@ def create_app(settings: Settings | None = None, *, check_db: bool = True) -> Fa
             with suppress(asyncio.CancelledError):
                 await task
         flush_decisions(state)
-        state.decisions.close()
+        state.authorizer.close()
         engine.dispose()
 
     app = FastAPI(
@@ -188,7 +190,7 @@ async def _checkpoint_schedule(state: AppState) -> None:
 
 def flush_decisions(state: AppState) -> None:
     """Log the authorize decisions taken since the last flush (one entry per batch)."""
-    state.decisions.flush_pending(state.write_sessions)
+    state.authorizer.flush_pending(state.write_sessions)
 
 
 async def _decision_log_schedule(state: AppState) -> None:

@@ -28,18 +28,9 @@ class AppState:
     keys: KeyRing
     store: ObjectStore
     policies: PolicySet
+    download_slots: Slots
+    authorizer: Authorizer
     log_tree: LogTree = field(default_factory=LogTree)
-    download_slots: Slots = field(default_factory=lambda: Slots(4))
-    authorizer: Authorizer | None = None
-
-    def __post_init__(self) -> None:
-        if self.authorizer is None:
-            self.authorizer = Authorizer(self.engine, self.keys, self.settings.issuer)
-
-    @property
-    def decisions(self) -> Authorizer:
-        assert self.authorizer is not None
-        return self.authorizer
 
 
 def app_state(request: Request) -> AppState:

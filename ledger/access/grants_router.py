@@ -271,7 +271,7 @@ def authorize(body: AuthorizeBody, state: StateDep, caller: Pipeline) -> dict[st
 
     Decides in a read-only transaction (on SQLite it takes no write lock, so authorize
     calls never queue behind writers); decisions are logged in batches."""
-    authorizer = state.decisions
+    authorizer = state.authorizer
     try:
         decision = authorizer.decide(
             state.read_sessions,

@@ -34,7 +34,8 @@ def chain_hash(previous: bytes, leaf: bytes) -> bytes:
     return hashlib.sha256(previous + leaf).digest()
 
 
-# Event types whose entries can change a consent decision (see ``decision_mark``).
+# Event types whose entries can change a consent decision: appending one moves the
+# ``decision_inputs`` mark, which decision caches compare (``ledger.access.authorize``).
 DECISION_INPUTS = ("consent.", "subject.", "subjects.", "image.", "policy.")
 DECISION_MARK = "decision_inputs"
 _SAFE_INT = 2**53
@@ -221,17 +222,3 @@ MARK_SELECT_FORMAT = "SELECT seq FROM log_marks WHERE name = %s"
 def _mark(conn: Any, name: str, seq: int) -> None:
     if conn.execute(MARK_UPDATE, {"seq": seq, "name": name}).rowcount == 0:
         conn.execute(MARK_INSERT, {"seq": seq, "name": name})
-
-
-def decision_mark(session: Session) -> int:
-    """The seq of the last logged change that can alter a consent decision (-1: none)."""
-    conn = session.connection()
-    sql = MARK_SELECT_QMARK if conn.dialect.paramstyle == "qmark" else MARK_SELECT_FORMAT
-    cursor = conn.connection.cursor()  # the driver's own: this runs on every authorize call
-    try:
-        cursor.execute(sql, (DECISION_MARK,))
-        row = cursor.fetchone()
-    finally:
-        cursor.close()
-    value = row[0] if row else None
-    return -1 if value is None else int(value)
