@@ -30,8 +30,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from ledger.access import evaluation, tokens
-from ledger.consent import facts
+from ledger.access import evaluation, image_rows, tokens
 from ledger.consent.purposes import Request, tree
 from ledger.dbtypes import utcnow
 from ledger.errors import NotFound
@@ -46,11 +45,6 @@ DECISION_SECONDS = 300
 CACHE_SECONDS = 60.0
 CACHE_MAX = 100_000
 FLUSH_AT = 1_000
-
-STUDY_ROWS = (
-    "SELECT id, subject_id, modality, body_part, study_date, burned_in, manufacturer, "
-    "leaf_hash, erased_at FROM images WHERE study_uid = {p}"
-)
 
 
 @dataclass(frozen=True)
@@ -156,21 +150,12 @@ class Authorizer:
         request: evaluation.RequestFacts,
         study_uid: str,
     ) -> Decision:
-        conn = session.connection()
-        param = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-        cursor = conn.connection.cursor()
-        try:
-            cursor.execute(STUDY_ROWS.format(p=param), (study_uid,))
-            rows = [r for r in cursor.fetchall() if r[8] is None]
-        finally:
-            cursor.close()
+        rows = image_rows.of_study(session, study_uid)
         if not rows:
             raise NotFound("no study with this StudyInstanceUID is known to the ledger")
-        in_force = facts.effective_consents(session, utcnow(), list({r[1] for r in rows}))
-        classifier = evaluation.Classifier(in_force, request.purpose)
-        for r in rows:
-            classifier.classify(r[1], r[2], r[3], r[4], r[5], r[8])
-        classes = evaluation.decide_classes(policies, request, classifier.keys, action="infer")
+        classes = evaluation.classes_of_rows(
+            session, policies, request, rows, utcnow(), action="infer"
+        )
         refused = [c for c in classes if not c["eligible"]]
         deciding = refused or classes
         return Decision(

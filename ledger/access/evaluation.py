@@ -26,15 +26,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from ledger.access import composition
+from ledger.access import composition, image_rows
 from ledger.access.models import AccessRequest
 from ledger.consent import facts
 from ledger.consent.models import Subject
 from ledger.consent.purposes import Request, tree
-from ledger.images.models import Image
 from ledger.policy.engine import PolicySet
 from ledger.provenance.merkle import root_hash
 
+ERASED: tuple[Any, ...] = ("erased",)  # the class of every image of an erased subject
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -104,7 +104,6 @@ class Classifier:
         self.index: dict[tuple[Any, ...], int] = {}
         self.keys: list[tuple[Any, ...]] = []
         self._outcomes: dict[tuple[Any, ...], int] = {}
-        self._summaries: list[tuple[Any, ...]] = []
         # Signatures are deep tuples (scopes, purposes): hashing one per image would cost
         # more than everything else, so each subject maps once to a small int.
         self._signature_ids: dict[tuple[Any, ...], int] = {}
@@ -131,59 +130,68 @@ class Classifier:
             tuple(sorted(outcome.modifiers)),
         )
 
-    def known(
-        self, sid: str, modality: Any, part: Any, study_date: Any, burned: Any, erased: Any
-    ) -> int | None:
-        """The class if this subject and these attributes were seen before (the hot path)."""
-        if erased:
-            return self._outcomes.get(("erased",))
-        subject = self._subjects.get(sid)
-        if subject is None:
-            return None
-        return self._outcomes.get(
-            (subject[0], modality, part, study_date if subject[1] else None, burned)
-        )
-
     def classify(
         self, sid: str, modality: Any, part: Any, study_date: Any, burned: Any, erased: Any
     ) -> int:
         if erased:
-            key: tuple[Any, ...] = ("erased",)
+            key: tuple[Any, ...] = ERASED
         else:
             subject = self._subjects.get(sid) or self._subject(sid)
             key = (subject[0], modality, part, study_date if subject[1] else None, burned)
         index = self._outcomes.get(key)
-        if index is not None:
-            return index
-        if erased:
-            class_key: tuple[Any, ...] = ("erased",)
-        else:
-            summary = self._summary(sid, modality, part, study_date)
-            class_key = (summary, modality or "", part or "", burned or "")
+        if index is None:
+            class_key = (
+                ERASED
+                if erased
+                else (
+                    self._summary(sid, modality, part, study_date),
+                    modality or "",
+                    part or "",
+                    burned or "",
+                )
+            )
+            index = self._outcomes[key] = self._class_index(class_key)
+        return index
+
+    def _class_index(self, class_key: tuple[Any, ...]) -> int:
         index = self.index.get(class_key)
         if index is None:
             index = self.index[class_key] = len(self.keys)
             self.keys.append(class_key)
-        self._outcomes[key] = index
         return index
+
+
+def classes_of_rows(
+    session: Session,
+    policies: PolicySet,
+    request: RequestFacts,
+    rows: Sequence[tuple[Any, ...]],
+    as_of: datetime,
+    *,
+    action: str = "release",
+) -> list[dict[str, Any]]:
+    """The class (eligible, policy ids, reasons) of each of ``rows`` as of ``as_of``: the
+    same decision path as an evaluation, for the few images a release call or an
+    authorize call touches. ``rows`` are shaped as ``ledger.access.image_rows`` reads
+    them."""
+    in_force = facts.effective_consents(session, as_of, list({r[1] for r in rows}))
+    classifier = Classifier(in_force, request.purpose)
+    positions = [classifier.classify(r[1], r[2], r[3], r[4], r[5], r[8]) for r in rows]
+    classes = decide_classes(policies, request, classifier.keys, action)
+    return [classes[p] for p in positions]
 
 
 def recheck(
     session: Session,
     policies: PolicySet,
     request: RequestFacts,
-    rows: Sequence[tuple[Any, ...]],
+    image_ids: Sequence[str],
     as_of: datetime,
 ) -> list[dict[str, Any]]:
-    """The class (eligible, policy ids, reasons) of each of ``rows`` as of ``as_of``: the
-    same decision path as an evaluation, for the few images a release call touches.
-    ``rows`` are (image id, subject id, modality, body part, study date, burned-in,
-    manufacturer, leaf, erased_at), as ``image_rows`` returns them."""
-    in_force = facts.effective_consents(session, as_of, list({r[1] for r in rows}))
-    classifier = Classifier(in_force, request.purpose)
-    positions = [classifier.classify(r[1], r[2], r[3], r[4], r[5], r[8]) for r in rows]
-    classes = decide_classes(policies, request, classifier.keys)
-    return [classes[p] for p in positions]
+    """The class of each image (in the order given) under consent and policy at ``as_of``."""
+    rows = image_rows.of_images(session, image_ids)
+    assert len(rows) == len(image_ids)  # manifests reference images by foreign key
+    return classes_of_rows(session, policies, request, rows, as_of)
 
 
 def _without_gc(fn: Callable[P, R]) -> Callable[P, R]:
@@ -222,7 +230,7 @@ def evaluate(
         timings[name] = round((now - clock) * 1000, 1)
         clock = now
 
-    rows = _image_rows(session, dataset_id)
+    rows = image_rows.of_dataset(session, dataset_id)
     subject_ids = list(dict.fromkeys(row[1] for row in rows))
     lap("load_images")
     # Chunks of known ids: both databases plan these well, unlike IN over a join.
@@ -242,12 +250,9 @@ def evaluate(
     combos: dict[tuple[int, tuple[Any, ...]], int] = {}
     bands: dict[tuple[Any, Any], str] = {}
     classify = classifier.classify
-    known = classifier.known
     unknown_person = (None, None, None)
     for _image_id, sid, modality, part, study_date, burned, manufacturer, _, erased in rows:
-        index = known(sid, modality, part, study_date, burned, erased)
-        if index is None:
-            index = classify(sid, modality, part, study_date, burned, erased)
+        index = classify(sid, modality, part, study_date, burned, erased)
         outcomes.append(index)
         sex, year, site = people.get(sid, unknown_person)
         band = bands.get((year, study_date))
@@ -318,55 +323,6 @@ def _as_date(value: Any) -> date | None:
         return None
 
 
-IMAGE_ROWS_QMARK = (
-    "SELECT i.id, i.subject_id, i.modality, i.body_part, i.study_date, i.burned_in, "
-    "i.manufacturer, i.leaf_hash, i.erased_at FROM dataset_images d "
-    "JOIN images i ON i.id = d.image_id WHERE d.dataset_id = ? ORDER BY d.position"
-)
-IMAGE_ROWS_FORMAT = (
-    "SELECT i.id, i.subject_id, i.modality, i.body_part, i.study_date, i.burned_in, "
-    "i.manufacturer, i.leaf_hash, i.erased_at FROM dataset_images d "
-    "JOIN images i ON i.id = d.image_id WHERE d.dataset_id = %s ORDER BY d.position"
-)
-
-
-COUNT_QMARK = "SELECT image_count FROM datasets WHERE id = ?"
-COUNT_FORMAT = "SELECT image_count FROM datasets WHERE id = %s"
-ORDER_QMARK = "SELECT image_id FROM dataset_images WHERE dataset_id = ? ORDER BY position"
-ORDER_FORMAT = "SELECT image_id FROM dataset_images WHERE dataset_id = %s ORDER BY position"
-IMAGE_COLUMNS = (
-    "id, subject_id, modality, body_part, study_date, burned_in, manufacturer, leaf_hash, erased_at"
-)
-
-
-def _image_rows(session: Session, dataset_id: str) -> list[tuple[Any, ...]]:
-    """Straight from the driver: a million rows through SQLAlchemy's row processing cost
-    seconds; dates stay as the driver gives them (text on SQLite) until a scope needs one.
-
-    A dataset holding most of the index is read as two scans joined in memory: a million
-    index lookups (the SQL join) cost several times more than reading both tables."""
-    conn = session.connection()
-    qmark = conn.dialect.paramstyle == "qmark"
-    cursor = conn.connection.cursor()
-    try:
-        cursor.execute("SELECT count(*) FROM images")
-        (total,) = cursor.fetchone() or (0,)
-        cursor.execute(COUNT_QMARK if qmark else COUNT_FORMAT, (dataset_id,))
-        found = cursor.fetchone()
-        if found is None:
-            return []
-        if found[0] * 2 < total:
-            cursor.execute(IMAGE_ROWS_QMARK if qmark else IMAGE_ROWS_FORMAT, (dataset_id,))
-            return list(cursor.fetchall())
-        cursor.execute(ORDER_QMARK if qmark else ORDER_FORMAT, (dataset_id,))
-        order = [r[0] for r in cursor.fetchall()]
-        cursor.execute(f"SELECT {IMAGE_COLUMNS} FROM images")  # noqa: S608 (constant text)
-        by_id = {row[0]: row for row in cursor.fetchall()}
-        return [by_id[image_id] for image_id in order]
-    finally:
-        cursor.close()
-
-
 def _demographics(session: Session, subject_ids: list[str]) -> dict[str, tuple[Any, Any, Any]]:
     """(sex, birth year, site) per subject: by id lists for a few, one scan for many."""
     query = select(col(Subject.id), col(Subject.sex), col(Subject.birth_year), col(Subject.site))
@@ -382,28 +338,6 @@ def _demographics(session: Session, subject_ids: list[str]) -> dict[str, tuple[A
     return people
 
 
-def rows_of_images(session: Session, image_ids: Sequence[str]) -> list[tuple[Any, ...]]:
-    """Rows as ``recheck`` takes them, for a few images (a release batch, one study)."""
-    found: dict[str, tuple[Any, ...]] = {}
-    unique = list(dict.fromkeys(image_ids))
-    for i in range(0, len(unique), facts.CHUNK):
-        for row in session.execute(
-            select(
-                col(Image.id),
-                col(Image.subject_id),
-                col(Image.modality),
-                col(Image.body_part),
-                col(Image.study_date),
-                col(Image.burned_in),
-                col(Image.manufacturer),
-                col(Image.leaf_hash),
-                col(Image.erased_at),
-            ).where(col(Image.id).in_(unique[i : i + facts.CHUNK]))
-        ):
-            found[row[0]] = tuple(row)
-    return [found[i] for i in image_ids if i in found]
-
-
 def decide_classes(
     policies: PolicySet,
     request: RequestFacts,
@@ -412,7 +346,7 @@ def decide_classes(
 ) -> list[dict[str, Any]]:
     batch = []
     for n, key in enumerate(class_keys):
-        if key == ("erased",):
+        if key == ERASED:
             continue
         (permitted, denied, legacy, explicit_gen, modifiers), modality, part, burned = key
         batch.append(
@@ -436,7 +370,7 @@ def decide_classes(
     verdicts = iter(policies.evaluate(batch))
     classes: list[dict[str, Any]] = []
     for key in class_keys:
-        if key == ("erased",):
+        if key == ERASED:
             classes.append(
                 {
                     "eligible": False,

@@ -224,10 +224,8 @@ def eligibility_now(
     session: Session, policies: PolicySet, opened: OpenGrant, instances: Sequence[Instance]
 ) -> list[dict[str, Any]]:
     """Each instance's class under current consent and current policy."""
-    rows = evaluation.rows_of_images(session, [i.image_id for i in instances])
-    by_id = {r[0]: r for r in rows}
-    ordered = [by_id[i.image_id] for i in instances]
-    return evaluation.recheck(session, policies, opened.facts, ordered, utcnow())
+    image_ids = [i.image_id for i in instances]
+    return evaluation.recheck(session, policies, opened.facts, image_ids, utcnow())
 
 
 def _may_show_text(sop_class: str | None, burned_in: str | None) -> bool:

@@ -129,9 +129,7 @@ def lost_instances(
         request = session.get(AccessRequest, grant.request_id)
         assert request is not None
         facts = evaluation.stored_request_facts(request)
-        rows = evaluation.rows_of_images(session, [r[3] for r in items])
-        by_id = {r[0]: r for r in rows}
-        classes = evaluation.recheck(session, policies, facts, [by_id[r[3]] for r in items], moment)
+        classes = evaluation.recheck(session, policies, facts, [r[3] for r in items], moment)
         for (_, pipeline, uid, image_id, subject_id), cls in zip(items, classes, strict=True):
             if not cls["eligible"]:
                 lost.append(Lost(grant_id, pipeline, uid, image_id, subject_id, cls["policy_ids"]))
