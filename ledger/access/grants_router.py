@@ -110,25 +110,7 @@ def manifest(
         opened = release.open_grant(
             session, state.keys, grant_id, grant_token, pipeline_id=caller.id
         )
-        items, next_start = release.manifest_page(session, grant_id, start, limit)
-        classes = release.eligibility_now(session, state.policies, opened, items) if items else []
-        return {
-            "grant_id": grant_id,
-            "purpose": opened.purpose,
-            "manifest_root": bytes(opened.grant.manifest_root).hex(),
-            "image_count": opened.request.eligible_count,
-            "expires_at": opened.grant.expires_at,
-            "items": [
-                {
-                    "position": i.position,
-                    "sop_instance_uid": i.deid_uid,
-                    "available": bool(c["eligible"]),
-                    **({} if c["eligible"] else {"policy_ids": c["policy_ids"]}),
-                }
-                for i, c in zip(items, classes, strict=True)
-            ],
-            "next_start": next_start,
-        }
+        return release.manifest(session, state.policies, opened, start, limit)
 
     return _refusing(state, session, grant_id, caller, run)
 

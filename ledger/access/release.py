@@ -201,6 +201,31 @@ def manifest_page(
     return items, (rows[limit][0] if len(rows) > limit else None)
 
 
+def manifest(
+    session: Session, policies: PolicySet, opened: OpenGrant, start: int, limit: int
+) -> dict[str, Any]:
+    """One page of the grant's manifest, each instance marked available or not now."""
+    items, next_start = manifest_page(session, opened.grant.id, start, limit)
+    classes = eligibility_now(session, policies, opened, items) if items else []
+    return {
+        "grant_id": opened.grant.id,
+        "purpose": opened.purpose,
+        "manifest_root": bytes(opened.grant.manifest_root).hex(),
+        "image_count": opened.request.eligible_count,
+        "expires_at": opened.grant.expires_at,
+        "items": [
+            {
+                "position": i.position,
+                "sop_instance_uid": i.deid_uid,
+                "available": bool(c["eligible"]),
+                **({} if c["eligible"] else {"policy_ids": c["policy_ids"]}),
+            }
+            for i, c in zip(items, classes, strict=True)
+        ],
+        "next_start": next_start,
+    }
+
+
 def instances_by_uid(session: Session, grant_id: str, uids: Sequence[str]) -> list[Instance]:
     """The manifest entries for ``uids``; NotFound names any that are not in it."""
     wanted = list(dict.fromkeys(uids))

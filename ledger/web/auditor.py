@@ -4,14 +4,14 @@ releases after withdrawal, flagged models, PROV-JSON downloads."""
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import func, select
 
 from ledger.dbtypes import utcnow
-from ledger.deps import AppState, SessionDep, StateDep
+from ledger.deps import SessionDep, StateDep
 from ledger.principals.models import Role
 from ledger.provenance import audit, checkpoints, integrity
 from ledger.provenance.models import LogEntry
@@ -25,13 +25,9 @@ router = APIRouter(prefix=f"{PREFIX}/audit", include_in_schema=False)
 Auditor = Annotated[Viewer, Depends(page_roles(Role.auditor, Role.admin))]
 KINDS = ("subject", "grant", "model", "dataset")
 
-# The last verification per app (what the status page shows); kept in memory on purpose:
-# it is a convenience, the evidence is the log and its signed checkpoints.
-_last: dict[int, dict[str, Any]] = {}
-
-
-def _verification(state: AppState) -> dict[str, Any] | None:
-    return _last.get(id(state))
+# The last verification (what the status page shows) is kept on the app, in memory on
+# purpose: it is a convenience, the evidence is the log and its signed checkpoints.
+LAST_VERIFICATION = "console_last_verification"
 
 
 @router.get("", response_class=HTMLResponse)
@@ -45,7 +41,7 @@ def status(request: Request, session: SessionDep, state: StateDep, viewer: Audit
         "audit.html",
         size=size,
         checkpoint=latest,
-        verification=_verification(state),
+        verification=getattr(request.app.state, LAST_VERIFICATION, None),
         violations=violations,
         checked=checked,
         models=models,
@@ -55,6 +51,7 @@ def status(request: Request, session: SessionDep, state: StateDep, viewer: Audit
 
 @router.post("/verify")
 def verify(
+    request: Request,
     session: SessionDep,
     state: StateDep,
     viewer: Auditor,
@@ -64,7 +61,7 @@ def verify(
     check_csrf(viewer, csrf)
     keys = checkpoints.verifiers(state.keys, state.settings.log_origin)
     report = integrity.verify_database(session, keys, state.settings.log_origin)
-    _last[id(state)] = {
+    result = {
         "at": utcnow(),
         "ok": report.ok,
         "entries": report.entries,
@@ -72,6 +69,7 @@ def verify(
         "first_bad_index": report.first_bad_index,
         "faults": [str(f) for f in report.faults[:5]],
     }
+    setattr(request.app.state, LAST_VERIFICATION, result)
     return see_other(f"{PREFIX}/audit")
 
 
