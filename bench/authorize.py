@@ -62,9 +62,9 @@ def _cedar_requests(url: str, studies: list[str]) -> list[dict[str, object]]:
             rows_by_study.setdefault(row[0], []).append(tuple(row[1:]))
         in_force = facts.effective_consents(session, utcnow())
     for study in studies:
-        classifier = evaluation.Classifier(in_force, request.purpose)
+        classifier = evaluation.Classifier(request.purpose)
         r = rows_by_study[study][0]
-        classifier.classify(r[1], r[2], r[3], r[4], r[5], r[8])
+        classifier.classify(in_force.get(str(r[1]), []), r[2], r[3], r[4], r[5], r[8])
         (permitted, denied, legacy, explicit, modifiers), modality, part, burned = classifier.keys[
             0
         ]

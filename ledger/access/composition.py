@@ -9,12 +9,15 @@ distance between the two distributions, with a warning above a threshold.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 ATTRIBUTES = ("sex", "age_band", "site", "modality", "manufacturer")
 UNKNOWN = "unknown"
+IntArray = npt.NDArray[np.intp]
 
 
 def age_band(birth_year: int | None, study_year: int | None) -> str:
@@ -28,15 +31,26 @@ def age_band(birth_year: int | None, study_year: int | None) -> str:
     return f"{low}-{low + 9}"
 
 
-@dataclass(frozen=True)
-class Profile:
-    """One image's demographic coordinates."""
+BANDS = [f"{low}-{low + 9}" for low in range(0, 90, 10)] + ["90+", UNKNOWN]
+Marginals = Mapping[str, Mapping[str, int]]  # attribute → value → images
 
-    sex: str
-    age_band: str
-    site: str
-    modality: str
-    manufacturer: str
+
+def age_band_codes(birth_year: npt.NDArray[Any], study_year: npt.NDArray[Any]) -> IntArray:
+    """``age_band`` for many images at once, as indexes into ``BANDS``; a negative year
+    means unknown."""
+    age = study_year.astype(np.int64) - birth_year
+    known = (birth_year >= 0) & (study_year >= 0) & (age >= 0)
+    return np.where(known, np.minimum(age // 10, 9), len(BANDS) - 1).astype(np.intp)
+
+
+def counts(codes: npt.NDArray[Any], labels: Sequence[str | None]) -> Counter[str]:
+    """Images per value of one attribute, from per-image codes into ``labels`` (an absent
+    or empty value counts as unknown)."""
+    out: Counter[str] = Counter()
+    for code, n in enumerate(np.bincount(codes, minlength=len(labels)).tolist()):
+        if n:
+            out[labels[code] or UNKNOWN] += n
+    return out
 
 
 def total_variation(a: Mapping[str, int], b: Mapping[str, int]) -> float:
@@ -54,15 +68,12 @@ def total_variation(a: Mapping[str, int], b: Mapping[str, int]) -> float:
     return 0.5 * sum(abs(a.get(k, 0) / total_a - b.get(k, 0) / total_b) for k in keys)
 
 
-def report(
-    requested: Mapping[Profile, int], eligible: Mapping[Profile, int], threshold: float
-) -> dict[str, Any]:
-    """Counts, shares and distance per attribute from profile counts of both sets."""
+def report(requested: Marginals, eligible: Marginals, threshold: float) -> dict[str, Any]:
+    """Counts, shares and distance per attribute from both sets' counts per value."""
     attributes: dict[str, Any] = {}
     warnings: list[str] = []
     for name in ATTRIBUTES:
-        before = _marginal(requested.items(), name)
-        after = _marginal(eligible.items(), name)
+        before, after = requested.get(name, {}), eligible.get(name, {})
         distance = round(total_variation(before, after), 4)
         total_before, total_after = sum(before.values()), sum(after.values())
         groups = [
@@ -87,13 +98,6 @@ def report(
         "max_distance": max((a["distance"] for a in attributes.values()), default=0.0),
         "warnings": warnings,
     }
-
-
-def _marginal(items: Iterable[tuple[Profile, int]], name: str) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    for profile, n in items:
-        counts[getattr(profile, name)] += n
-    return counts
 
 
 def _share(n: int, total: int) -> float:

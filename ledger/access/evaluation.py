@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import hashlib
 import time
 import zlib
 from array import array
@@ -22,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, ParamSpec, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
@@ -31,9 +32,12 @@ from ledger.access.models import AccessRequest
 from ledger.consent import facts
 from ledger.consent.models import Subject
 from ledger.consent.purposes import Request, tree
+from ledger.images import columns
+from ledger.images.columns import NO_DAY
 from ledger.policy.engine import PolicySet
-from ledger.provenance.merkle import root_hash
+from ledger.provenance.merkle import root_of_packed
 
+IntArray = npt.NDArray[np.intp]
 ERASED: tuple[Any, ...] = ("erased",)  # the class of every image of an erased subject
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -72,7 +76,6 @@ def stored_request_facts(request: AccessRequest) -> RequestFacts:
 class Result:
     classes: list[dict[str, Any]]
     outcomes: bytes  # zlib of uint32 class index per manifest position
-    image_ids: list[str]
     eligible_count: int
     excluded_count: int
     excluded_by_reason: dict[str, int]
@@ -81,13 +84,18 @@ class Result:
     composition: dict[str, Any]
     timings_ms: dict[str, float] = field(default_factory=dict)
 
+    def eligible_positions(self) -> npt.NDArray[np.bool_]:
+        return eligible_mask(self.classes, self.outcomes)
+
 
 def decode_outcomes(blob: bytes) -> array[int]:
     return array("I", zlib.decompress(blob))
 
 
-def _signature(items: Sequence[facts.ConsentFact]) -> tuple[Any, ...]:
-    return tuple(sorted((f.decision, f.purposes, f.modifiers, f.scope) for f in items))
+def eligible_mask(classes: Sequence[dict[str, Any]], outcomes: bytes) -> npt.NDArray[np.bool_]:
+    """Per manifest position, whether the image was eligible."""
+    flags = np.array([bool(c["eligible"]) for c in classes], dtype=np.bool_)
+    return flags[np.frombuffer(zlib.decompress(outcomes), dtype=np.uint32)]
 
 
 def _needs_date(items: Sequence[facts.ConsentFact]) -> bool:
@@ -95,63 +103,70 @@ def _needs_date(items: Sequence[facts.ConsentFact]) -> bool:
 
 
 class Classifier:
-    """Image → equivalence class, computing each consent outcome once per (consent text
-    signature, image attributes the consents look at) rather than once per image."""
+    """Image → equivalence class. Subjects whose consents say the same thing share a
+    signature, and each consent outcome is computed once per (signature, image attributes
+    the consents look at) rather than once per image."""
 
-    def __init__(self, in_force: dict[str, list[facts.ConsentFact]], purpose: Request) -> None:
-        self.in_force = in_force
+    def __init__(self, purpose: Request) -> None:
         self.purpose = purpose
         self.index: dict[tuple[Any, ...], int] = {}
         self.keys: list[tuple[Any, ...]] = []
         self._outcomes: dict[tuple[Any, ...], int] = {}
-        # Signatures are deep tuples (scopes, purposes): hashing one per image would cost
-        # more than everything else, so each subject maps once to a small int.
-        self._signature_ids: dict[tuple[Any, ...], int] = {}
-        self._subjects: dict[str, tuple[int, bool]] = {}
+        self._signature_ids: dict[tuple[int, ...], int] = {}
+        self.signature_items: list[Sequence[facts.ConsentFact]] = []
+        self.signature_needs_date: list[bool] = []
 
-    def _subject(self, sid: str) -> tuple[int, bool]:
-        items = self.in_force.get(sid, [])
-        signature = _signature(items)
-        number = self._signature_ids.setdefault(signature, len(self._signature_ids))
-        found = self._subjects[sid] = (number, _needs_date(items))
-        return found
+    def signature(self, items: Sequence[facts.ConsentFact]) -> int:
+        """A small number per distinct set of consent terms (one subject's consents)."""
+        key = tuple(sorted(f.terms for f in items))
+        number = self._signature_ids.get(key)
+        if number is None:
+            number = self._signature_ids[key] = len(self.signature_items)
+            self.signature_items.append(items)
+            self.signature_needs_date.append(_needs_date(items))
+        return number
 
-    def _summary(self, sid: str, modality: Any, part: Any, study_date: Any) -> tuple[Any, ...]:
-        outcome = facts.decide(
-            self.in_force.get(sid, []),
-            self.purpose,
-            facts.ImageFacts(modality, part, _as_date(study_date)),
-        )
-        return (
-            outcome.permitted,
-            bool(outcome.denies) and not outcome.permitted,
-            outcome.legacy_research,
-            any("ai.generative" in p.purposes for p in outcome.permits),
-            tuple(sorted(outcome.modifiers)),
-        )
-
-    def classify(
-        self, sid: str, modality: Any, part: Any, study_date: Any, burned: Any, erased: Any
+    def class_of(
+        self, signature: int, modality: Any, part: Any, study_date: Any, burned: Any
     ) -> int:
-        if erased:
-            key: tuple[Any, ...] = ERASED
-        else:
-            subject = self._subjects.get(sid) or self._subject(sid)
-            key = (subject[0], modality, part, study_date if subject[1] else None, burned)
+        if not self.signature_needs_date[signature]:
+            study_date = None
+        key = (signature, modality, part, study_date, burned)
         index = self._outcomes.get(key)
         if index is None:
-            class_key = (
-                ERASED
-                if erased
-                else (
-                    self._summary(sid, modality, part, study_date),
-                    modality or "",
-                    part or "",
-                    burned or "",
-                )
+            outcome = facts.decide(
+                self.signature_items[signature],
+                self.purpose,
+                facts.ImageFacts(modality, part, _as_date(study_date)),
             )
-            index = self._outcomes[key] = self._class_index(class_key)
+            summary = (
+                outcome.permitted,
+                bool(outcome.denies) and not outcome.permitted,
+                outcome.legacy_research,
+                any("ai.generative" in p.purposes for p in outcome.permits),
+                tuple(sorted(outcome.modifiers)),
+            )
+            index = self._outcomes[key] = self._class_index(
+                (summary, modality or "", part or "", burned or "")
+            )
         return index
+
+    def erased(self) -> int:
+        return self._class_index(ERASED)
+
+    def classify(
+        self,
+        items: Sequence[facts.ConsentFact],
+        modality: Any,
+        part: Any,
+        study_date: Any,
+        burned: Any,
+        erased: Any,
+    ) -> int:
+        """The class of one image row, given its subject's consent facts."""
+        if erased:
+            return self.erased()
+        return self.class_of(self.signature(items), modality, part, study_date, burned)
 
     def _class_index(self, class_key: tuple[Any, ...]) -> int:
         index = self.index.get(class_key)
@@ -175,8 +190,10 @@ def classes_of_rows(
     authorize call touches. ``rows`` are shaped as ``ledger.access.image_rows`` reads
     them."""
     in_force = facts.effective_consents(session, as_of, list({r[1] for r in rows}))
-    classifier = Classifier(in_force, request.purpose)
-    positions = [classifier.classify(r[1], r[2], r[3], r[4], r[5], r[8]) for r in rows]
+    classifier = Classifier(request.purpose)
+    positions = [
+        classifier.classify(in_force.get(r[1], []), r[2], r[3], r[4], r[5], r[8]) for r in rows
+    ]
     classes = decide_classes(policies, request, classifier.keys, action)
     return [classes[p] for p in positions]
 
@@ -195,8 +212,9 @@ def recheck(
 
 
 def _without_gc(fn: Callable[P, R]) -> Callable[P, R]:
-    """Run ``fn`` with the cyclic garbage collector paused: the millions of row tuples an
-    evaluation makes hold no cycles, and collections that rescan them cost seconds."""
+    """Run ``fn`` with the cyclic garbage collector paused: the hundreds of thousands of
+    consent facts an evaluation makes hold no cycles, and collections that rescan them
+    cost seconds."""
 
     @functools.wraps(fn)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -209,6 +227,25 @@ def _without_gc(fn: Callable[P, R]) -> Callable[P, R]:
                 gc.enable()
 
     return run
+
+
+def _groups(columns: Sequence[npt.NDArray[Any]]) -> tuple[IntArray, IntArray]:
+    """Distinct rows of equal-length integer columns: (the position of each distinct
+    row's first occurrence, each row's distinct-row number). One sort of packed 64-bit
+    keys when the columns' ranges fit, else one column at a time."""
+    keys = np.zeros(len(columns[0]), dtype=np.int64)
+    span = 1
+    for column in columns:
+        low = int(column.min()) if len(column) else 0
+        width = (int(column.max()) - low + 1) if len(column) else 1
+        if span * width >= 1 << 62:
+            _, keys = np.unique(keys, return_inverse=True)
+            keys = keys.astype(np.int64)
+            span = int(keys.max()) + 1
+        keys = keys * width + (column.astype(np.int64) - low)
+        span *= width
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
 
 
 @_without_gc
@@ -230,88 +267,90 @@ def evaluate(
         timings[name] = round((now - clock) * 1000, 1)
         clock = now
 
-    rows = image_rows.of_dataset(session, dataset_id)
-    subject_ids = list(dict.fromkeys(row[1] for row in rows))
+    data = columns.load(session, dataset_id)
     lap("load_images")
-    # Chunks of known ids: both databases plan these well, unlike IN over a join.
-    in_force = facts.effective_consents(session, as_of, subject_ids)
-    people = _demographics(session, subject_ids)
+    consents = facts.signatures(session, as_of, data.subjects)
+    people = _people(session, data.subjects)
     lap("consent_facts")
 
-    snapshot = hashlib.sha256()
-    for sid in sorted(in_force):
-        for f in sorted(in_force[sid], key=lambda f: f.consent_id):
-            snapshot.update(f"{sid}:{f.consent_id}:{f.version};".encode())
-
-    classifier = Classifier(in_force, request.purpose)
-    outcomes = array("I")
-    # (class, demographic profile) → images: requested and eligible composition both come
-    # from it, without keeping a profile per image.
-    combos: dict[tuple[int, tuple[Any, ...]], int] = {}
-    bands: dict[tuple[Any, Any], str] = {}
-    classify = classifier.classify
-    unknown_person = (None, None, None)
-    for _image_id, sid, modality, part, study_date, burned, manufacturer, _, erased in rows:
-        index = classify(sid, modality, part, study_date, burned, erased)
-        outcomes.append(index)
-        sex, year, site = people.get(sid, unknown_person)
-        band = bands.get((year, study_date))
-        if band is None:
-            study_year = str(study_date)[:4] if study_date else ""
-            band = bands[(year, study_date)] = composition.age_band(
-                year, int(study_year) if study_year.isdigit() else None
+    classifier = Classifier(request.purpose)
+    numbers = np.array([classifier.signature(items) for items in consents.facts], dtype=np.int64)
+    signature = numbers[np.array(consents.of_subject, dtype=np.intp)][data.subject]
+    needs_date = np.array(classifier.signature_needs_date, dtype=np.bool_)[signature]
+    day = np.where(needs_date, data.study_day, NO_DAY)
+    modality, part, burned = (data.codes[n] for n in ("modality", "body_part", "burned_in"))
+    first, group = _groups([signature, modality, part, burned, day])
+    class_of_group = np.array(
+        [
+            classifier.class_of(
+                int(signature[i]),
+                data.value("modality", modality[i]),
+                data.value("body_part", part[i]),
+                data.day(day[i]),
+                data.value("burned_in", burned[i]),
             )
-        combo = (index, (sex, band, site, modality, manufacturer))
-        combos[combo] = combos.get(combo, 0) + 1
+            for i in first.tolist()
+        ],
+        dtype=np.uint32,
+    )
+    outcomes = class_of_group[group]
+    erased = people.erased[data.subject]
+    if erased.any():
+        outcomes[erased] = classifier.erased()
     lap("classes")
 
     classes = decide_classes(policies, request, classifier.keys)
     lap("policy")
 
-    eligible_flags = [c["eligible"] for c in classes]
-    counts = Counter(outcomes)
+    flags = np.array([c["eligible"] for c in classes], dtype=np.bool_)
+    eligible = flags[outcomes]
     excluded_by_reason: Counter[str] = Counter()
-    for index, n in counts.items():
-        if not eligible_flags[index]:
+    for index, n in enumerate(np.bincount(outcomes, minlength=len(classes)).tolist()):
+        if n and not flags[index]:
             excluded_by_reason[classes[index]["reason_key"]] += n
-    requested: Counter[tuple[Any, ...]] = Counter()
-    eligible: Counter[tuple[Any, ...]] = Counter()
-    for (index, profile), n in combos.items():
-        requested[profile] += n
-        if eligible_flags[index]:
-            eligible[profile] += n
-    leaves = [
-        bytes(row[7]) for row, index in zip(rows, outcomes, strict=True) if eligible_flags[index]
-    ]
-    leaves.sort()
-    eligible_count = len(leaves)
-    root = root_hash(leaves)
+    eligible_count = int(eligible.sum())
+    # Manifest positions are in leaf order, so the eligible leaves are too.
+    root = root_of_packed(data.leaves[eligible].tobytes())
     lap("manifest")
-    report = composition.report(_profiles(requested), _profiles(eligible), threshold)
+    report = _composition(data, people, eligible, threshold)
     lap("composition")
     return Result(
         classes=classes,
-        outcomes=zlib.compress(outcomes.tobytes(), 6),
-        image_ids=[r[0] for r in rows],
+        outcomes=zlib.compress(outcomes.astype("<u4").tobytes(), 1),
         eligible_count=eligible_count,
-        excluded_count=len(rows) - eligible_count,
+        excluded_count=len(data) - eligible_count,
         excluded_by_reason=dict(excluded_by_reason.most_common()),
         eligible_root=root,
-        consent_snapshot=snapshot.hexdigest(),
+        consent_snapshot=consents.snapshot,
         composition=report,
         timings_ms=timings,
     )
 
 
-def _profiles(counts: Counter[tuple[Any, ...]]) -> dict[composition.Profile, int]:
-    unknown = composition.UNKNOWN
-    out: Counter[composition.Profile] = Counter()
-    for (sex, band, site, modality, manufacturer), n in counts.items():
-        profile = composition.Profile(
-            sex or unknown, band, site or unknown, modality or unknown, manufacturer or unknown
-        )
-        out[profile] += n
-    return out
+def _composition(
+    data: columns.Columns, people: People, eligible: npt.NDArray[np.bool_], threshold: float
+) -> dict[str, Any]:
+    """Requested versus eligible images by sex, age band, site, modality and manufacturer."""
+    study_year = np.where(
+        data.study_day == NO_DAY,
+        -1,
+        data.study_day.astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64) + 1970,
+    )
+    per_image: dict[str, tuple[npt.NDArray[Any], Sequence[str | None]]] = {
+        "sex": (people.sex[data.subject], people.sexes),
+        "age_band": (
+            composition.age_band_codes(people.birth_year[data.subject], study_year),
+            composition.BANDS,
+        ),
+        "site": (people.site[data.subject], people.sites),
+        "modality": (data.codes["modality"], data.values["modality"]),
+        "manufacturer": (data.codes["manufacturer"], data.values["manufacturer"]),
+    }
+    requested = {name: composition.counts(c, labels) for name, (c, labels) in per_image.items()}
+    kept = {
+        name: composition.counts(c[eligible], labels) for name, (c, labels) in per_image.items()
+    }
+    return composition.report(requested, kept, threshold)
 
 
 def _as_date(value: Any) -> date | None:
@@ -323,19 +362,60 @@ def _as_date(value: Any) -> date | None:
         return None
 
 
-def _demographics(session: Session, subject_ids: list[str]) -> dict[str, tuple[Any, Any, Any]]:
-    """(sex, birth year, site) per subject: by id lists for a few, one scan for many."""
-    query = select(col(Subject.id), col(Subject.sex), col(Subject.birth_year), col(Subject.site))
+@dataclass
+class People:
+    """Per subject of a dataset (in the columns' subject order): what composition and
+    erasure read from the subjects table, which changes after the dataset is frozen."""
+
+    sex: IntArray
+    sexes: list[str | None]
+    birth_year: IntArray  # -1 when unknown
+    site: IntArray
+    sites: list[str | None]
+    erased: npt.NDArray[np.bool_]
+
+
+def _people(session: Session, subject_ids: list[str]) -> People:
+    """By id lists for a few subjects, one scan of the table for many."""
+    query = select(
+        col(Subject.id),
+        col(Subject.sex),
+        col(Subject.birth_year),
+        col(Subject.site),
+        col(Subject.erased_at).is_not(None),
+    )
+    rows: list[Any]
     if len(subject_ids) > facts.WHOLE_TABLE_AFTER:
-        return {sid: (sex, year, site) for sid, sex, year, site in session.execute(query)}
-    people: dict[str, tuple[Any, Any, Any]] = {}
-    for i in range(0, len(subject_ids), facts.CHUNK):
-        part = subject_ids[i : i + facts.CHUNK]
-        people.update(
-            (sid, (sex, year, site))
-            for sid, sex, year, site in session.execute(query.where(col(Subject.id).in_(part)))
-        )
-    return people
+        rows = facts.raw_rows(session, query)
+    else:
+        rows = []
+        for i in range(0, len(subject_ids), facts.CHUNK):
+            part = subject_ids[i : i + facts.CHUNK]
+            rows.extend(facts.raw_rows(session, query.where(col(Subject.id).in_(part))))
+    number_of = {sid: n for n, sid in enumerate(subject_ids)}
+    count = len(subject_ids)
+    sex, site, birth_year, erased = [0] * count, [0] * count, [-1] * count, [False] * count
+    sexes: dict[str | None, int] = {None: 0}
+    sites: dict[str | None, int] = {None: 0}
+    for sid, sex_value, year, site_value, gone in rows:
+        n = number_of.get(sid)
+        if n is None:
+            continue
+        code = sexes.get(sex_value)
+        sex[n] = sexes.setdefault(sex_value, len(sexes)) if code is None else code
+        code = sites.get(site_value)
+        site[n] = sites.setdefault(site_value, len(sites)) if code is None else code
+        if year is not None:
+            birth_year[n] = year
+        erased[n] = bool(gone)
+    return People(
+        sex=np.array(sex, dtype=np.intp),
+        sexes=list(sexes),
+        birth_year=np.array(birth_year, dtype=np.int64),
+        site=np.array(site, dtype=np.intp),
+        sites=list(sites),
+        erased=np.array(erased, dtype=np.bool_),
+    )
 
 
 def decide_classes(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
@@ -29,13 +30,8 @@ def replay(session: Session, ctx: service.Context, request_id: str) -> dict[str,
         threshold=ctx.settings.composition_threshold,
     )
     same_policy = ctx.policies.hash == request.policy_hash
-    before = evaluation.decode_outcomes(request.outcomes)
-    after = evaluation.decode_outcomes(result.outcomes)
-    flips = [
-        result.image_ids[p]
-        for p in range(len(after))
-        if request.classes[before[p]]["eligible"] != result.classes[after[p]]["eligible"]
-    ]
+    before = evaluation.eligible_mask(request.classes, request.outcomes)
+    flips = np.flatnonzero(before != result.eligible_positions()).tolist()
     return {
         "request_id": request.id,
         "as_of": request.as_of,
@@ -46,9 +42,20 @@ def replay(session: Session, ctx: service.Context, request_id: str) -> dict[str,
         "same_answer": bytes(request.eligible_root) == result.eligible_root,
         "eligible_then": request.eligible_count,
         "eligible_now": result.eligible_count,
-        "changed_images": flips[:100],
+        "changed_images": _image_ids(session, request.dataset_id, flips[:100]),
         "changed_count": len(flips),
     }
+
+
+def _image_ids(session: Session, dataset_id: str, positions: list[int]) -> list[str]:
+    rows = session.execute(
+        select(col(DatasetImage.position), col(DatasetImage.image_id)).where(
+            col(DatasetImage.dataset_id) == dataset_id,
+            col(DatasetImage.position).in_(positions),
+        )
+    )
+    found: dict[int, str] = dict(rows.all())
+    return [found[p] for p in positions]
 
 
 def explain(session: Session, request_id: str, image_id: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ images with a few dozen distinct consent texts cost a few dozen tree walks.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -24,7 +25,7 @@ from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Select, Text, bindparam, cast, literal, or_, select
+from sqlalchemy import Select, Text, and_, bindparam, case, cast, literal, or_, select
 from sqlalchemy.orm import Session
 
 from ledger.consent.models import ConsentVersion
@@ -115,6 +116,9 @@ class ConsentFact:
     purposes: tuple[str, ...]
     modifiers: tuple[str, ...]
     scope: ScopeFact
+    # Equal for facts with the same decision, purposes, modifiers and scope, and cheap to
+    # hash: grouping 200k subjects by what their consents say compares these, not scopes.
+    terms: int
 
     def label(self) -> str:
         purposes = ", ".join(self.purposes)
@@ -227,36 +231,41 @@ def decide(
     return Outcome(True, reasons, permits, partial_denies, legacy)
 
 
+SEPARATOR = "\x1f"  # between a version's terms in one text column; JSON text escapes it
+
+
 def _query(as_of: datetime | Any, subject_filter: Any) -> Any:
-    """Versions in force at ``as_of``: recorded by then, not superseded by a version
-    recorded by then, active, and valid at that instant. JSON columns come back as text so
-    identical consent texts are parsed once, not once per row."""
-    cv = table_of(ConsentVersion).alias("cv")
-    newer = table_of(ConsentVersion).alias("newer")
-    superseded = (
-        select(literal(1))
-        .where(
-            newer.c.consent_id == cv.c.consent_id,
-            newer.c.version > cv.c.version,
-            newer.c.recorded_at <= as_of,
-        )
-        .exists()
+    """Every version recorded by ``as_of``, flagged whether it is active and valid then.
+
+    The latest of a consent's versions recorded by ``as_of`` is its state as of then (the
+    caller keeps only that one): no correlated "is there a newer version?" subquery, which
+    costs more than the scan itself over hundreds of thousands of consents. A version's
+    terms (decision, purposes, modifiers, scope) come back as one text, so a hundred
+    thousand identical consents are told apart from one another by one string compare and
+    parsed once."""
+    cv = table_of(ConsentVersion)
+    valid = and_(
+        cv.c.status == "active",
+        cv.c.valid_from <= as_of,
+        or_(cv.c.valid_until.is_(None), cv.c.valid_until > as_of),
+    )
+    sep = literal(SEPARATOR, Text)
+    terms = (
+        cast(cv.c.decision, Text)
+        + sep
+        + cast(cv.c.purposes, Text)
+        + sep
+        + cast(cv.c.modifiers, Text)
+        + sep
+        + cast(cv.c.scope, Text)
     )
     query = select(
         cv.c.consent_id,
         cv.c.version,
         cv.c.subject_id,
-        cv.c.decision,
-        cast(cv.c.purposes, Text),
-        cast(cv.c.modifiers, Text),
-        cast(cv.c.scope, Text),
-    ).where(
-        cv.c.recorded_at <= as_of,
-        cv.c.status == "active",
-        cv.c.valid_from <= as_of,
-        or_(cv.c.valid_until.is_(None), cv.c.valid_until > as_of),
-        ~superseded,
-    )
+        case((valid, 1), else_=0),
+        terms,
+    ).where(cv.c.recorded_at <= as_of)
     if subject_filter is not None:
         query = query.where(subject_filter(cv.c.subject_id))
     return query
@@ -266,6 +275,82 @@ def _query(as_of: datetime | Any, subject_filter: Any) -> Any:
 def _by_ids() -> Any:
     moment = bindparam("as_of", type_=table_of(ConsentVersion).c.recorded_at.type)
     return _query(moment, lambda c: c.in_(bindparam("ids", expanding=True)))
+
+
+Row = tuple[str, int, str, int, str]  # consent, version, subject, in force, terms
+
+
+def _rows(
+    session: Session, as_of: datetime, subjects: Sequence[str] | Select[Any] | None
+) -> list[Row]:
+    """Per consent of the subjects, the version that was its state at ``as_of``, if that
+    version was in force then."""
+    batches: Iterable[list[Any]]
+    if subjects is None or (not isinstance(subjects, Select) and len(subjects) > WHOLE_TABLE_AFTER):
+        # Tens of thousands of subjects: one scan of the table beats many IN lists (the
+        # caller ignores the others).
+        batches = [raw_rows(session, _query(as_of, None))]
+    elif isinstance(subjects, Select):
+        batches = [raw_rows(session, _query(as_of, lambda c, q=subjects: c.in_(q)))]
+    else:
+        ids = list(dict.fromkeys(subjects))
+        # One statement built once and reused: building it costs more than running it
+        # when a call asks about a handful of subjects (authorize, release re-checks).
+        batches = (
+            raw_rows(session, _by_ids(), {"as_of": as_of, "ids": ids[i : i + CHUNK]})
+            for i in range(0, len(ids), CHUNK)
+        )
+    latest: dict[str, Row] = {}
+    newer: list[Row] = []
+    for rows in batches:
+        for row in rows:
+            if row[1] == 1:
+                latest[row[0]] = row
+            else:
+                newer.append(row)
+    for row in newer:  # amended or withdrawn consents: the highest version wins
+        seen = latest.get(row[0])
+        if seen is None or seen[1] < row[1]:
+            latest[row[0]] = row
+    return [row for row in latest.values() if row[3]]
+
+
+def raw_rows(session: Session, query: Any, params: dict[str, Any] | None = None) -> list[Any]:
+    """Rows as the driver returns them: SQLAlchemy's per-row processing would cost more
+    than the query over a whole table, and these columns need none."""
+    result = session.connection().execute(query, params)
+    try:
+        return list(result.cursor.fetchall())
+    finally:
+        result.close()
+
+
+class _Terms:
+    """Parses each distinct terms text once."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.parsed: list[tuple[str, tuple[str, ...], tuple[str, ...], ScopeFact]] = []
+
+    def id(self, text: str) -> int:
+        number = self.ids.get(text)
+        if number is None:
+            decision, purposes, modifiers, scope = text.split(SEPARATOR)
+            number = self.ids[text] = len(self.parsed)
+            self.parsed.append(
+                (
+                    decision,
+                    tuple(json.loads(purposes)),
+                    tuple(json.loads(modifiers)),
+                    ScopeFact.of(json.loads(scope) or {}),
+                )
+            )
+        return number
+
+    def fact(self, row: Row) -> ConsentFact:
+        number = self.id(row[4])
+        decision, purposes, modifiers, scope = self.parsed[number]
+        return ConsentFact(row[0], row[1], row[2], decision, purposes, modifiers, scope, number)
 
 
 def effective_consents(
@@ -278,46 +363,70 @@ def effective_consents(
     ``subjects`` is a list of ids, a SELECT of ids (e.g. a dataset's subjects, so the work
     stays in the database), or None for everyone.
     """
+    wanted = None if subjects is None or isinstance(subjects, Select) else set(subjects)
+    terms = _Terms()
     out: dict[str, list[ConsentFact]] = defaultdict(list)
-    texts: dict[str, Any] = {}
-    scopes: dict[str, ScopeFact] = {}
-
-    def parsed(text: str | Any) -> Any:
-        if not isinstance(text, str):  # a driver that already decoded JSON
-            return text
-        value = texts.get(text)
-        if value is None:
-            value = texts[text] = json.loads(text)
-            if isinstance(value, list):
-                value = texts[text] = tuple(value)
-        return value
-
-    batches: Iterable[Any]
-    if subjects is None:
-        batches = [session.execute(_query(as_of, None))]
-    elif isinstance(subjects, Select):
-        batches = [session.execute(_query(as_of, lambda c, q=subjects: c.in_(q)))]
-    else:
-        ids = list(dict.fromkeys(subjects))
-        if len(ids) > WHOLE_TABLE_AFTER:
-            # Tens of thousands of subjects: one scan of the table beats many IN lists.
-            wanted = set(ids)
-            everyone = effective_consents(session, as_of, None)
-            return {sid: facts for sid, facts in everyone.items() if sid in wanted}
-        # One statement built once and reused: building it costs more than running it
-        # when a call asks about a handful of subjects (authorize, release re-checks).
-        batches = (
-            session.execute(_by_ids(), {"as_of": as_of, "ids": ids[i : i + CHUNK]})
-            for i in range(0, len(ids), CHUNK)
-        )
-    for rows in batches:
-        for cid, version, sid, decision, purposes, modifiers, scope in rows:
-            scope_fact = scopes.get(scope)
-            if scope_fact is None:
-                scope_fact = scopes[scope] = ScopeFact.of(parsed(scope) or {})
-            out[sid].append(
-                ConsentFact(
-                    cid, version, sid, decision, parsed(purposes), parsed(modifiers), scope_fact
-                )
-            )
+    for row in _rows(session, as_of, subjects):
+        if wanted is None or row[2] in wanted:
+            out[row[2]].append(terms.fact(row))
     return out
+
+
+@dataclass
+class Signatures:
+    """What many subjects' consents say, without an object per consent: subjects whose
+    consents in force have the same terms share a signature (a small number)."""
+
+    of_subject: list[int]  # per subject asked about, in the order asked
+    facts: list[list[ConsentFact]]  # per signature, the facts of one subject that has it
+    snapshot: str  # SHA-256 over the sorted "subject:consent:version;" of versions in force
+
+
+def signatures(session: Session, as_of: datetime, subjects: Sequence[str]) -> Signatures:
+    """Consent signatures for a dataset's subjects as of ``as_of``: the set-based path of
+    an evaluation over hundreds of thousands of subjects, where most subjects hold one
+    consent and a Python step per consent is what the time goes on."""
+    number_of = {sid: n for n, sid in enumerate(subjects)}
+    first: list[Row | None] = [None] * len(subjects)
+    several: dict[int, list[Row]] = {}
+    for row in _rows(session, as_of, subjects):
+        n = number_of.get(row[2])
+        if n is None:
+            continue
+        held = first[n]
+        if held is None:
+            first[n] = row
+        else:
+            several.setdefault(n, [held]).append(row)
+    terms = _Terms()
+    ids: dict[tuple[int, ...], int] = {}
+    by_text: dict[str, int] = {}  # a single consent's terms → its signature
+    facts: list[list[ConsentFact]] = []
+
+    def number(rows: list[Row]) -> int:
+        key = tuple(sorted(terms.id(r[4]) for r in rows))
+        found = ids.get(key)
+        if found is None:
+            found = ids[key] = len(facts)
+            facts.append([terms.fact(r) for r in rows])
+        return found
+
+    nobody = number([])
+    of_subject: list[int] = []
+    entries: list[str] = []
+    for n, only in enumerate(first):
+        if only is None:
+            of_subject.append(nobody)
+        elif n in several:
+            rows = several[n]
+            of_subject.append(number(rows))
+            entries.extend(f"{r[2]}:{r[0]}:{r[1]};" for r in rows)
+        else:
+            found = by_text.get(only[4])
+            if found is None:
+                found = by_text[only[4]] = number([only])
+            of_subject.append(found)
+            entries.append(f"{only[2]}:{only[0]}:{only[1]};")
+    entries.sort()  # nearly free when the subjects come sorted, as a dataset's do
+    digest = hashlib.sha256("".join(entries).encode()).hexdigest()
+    return Signatures(of_subject, facts, digest)

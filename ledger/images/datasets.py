@@ -21,9 +21,10 @@ from ledger.consent.schemas import StudyDateRange
 from ledger.db import bulk_insert
 from ledger.dbtypes import table_of
 from ledger.errors import Conflict, InvalidInput, NotFound
+from ledger.images import columns
 from ledger.images.models import DatasetImage, DatasetRecord, Image
 from ledger.provenance import log
-from ledger.provenance.merkle import root_hash
+from ledger.provenance.merkle import root_of_packed
 
 MAX_EXPLICIT = 1_000_000
 
@@ -70,8 +71,8 @@ def public(record: DatasetRecord) -> DatasetPublic:
     )
 
 
-def _filtered(f: DatasetFilter) -> Select[str, bytes]:
-    query = select(col(Image.id), col(Image.leaf_hash)).where(col(Image.erased_at).is_(None))
+def _filtered(f: DatasetFilter) -> Select[Any]:
+    query = select(*columns.selected()).where(col(Image.erased_at).is_(None))
     if f.modalities:
         query = query.where(col(Image.modality).in_([m.upper() for m in f.modalities]))
     if f.body_parts:
@@ -87,21 +88,20 @@ def _filtered(f: DatasetFilter) -> Select[str, bytes]:
     return query
 
 
-def _explicit(session: Session, ids: list[str]) -> list[tuple[str, bytes]]:
+def _explicit(session: Session, ids: list[str]) -> list[Any]:
     unique = list(dict.fromkeys(ids))
-    found: list[tuple[str, bytes]] = []
+    found: list[Any] = []
     for i in range(0, len(unique), 5_000):
         part = unique[i : i + 5_000]
         found.extend(
-            (str(r[0]), bytes(r[1]))
-            for r in session.execute(
-                select(col(Image.id), col(Image.leaf_hash)).where(
+            session.execute(
+                select(*columns.selected()).where(
                     col(Image.id).in_(part), col(Image.erased_at).is_(None)
                 )
             )
         )
     if len(found) != len(unique):
-        missing = sorted(set(unique) - {i for i, _ in found})
+        missing = sorted(set(unique) - {r[0] for r in found})
         raise InvalidInput(
             f"{len(missing)} image id(s) unknown or erased: {', '.join(missing[:10])}",
             missing=missing[:100],
@@ -116,8 +116,9 @@ def create(session: Session, body: DatasetCreate, *, actor: str | None) -> Datas
         raise Conflict(
             f"a dataset named {body.name!r} exists; datasets are frozen, pick a new name"
         )
+    rows: list[Any]
     if body.filter is not None:
-        rows = [(str(i), bytes(h)) for i, h in session.execute(_filtered(body.filter))]
+        rows = list(session.execute(_filtered(body.filter)))
         if not rows:
             raise InvalidInput("the filter matches no images; nothing was created")
         selection: dict[str, Any] = {"filter": body.filter.model_dump(mode="json")}
@@ -126,8 +127,9 @@ def create(session: Session, body: DatasetCreate, *, actor: str | None) -> Datas
         if not rows:
             raise InvalidInput("image_ids is empty")
         selection = {"image_ids": len(rows)}
-    rows.sort(key=lambda r: r[1])
-    root = root_hash([h for _, h in rows])
+    rows.sort(key=lambda r: bytes(r[7]))
+    packed = columns.of_rows(rows)
+    root = root_of_packed(packed.leaves.tobytes())
     record = DatasetRecord(
         id=str(uuid.uuid4()),
         name=body.name,
@@ -141,8 +143,9 @@ def create(session: Session, body: DatasetCreate, *, actor: str | None) -> Datas
     bulk_insert(
         session,
         table_of(DatasetImage),
-        [{"dataset_id": record.id, "position": n, "image_id": i} for n, (i, _) in enumerate(rows)],
+        [{"dataset_id": record.id, "position": n, "image_id": r[0]} for n, r in enumerate(rows)],
     )
+    columns.store(session, record.id, packed)
     log.append(
         session,
         "dataset.created",

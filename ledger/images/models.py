@@ -86,3 +86,16 @@ class DatasetImage(SQLModel, table=True):
     image_id: str = Field(
         sa_column=Column(String(36), ForeignKey("images.id"), nullable=False, index=True)
     )
+
+
+class DatasetColumns(SQLModel, table=True):
+    """A dataset's image attributes packed as arrays, for evaluating access requests
+    without reading a million index rows (``ledger.images.columns``)."""
+
+    __tablename__ = "dataset_columns"
+
+    dataset_id: str = Field(
+        sa_column=Column(String(36), ForeignKey("datasets.id"), primary_key=True)
+    )
+    image_count: int = Field(sa_column=Column(Integer, nullable=False))
+    arrays: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

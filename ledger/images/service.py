@@ -27,6 +27,7 @@ from ledger.consent import subjects
 from ledger.consent.models import Subject
 from ledger.dbtypes import utcnow
 from ledger.errors import InvalidInput, NotFound
+from ledger.images import columns
 from ledger.images.models import Image
 from ledger.images.store import ObjectStore, data_key, destroy_key, seal
 from ledger.keystore import KeyRing
@@ -238,6 +239,7 @@ def erase_subject(session: Session, subject_id: str, *, actor: str | None) -> li
             erased_at=now,
         )
     )
+    columns.erase_subject(session, subject_id)
     subject.pseudonym = secrets.token_bytes(32)  # the patient id no longer finds it
     subject.sex = subject.birth_year = subject.site = None
     subject.erased_at = now

@@ -74,8 +74,10 @@ class PolicySet:
         return [self._verdict(result) for result in results]
 
     def _verdict(self, result: Any) -> Verdict:
-        fired = [self.rules.get(p) for p in result.diagnostics.reasons]
-        rules = [r for r in fired if r is not None]
+        # In policy-file order: Cedar reports them as a set, and a reason key that changed
+        # order between evaluations would split one reason's counts in two.
+        fired = set(result.diagnostics.reasons)
+        rules = [rule for key, rule in self.rules.items() if key in fired]
         if result.diagnostics.errors:
             return Verdict(
                 False,

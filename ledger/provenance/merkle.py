@@ -57,6 +57,25 @@ def root_hash(leaf_hashes: Sequence[bytes]) -> bytes:
     return level[0]
 
 
+def root_of_packed(leaves: bytes) -> bytes:
+    """``root_hash`` over leaf hashes laid end to end, 32 bytes each (as a dataset's columns
+    keep them): the first level is hashed straight from the buffer, without first making
+    an object per leaf."""
+    if len(leaves) % HASH_SIZE:
+        raise ValueError("packed leaves must be a whole number of 32-byte hashes")
+    count = len(leaves) // HASH_SIZE
+    if count < 2:
+        return leaves if count else EMPTY_ROOT
+    sha = hashlib.sha256
+    prefix = NODE_PREFIX
+    paired = (count // 2) * 2 * HASH_SIZE
+    step = 2 * HASH_SIZE
+    level = [sha(prefix + leaves[i : i + step]).digest() for i in range(0, paired, step)]
+    if count % 2:
+        level.append(leaves[paired:])
+    return root_hash(level)
+
+
 class MerkleTree:
     """A tree over leaf hashes with every complete level kept, for fast roots and proofs."""
 

@@ -16,7 +16,16 @@ DUO = ["GRU", "HMB", "POA", "DS:C34", "DS:C50"]
 
 
 def fact(decision: str, *purposes: str, scope: ScopeFact = ScopeFact(), n: int = 0) -> ConsentFact:
-    return ConsentFact(f"c{n}", 1, "s", decision, tuple(purposes), (), scope)
+    return ConsentFact(
+        f"c{n}",
+        1,
+        "s",
+        decision,
+        tuple(purposes),
+        (),
+        scope,
+        hash((decision, tuple(purposes), scope)),
+    )
 
 
 def permitted(facts: list[ConsentFact], purpose: str, image: ImageFacts | None = None) -> bool:
