@@ -275,7 +275,7 @@ def evaluate(
 
     classifier = Classifier(request.purpose)
     numbers = np.array([classifier.signature(items) for items in consents.facts], dtype=np.int64)
-    signature = numbers[np.array(consents.of_subject, dtype=np.intp)][data.subject]
+    signature = numbers[consents.of_subject][data.subject]
     needs_date = np.array(classifier.signature_needs_date, dtype=np.bool_)[signature]
     day = np.where(needs_date, data.study_day, NO_DAY)
     modality, part, burned = (data.codes[n] for n in ("modality", "body_part", "burned_in"))
@@ -393,28 +393,25 @@ def _people(session: Session, subject_ids: list[str]) -> People:
             part = subject_ids[i : i + facts.CHUNK]
             rows.extend(facts.raw_rows(session, query.where(col(Subject.id).in_(part))))
     number_of = {sid: n for n, sid in enumerate(subject_ids)}
-    count = len(subject_ids)
-    sex, site, birth_year, erased = [0] * count, [0] * count, [-1] * count, [False] * count
+    spot = np.array([number_of.get(r[0], -1) for r in rows], dtype=np.intp)
+    mine = spot >= 0
+    where = spot[mine]
     sexes: dict[str | None, int] = {None: 0}
     sites: dict[str | None, int] = {None: 0}
-    for sid, sex_value, year, site_value, gone in rows:
-        n = number_of.get(sid)
-        if n is None:
-            continue
-        code = sexes.get(sex_value)
-        sex[n] = sexes.setdefault(sex_value, len(sexes)) if code is None else code
-        code = sites.get(site_value)
-        site[n] = sites.setdefault(site_value, len(sites)) if code is None else code
-        if year is not None:
-            birth_year[n] = year
-        erased[n] = bool(gone)
+    count = len(subject_ids)
+
+    def scatter(values: list[Any], dtype: Any, default: Any) -> npt.NDArray[Any]:
+        out = np.full(count, default, dtype=dtype)
+        out[where] = np.array(values, dtype=dtype)[mine]
+        return out
+
     return People(
-        sex=np.array(sex, dtype=np.intp),
+        sex=scatter([sexes.setdefault(r[1], len(sexes)) for r in rows], np.intp, 0),
         sexes=list(sexes),
-        birth_year=np.array(birth_year, dtype=np.int64),
-        site=np.array(site, dtype=np.intp),
+        birth_year=scatter([-1 if r[2] is None else r[2] for r in rows], np.int64, -1),
+        site=scatter([sites.setdefault(r[3], len(sites)) for r in rows], np.intp, 0),
         sites=list(sites),
-        erased=np.array(erased, dtype=np.bool_),
+        erased=scatter([bool(r[4]) for r in rows], np.bool_, False),
     )
 
 

@@ -17,7 +17,6 @@ images with a few dozen distinct consent texts cost a few dozen tree walks.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +24,9 @@ from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Select, Text, and_, bindparam, case, cast, literal, or_, select
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import Select, and_, bindparam, case, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from ledger.consent.models import ConsentVersion
@@ -231,40 +232,26 @@ def decide(
     return Outcome(True, reasons, permits, partial_denies, legacy)
 
 
-SEPARATOR = "\x1f"  # between a version's terms in one text column; JSON text escapes it
-
-
 def _query(as_of: datetime | Any, subject_filter: Any) -> Any:
     """Every version recorded by ``as_of``, flagged whether it is active and valid then.
 
     The latest of a consent's versions recorded by ``as_of`` is its state as of then (the
     caller keeps only that one): no correlated "is there a newer version?" subquery, which
-    costs more than the scan itself over hundreds of thousands of consents. A version's
-    terms (decision, purposes, modifiers, scope) come back as one text, so a hundred
-    thousand identical consents are told apart from one another by one string compare and
-    parsed once."""
+    costs more than the scan itself over hundreds of thousands of consents. What a version
+    says comes back as its terms key (``ledger.consent.terms``); the JSON behind each
+    distinct key is read once."""
     cv = table_of(ConsentVersion)
     valid = and_(
         cv.c.status == "active",
         cv.c.valid_from <= as_of,
         or_(cv.c.valid_until.is_(None), cv.c.valid_until > as_of),
     )
-    sep = literal(SEPARATOR, Text)
-    terms = (
-        cast(cv.c.decision, Text)
-        + sep
-        + cast(cv.c.purposes, Text)
-        + sep
-        + cast(cv.c.modifiers, Text)
-        + sep
-        + cast(cv.c.scope, Text)
-    )
     query = select(
         cv.c.consent_id,
         cv.c.version,
         cv.c.subject_id,
         case((valid, 1), else_=0),
-        terms,
+        cv.c.terms,
     ).where(cv.c.recorded_at <= as_of)
     if subject_filter is not None:
         query = query.where(subject_filter(cv.c.subject_id))
@@ -277,7 +264,7 @@ def _by_ids() -> Any:
     return _query(moment, lambda c: c.in_(bindparam("ids", expanding=True)))
 
 
-Row = tuple[str, int, str, int, str]  # consent, version, subject, in force, terms
+Row = tuple[str, int, str, int, str]  # consent, version, subject, in force, terms key
 
 
 def _rows(
@@ -300,19 +287,17 @@ def _rows(
             raw_rows(session, _by_ids(), {"as_of": as_of, "ids": ids[i : i + CHUNK]})
             for i in range(0, len(ids), CHUNK)
         )
-    latest: dict[str, Row] = {}
-    newer: list[Row] = []
-    for rows in batches:
-        for row in rows:
-            if row[1] == 1:
-                latest[row[0]] = row
-            else:
-                newer.append(row)
-    for row in newer:  # amended or withdrawn consents: the highest version wins
-        seen = latest.get(row[0])
-        if seen is None or seen[1] < row[1]:
-            latest[row[0]] = row
-    return [row for row in latest.values() if row[3]]
+    rows: list[Row] = []
+    for batch in batches:
+        rows.extend(batch)
+    amended = {row[0] for row in rows if row[1] != 1}
+    if not amended:
+        return [row for row in rows if row[3]]
+    latest: dict[str, int] = {}  # amended or withdrawn consents: the highest version wins
+    for row in rows:
+        if row[0] in amended and latest.get(row[0], 0) < row[1]:
+            latest[row[0]] = row[1]
+    return [r for r in rows if r[3] and (r[0] not in amended or latest[r[0]] == r[1])]
 
 
 def raw_rows(session: Session, query: Any, params: dict[str, Any] | None = None) -> list[Any]:
@@ -326,29 +311,33 @@ def raw_rows(session: Session, query: Any, params: dict[str, Any] | None = None)
 
 
 class _Terms:
-    """Parses each distinct terms text once."""
+    """What each distinct terms key says, read and parsed once per key."""
 
-    def __init__(self) -> None:
+    def __init__(self, session: Session) -> None:
+        self.session = session
         self.ids: dict[str, int] = {}
         self.parsed: list[tuple[str, tuple[str, ...], tuple[str, ...], ScopeFact]] = []
 
-    def id(self, text: str) -> int:
-        number = self.ids.get(text)
-        if number is None:
-            decision, purposes, modifiers, scope = text.split(SEPARATOR)
-            number = self.ids[text] = len(self.parsed)
-            self.parsed.append(
-                (
-                    decision,
-                    tuple(json.loads(purposes)),
-                    tuple(json.loads(modifiers)),
-                    ScopeFact.of(json.loads(scope) or {}),
+    def read(self, rows: Iterable[Row]) -> None:
+        """Read the terms behind every key of ``rows`` not read yet, from one version
+        that carries the key."""
+        wanted = {r[4]: (r[0], r[1]) for r in rows if r[4] not in self.ids}
+        cv = table_of(ConsentVersion)
+        carriers = list(wanted.values())
+        for i in range(0, len(carriers), CHUNK):
+            for key, decision, purposes, modifiers, scope in self.session.execute(
+                select(cv.c.terms, cv.c.decision, cv.c.purposes, cv.c.modifiers, cv.c.scope).where(
+                    tuple_(cv.c.consent_id, cv.c.version).in_(carriers[i : i + CHUNK])
                 )
-            )
-        return number
+            ):
+                if key not in self.ids:
+                    self.ids[key] = len(self.parsed)
+                    self.parsed.append(
+                        (decision, tuple(purposes), tuple(modifiers), ScopeFact.of(scope or {}))
+                    )
 
     def fact(self, row: Row) -> ConsentFact:
-        number = self.id(row[4])
+        number = self.ids[row[4]]
         decision, purposes, modifiers, scope = self.parsed[number]
         return ConsentFact(row[0], row[1], row[2], decision, purposes, modifiers, scope, number)
 
@@ -364,11 +353,12 @@ def effective_consents(
     stays in the database), or None for everyone.
     """
     wanted = None if subjects is None or isinstance(subjects, Select) else set(subjects)
-    terms = _Terms()
+    rows = [r for r in _rows(session, as_of, subjects) if wanted is None or r[2] in wanted]
+    terms = _Terms(session)
+    terms.read(rows)
     out: dict[str, list[ConsentFact]] = defaultdict(list)
-    for row in _rows(session, as_of, subjects):
-        if wanted is None or row[2] in wanted:
-            out[row[2]].append(terms.fact(row))
+    for row in rows:
+        out[row[2]].append(terms.fact(row))
     return out
 
 
@@ -377,56 +367,59 @@ class Signatures:
     """What many subjects' consents say, without an object per consent: subjects whose
     consents in force have the same terms share a signature (a small number)."""
 
-    of_subject: list[int]  # per subject asked about, in the order asked
+    of_subject: npt.NDArray[np.intp]  # per subject asked about, in the order asked
     facts: list[list[ConsentFact]]  # per signature, the facts of one subject that has it
     snapshot: str  # SHA-256 over the sorted "subject:consent:version;" of versions in force
 
 
 def signatures(session: Session, as_of: datetime, subjects: Sequence[str]) -> Signatures:
     """Consent signatures for a dataset's subjects as of ``as_of``: the set-based path of
-    an evaluation over hundreds of thousands of subjects, where most subjects hold one
-    consent and a Python step per consent is what the time goes on."""
+    an evaluation over hundreds of thousands of subjects. Most subjects hold one consent,
+    so rows are matched to subjects and grouped with array operations; only subjects
+    holding several consents are looked at one by one."""
+    rows = _rows(session, as_of, subjects)
+    if not subjects:
+        return Signatures(np.zeros(0, np.intp), [[]], hashlib.sha256(b"").hexdigest())
     number_of = {sid: n for n, sid in enumerate(subjects)}
-    first: list[Row | None] = [None] * len(subjects)
-    several: dict[int, list[Row]] = {}
-    for row in _rows(session, as_of, subjects):
-        n = number_of.get(row[2])
-        if n is None:
-            continue
-        held = first[n]
-        if held is None:
-            first[n] = row
-        else:
-            several.setdefault(n, [held]).append(row)
-    terms = _Terms()
-    ids: dict[tuple[int, ...], int] = {}
-    by_text: dict[str, int] = {}  # a single consent's terms → its signature
+    spot = np.array([number_of.get(r[2], -1) for r in rows], dtype=np.intp)
+    mine = spot >= 0
+    who = spot[mine]  # per row kept, the position of its subject in ``subjects``
+    kept = [rows[i] for i in np.flatnonzero(mine).tolist()]
+
+    terms = _Terms(session)
+    terms.read(kept)
+    texts: dict[str, int] = {}
+    row_terms = np.array([texts.setdefault(r[4], len(texts)) for r in kept], dtype=np.intp)
+    held = np.bincount(who, minlength=len(subjects))
+    ids: dict[tuple[str, ...], int] = {}
     facts: list[list[ConsentFact]] = []
 
-    def number(rows: list[Row]) -> int:
-        key = tuple(sorted(terms.id(r[4]) for r in rows))
-        found = ids.get(key)
-        if found is None:
-            found = ids[key] = len(facts)
-            facts.append([terms.fact(r) for r in rows])
-        return found
+    def number(group: list[Row]) -> int:
+        key = tuple(sorted(r[4] for r in group))
+        known = ids.get(key)
+        if known is None:
+            known = ids[key] = len(facts)
+            facts.append([terms.fact(r) for r in group])
+        return known
 
-    nobody = number([])
-    of_subject: list[int] = []
-    entries: list[str] = []
-    for n, only in enumerate(first):
-        if only is None:
-            of_subject.append(nobody)
-        elif n in several:
-            rows = several[n]
-            of_subject.append(number(rows))
-            entries.extend(f"{r[2]}:{r[0]}:{r[1]};" for r in rows)
-        else:
-            found = by_text.get(only[4])
-            if found is None:
-                found = by_text[only[4]] = number([only])
-            of_subject.append(found)
-            entries.append(f"{only[2]}:{only[0]}:{only[1]};")
-    entries.sort()  # nearly free when the subjects come sorted, as a dataset's do
+    of_subject = np.full(len(subjects), number([]), dtype=np.intp)
+    # One consent: the signature follows from its terms.
+    single = held[who] == 1
+    first_row = {
+        int(t): i
+        for i, t in zip(np.flatnonzero(single).tolist(), row_terms[single].tolist(), strict=True)
+    }
+    by_terms = np.zeros(len(texts), dtype=np.intp)
+    for t, i in first_row.items():
+        by_terms[t] = number([kept[i]])
+    of_subject[who[single]] = by_terms[row_terms[single]]
+    # Several consents: grouped one subject at a time.
+    groups: dict[int, list[Row]] = {}
+    for i in np.flatnonzero(~single).tolist():
+        groups.setdefault(int(who[i]), []).append(kept[i])
+    for n, group in groups.items():
+        of_subject[n] = number(group)
+    entries = [f"{r[2]}:{r[0]}:{r[1]};" for r in kept]
+    entries.sort()
     digest = hashlib.sha256("".join(entries).encode()).hexdigest()
     return Signatures(of_subject, facts, digest)

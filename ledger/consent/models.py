@@ -47,6 +47,7 @@ class ConsentVersion(SQLModel, table=True):
     purposes: list[str] = Field(sa_column=Column(JSONType, nullable=False))
     modifiers: list[str] = Field(sa_column=Column(JSONType, nullable=False))
     scope: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
+    terms: str = Field(sa_column=Column(String(64), nullable=False))  # ledger.consent.terms
     valid_from: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     valid_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     withdrawn_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))

@@ -29,6 +29,7 @@ from ledger.consent.schemas import (
     SubjectPublic,
     WithdrawBody,
 )
+from ledger.consent.terms import terms_key
 from ledger.dbtypes import utcnow
 from ledger.errors import Conflict, InvalidInput, NotFound
 from ledger.provenance import log
@@ -142,6 +143,7 @@ def version_values(
 ) -> dict[str, Any]:
     """Column values of a new version (bulk paths insert these without ORM objects)."""
     purposes, modifiers = normalise(content)
+    scope = content.scope.model_dump(mode="json")
     valid_from = content.valid_from or now
     if content.valid_until is not None and content.valid_until <= valid_from:
         raise InvalidInput("valid_until must be after valid_from")
@@ -154,7 +156,8 @@ def version_values(
         "decision": content.decision.value,
         "purposes": purposes,
         "modifiers": modifiers,
-        "scope": content.scope.model_dump(mode="json"),
+        "scope": scope,
+        "terms": terms_key(content.decision.value, purposes, modifiers, scope),
         "valid_from": valid_from,
         "valid_until": content.valid_until,
         "withdrawn_at": None,

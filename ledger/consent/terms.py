@@ -1,0 +1,22 @@
+"""A consent version's terms (decision, purposes, modifiers, scope) as one short key.
+
+Evaluating a request over hundreds of thousands of subjects groups them by what their
+consents say. Comparing and fetching the JSON of every consent for that costs more than
+everything else in the query (PostgreSQL turns each JSONB value back into text), so each
+version row carries this key, computed once when the row is written, and the JSON is read
+once per distinct key. Two versions have the same key exactly when their terms are the same
+JSON values (canonical form: RFC 8785), whatever order or spacing they were stored in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import rfc8785
+
+
+def terms_key(decision: str, purposes: Any, modifiers: Any, scope: Any) -> str:
+    """SHA-256 (hex) of the canonical JSON of ``[decision, purposes, modifiers, scope]``."""
+    canonical = rfc8785.dumps([decision, list(purposes), list(modifiers), dict(scope)])
+    return hashlib.sha256(canonical).hexdigest()
