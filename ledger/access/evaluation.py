@@ -16,7 +16,7 @@ import time
 import zlib
 from array import array
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, ParamSpec, TypeVar
@@ -32,6 +32,7 @@ from ledger.access.models import AccessRequest
 from ledger.consent import facts
 from ledger.consent.models import Subject
 from ledger.consent.purposes import Request, tree
+from ledger.db import driver_rows
 from ledger.images import columns
 from ledger.images.columns import NO_DAY
 from ledger.policy.engine import PolicySet
@@ -230,9 +231,10 @@ def _without_gc(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def _groups(columns: Sequence[npt.NDArray[Any]]) -> tuple[IntArray, IntArray]:
-    """Distinct rows of equal-length integer columns: (the position of each distinct
-    row's first occurrence, each row's distinct-row number). One sort of packed 64-bit
-    keys when the columns' ranges fit, else one column at a time."""
+    """Distinct rows of equal-length integer columns: (one row index per distinct row,
+    each row's distinct-row number). The columns are packed into one 64-bit key; keys
+    from a small range are grouped by counting, others by one sort (and columns whose
+    ranges would overflow the key are grouped one at a time first)."""
     keys = np.zeros(len(columns[0]), dtype=np.int64)
     span = 1
     for column in columns:
@@ -240,10 +242,17 @@ def _groups(columns: Sequence[npt.NDArray[Any]]) -> tuple[IntArray, IntArray]:
         width = (int(column.max()) - low + 1) if len(column) else 1
         if span * width >= 1 << 62:
             _, keys = np.unique(keys, return_inverse=True)
-            keys = keys.astype(np.int64)
+            keys = keys.astype(np.int64).reshape(-1)
             span = int(keys.max()) + 1
         keys = keys * width + (column.astype(np.int64) - low)
         span *= width
+    if span <= 4 * len(keys) + 1024:
+        present = np.zeros(span, dtype=np.bool_)
+        present[keys] = True
+        group = (np.cumsum(present) - 1)[keys]
+        representative = np.zeros(int(present.sum()), dtype=np.intp)
+        representative[group] = np.arange(len(keys))  # any row of a group will do
+        return representative, group
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     return first, inverse.reshape(-1)
 
@@ -269,8 +278,9 @@ def evaluate(
 
     data = columns.load(session, dataset_id)
     lap("load_images")
-    consents = facts.signatures(session, as_of, data.subjects)
-    people = _people(session, data.subjects)
+    number_of = {sid: n for n, sid in enumerate(data.subjects)}
+    consents = facts.signatures(session, as_of, data.subjects, number_of)
+    people = _people(session, data.subjects, number_of)
     lap("consent_facts")
 
     classifier = Classifier(request.purpose)
@@ -375,7 +385,7 @@ class People:
     erased: npt.NDArray[np.bool_]
 
 
-def _people(session: Session, subject_ids: list[str]) -> People:
+def _people(session: Session, subject_ids: list[str], number_of: Mapping[str, int]) -> People:
     """By id lists for a few subjects, one scan of the table for many."""
     query = select(
         col(Subject.id),
@@ -386,13 +396,12 @@ def _people(session: Session, subject_ids: list[str]) -> People:
     )
     rows: list[Any]
     if len(subject_ids) > facts.WHOLE_TABLE_AFTER:
-        rows = facts.raw_rows(session, query)
+        rows = driver_rows(session, query)
     else:
         rows = []
         for i in range(0, len(subject_ids), facts.CHUNK):
             part = subject_ids[i : i + facts.CHUNK]
-            rows.extend(facts.raw_rows(session, query.where(col(Subject.id).in_(part))))
-    number_of = {sid: n for n, sid in enumerate(subject_ids)}
+            rows.extend(driver_rows(session, query.where(col(Subject.id).in_(part))))
     spot = np.array([number_of.get(r[0], -1) for r in rows], dtype=np.intp)
     mine = spot >= 0
     where = spot[mine]

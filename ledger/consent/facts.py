@@ -17,8 +17,9 @@ images with a few dozen distinct consent texts cost a few dozen tree walks.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
@@ -26,11 +27,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Select, and_, bindparam, case, or_, select, tuple_
+from sqlalchemy import Select, and_, bindparam, case, or_, select
 from sqlalchemy.orm import Session
 
 from ledger.consent.models import ConsentVersion
 from ledger.consent.purposes import Request, tree
+from ledger.db import driver_rows
 from ledger.dbtypes import table_of
 
 CHUNK = 5_000
@@ -276,15 +278,15 @@ def _rows(
     if subjects is None or (not isinstance(subjects, Select) and len(subjects) > WHOLE_TABLE_AFTER):
         # Tens of thousands of subjects: one scan of the table beats many IN lists (the
         # caller ignores the others).
-        batches = [raw_rows(session, _query(as_of, None))]
+        batches = [driver_rows(session, _query(as_of, None))]
     elif isinstance(subjects, Select):
-        batches = [raw_rows(session, _query(as_of, lambda c, q=subjects: c.in_(q)))]
+        batches = [driver_rows(session, _query(as_of, lambda c, q=subjects: c.in_(q)))]
     else:
         ids = list(dict.fromkeys(subjects))
         # One statement built once and reused: building it costs more than running it
         # when a call asks about a handful of subjects (authorize, release re-checks).
         batches = (
-            raw_rows(session, _by_ids(), {"as_of": as_of, "ids": ids[i : i + CHUNK]})
+            driver_rows(session, _by_ids(), {"as_of": as_of, "ids": ids[i : i + CHUNK]})
             for i in range(0, len(ids), CHUNK)
         )
     rows: list[Row] = []
@@ -300,16 +302,6 @@ def _rows(
     return [r for r in rows if r[3] and (r[0] not in amended or latest[r[0]] == r[1])]
 
 
-def raw_rows(session: Session, query: Any, params: dict[str, Any] | None = None) -> list[Any]:
-    """Rows as the driver returns them: SQLAlchemy's per-row processing would cost more
-    than the query over a whole table, and these columns need none."""
-    result = session.connection().execute(query, params)
-    try:
-        return list(result.cursor.fetchall())
-    finally:
-        result.close()
-
-
 class _Terms:
     """What each distinct terms key says, read and parsed once per key."""
 
@@ -321,16 +313,22 @@ class _Terms:
     def read(self, rows: Iterable[Row]) -> None:
         """Read the terms behind every key of ``rows`` not read yet, from one version
         that carries the key."""
-        wanted = {r[4]: (r[0], r[1]) for r in rows if r[4] not in self.ids}
+        wanted = {(r[0], r[1]) for r in rows if r[4] not in self.ids}
         cv = table_of(ConsentVersion)
-        carriers = list(wanted.values())
+        carriers = sorted({cid for cid, _ in wanted})
         for i in range(0, len(carriers), CHUNK):
-            for key, decision, purposes, modifiers, scope in self.session.execute(
-                select(cv.c.terms, cv.c.decision, cv.c.purposes, cv.c.modifiers, cv.c.scope).where(
-                    tuple_(cv.c.consent_id, cv.c.version).in_(carriers[i : i + CHUNK])
-                )
+            for cid, version, key, decision, purposes, modifiers, scope in self.session.execute(
+                select(
+                    cv.c.consent_id,
+                    cv.c.version,
+                    cv.c.terms,
+                    cv.c.decision,
+                    cv.c.purposes,
+                    cv.c.modifiers,
+                    cv.c.scope,
+                ).where(cv.c.consent_id.in_(carriers[i : i + CHUNK]))
             ):
-                if key not in self.ids:
+                if (cid, version) in wanted and key not in self.ids:
                     self.ids[key] = len(self.parsed)
                     self.parsed.append(
                         (decision, tuple(purposes), tuple(modifiers), ScopeFact.of(scope or {}))
@@ -369,27 +367,36 @@ class Signatures:
 
     of_subject: npt.NDArray[np.intp]  # per subject asked about, in the order asked
     facts: list[list[ConsentFact]]  # per signature, the facts of one subject that has it
-    snapshot: str  # SHA-256 over the sorted "subject:consent:version;" of versions in force
+    # SHA-256 over "subject:consent:version;" of every version in force, by subject id
+    # then consent id.
+    snapshot: str
 
 
-def signatures(session: Session, as_of: datetime, subjects: Sequence[str]) -> Signatures:
+def signatures(
+    session: Session,
+    as_of: datetime,
+    subjects: Sequence[str],
+    number_of: Mapping[str, int] | None = None,
+) -> Signatures:
     """Consent signatures for a dataset's subjects as of ``as_of``: the set-based path of
     an evaluation over hundreds of thousands of subjects. Most subjects hold one consent,
     so rows are matched to subjects and grouped with array operations; only subjects
-    holding several consents are looked at one by one."""
+    holding several consents are looked at one by one. ``number_of`` (subject id →
+    position in ``subjects``) saves building it again when the caller has it."""
     rows = _rows(session, as_of, subjects)
     if not subjects:
         return Signatures(np.zeros(0, np.intp), [[]], hashlib.sha256(b"").hexdigest())
-    number_of = {sid: n for n, sid in enumerate(subjects)}
+    if number_of is None:
+        number_of = {sid: n for n, sid in enumerate(subjects)}
     spot = np.array([number_of.get(r[2], -1) for r in rows], dtype=np.intp)
     mine = spot >= 0
     who = spot[mine]  # per row kept, the position of its subject in ``subjects``
     kept = [rows[i] for i in np.flatnonzero(mine).tolist()]
 
-    terms = _Terms(session)
-    terms.read(kept)
     texts: dict[str, int] = {}
     row_terms = np.array([texts.setdefault(r[4], len(texts)) for r in kept], dtype=np.intp)
+    terms = _Terms(session)
+    terms.read([kept[i] for i in np.unique(row_terms, return_index=True)[1].tolist()])
     held = np.bincount(who, minlength=len(subjects))
     ids: dict[tuple[str, ...], int] = {}
     facts: list[list[ConsentFact]] = []
@@ -403,23 +410,24 @@ def signatures(session: Session, as_of: datetime, subjects: Sequence[str]) -> Si
         return known
 
     of_subject = np.full(len(subjects), number([]), dtype=np.intp)
+    # What each subject contributes to the snapshot: its versions in force, in order.
+    entry = np.full(len(subjects), "", dtype=object)
     # One consent: the signature follows from its terms.
-    single = held[who] == 1
-    first_row = {
-        int(t): i
-        for i, t in zip(np.flatnonzero(single).tolist(), row_terms[single].tolist(), strict=True)
-    }
+    single = np.flatnonzero(held[who] == 1)
+    distinct, carrier = np.unique(row_terms[single], return_index=True)
     by_terms = np.zeros(len(texts), dtype=np.intp)
-    for t, i in first_row.items():
+    for t, i in zip(distinct.tolist(), single[carrier].tolist(), strict=True):
         by_terms[t] = number([kept[i]])
     of_subject[who[single]] = by_terms[row_terms[single]]
+    entry[who[single]] = [f"{r[2]}:{r[0]}:{r[1]};" for r in map(kept.__getitem__, single.tolist())]
     # Several consents: grouped one subject at a time.
     groups: dict[int, list[Row]] = {}
-    for i in np.flatnonzero(~single).tolist():
+    for i in np.flatnonzero(held[who] > 1).tolist():
         groups.setdefault(int(who[i]), []).append(kept[i])
     for n, group in groups.items():
         of_subject[n] = number(group)
-    entries = [f"{r[2]}:{r[0]}:{r[1]};" for r in kept]
-    entries.sort()
-    digest = hashlib.sha256("".join(entries).encode()).hexdigest()
+        entry[n] = "".join(sorted(f"{r[2]}:{r[0]}:{r[1]};" for r in group))
+    if any(a > b for a, b in itertools.pairwise(subjects)):  # a dataset's come sorted
+        entry = entry[np.argsort(np.array(subjects, dtype=object), kind="stable")]
+    digest = hashlib.sha256("".join(entry.tolist()).encode()).hexdigest()
     return Signatures(of_subject, facts, digest)

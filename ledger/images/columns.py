@@ -28,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from ledger.db import driver_rows
 from ledger.images.models import DatasetColumns, DatasetImage, Image
 
 NO_DAY = np.iinfo(np.int32).min
@@ -161,13 +162,12 @@ def store(session: Session, dataset_id: str, columns: Columns) -> None:
 
 
 def _rows_of(session: Session, dataset_id: str) -> list[Any]:
-    return list(
-        session.execute(
-            select(*selected())
-            .join(DatasetImage, col(DatasetImage.image_id) == col(Image.id))
-            .where(col(DatasetImage.dataset_id) == dataset_id)
-            .order_by(col(DatasetImage.position))
-        )
+    return driver_rows(
+        session,
+        select(*selected())
+        .join(DatasetImage, col(DatasetImage.image_id) == col(Image.id))
+        .where(col(DatasetImage.dataset_id) == dataset_id)
+        .order_by(col(DatasetImage.position)),
     )
 
 

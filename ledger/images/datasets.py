@@ -18,7 +18,7 @@ from sqlmodel import col
 
 from ledger.consent.models import Subject
 from ledger.consent.schemas import StudyDateRange
-from ledger.db import bulk_insert
+from ledger.db import bulk_insert, driver_rows
 from ledger.dbtypes import table_of
 from ledger.errors import Conflict, InvalidInput, NotFound
 from ledger.images import columns
@@ -94,10 +94,11 @@ def _explicit(session: Session, ids: list[str]) -> list[Any]:
     for i in range(0, len(unique), 5_000):
         part = unique[i : i + 5_000]
         found.extend(
-            session.execute(
+            driver_rows(
+                session,
                 select(*columns.selected()).where(
                     col(Image.id).in_(part), col(Image.erased_at).is_(None)
-                )
+                ),
             )
         )
     if len(found) != len(unique):
@@ -118,7 +119,7 @@ def create(session: Session, body: DatasetCreate, *, actor: str | None) -> Datas
         )
     rows: list[Any]
     if body.filter is not None:
-        rows = list(session.execute(_filtered(body.filter)))
+        rows = driver_rows(session, _filtered(body.filter))
         if not rows:
             raise InvalidInput("the filter matches no images; nothing was created")
         selection: dict[str, Any] = {"filter": body.filter.model_dump(mode="json")}

@@ -159,6 +159,10 @@ def test_every_image_gets_the_answer_of_the_row_path(
     kept = sorted(bytes(r[7]) for r, c in zip(rows, one_by_one, strict=True) if c["eligible"])
     assert result.eligible_root == root_hash(kept)
     assert result.consent_snapshot == expected_snapshot
+    with snapshot(engine) as session:
+        subjects = list(dict.fromkeys(r[1] for r in rows))
+        backwards = facts.signatures(session, as_of, subjects[::-1])
+    assert backwards.snapshot == expected_snapshot  # the same whatever order they are asked in
 
 
 def test_composition_counts_every_image_once(engine: Engine, varied: str) -> None:
@@ -190,11 +194,15 @@ def test_composition_counts_every_image_once(engine: Engine, varied: str) -> Non
     assert int(np.count_nonzero(eligible)) == result.eligible_count
 
 
-def test_packed_groups_fall_back_when_the_key_would_overflow() -> None:
+@pytest.mark.parametrize(
+    "scale",
+    [1, 1 << 20, 1 << 40],  # counted, sorted, and grouped column by column first
+)
+def test_groups_are_the_distinct_rows(scale: int) -> None:
     rng = np.random.default_rng(3)
-    wide = [rng.integers(0, 2, 500) * (1 << 40), rng.integers(0, 3, 500) * (1 << 30)]
-    first, group = evaluation._groups(wide)
-    pairs = list(zip(wide[0].tolist(), wide[1].tolist(), strict=True))
-    assert len(first) == len(set(pairs))
+    columns = [rng.integers(0, 2, 500) * scale, rng.integers(-1, 3, 500) * scale]
+    representative, group = evaluation._groups(columns)
+    pairs = list(zip(columns[0].tolist(), columns[1].tolist(), strict=True))
+    assert len(representative) == len(set(pairs))
     for i, g in enumerate(group.tolist()):
-        assert pairs[first[g]] == pairs[i]
+        assert pairs[representative[g]] == pairs[i]
