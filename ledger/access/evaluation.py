@@ -1,11 +1,17 @@
 """Evaluating an access request over a dataset (DESIGN §4, steps 2-5).
 
-1. Consent facts for every subject in the dataset, set-based, as of ``as_of``.
-2. Per image, the consent outcome: computed once per (consent text signature, image
-   attributes the consents look at), not once per image.
+1. Consent facts for every subject in the dataset, set-based, as of ``as_of``: one
+   signature (a small number) per distinct set of consent terms.
+2. Per image, the consent outcome: computed once per (signature, image attributes the
+   consents look at), not once per image. The images come from the dataset's packed
+   columns (``ledger.images.columns``) and are grouped with numpy.
 3. Images with the same Cedar context form an equivalence class; Cedar runs once per class.
 4. Per image: the class index (compact), counts by reason, the eligible manifest root and
    the composition report of requested versus eligible images.
+
+Release re-checks and authorize decide a few images through ``classes_of_rows``, the same
+``Classifier`` and the same Cedar call; a test holds the two paths to the same answer for
+every image.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from ledger.consent import facts
+from ledger.images import columns
 from ledger.images.models import Image
 
 COLUMNS = (
@@ -46,17 +47,9 @@ def of_images(session: Session, image_ids: Sequence[str]) -> list[tuple[Any, ...
     unique = list(dict.fromkeys(image_ids))
     for i in range(0, len(unique), facts.CHUNK):
         for row in session.execute(
-            select(
-                col(Image.id),
-                col(Image.subject_id),
-                col(Image.modality),
-                col(Image.body_part),
-                col(Image.study_date),
-                col(Image.burned_in),
-                col(Image.manufacturer),
-                col(Image.leaf_hash),
-                col(Image.erased_at),
-            ).where(col(Image.id).in_(unique[i : i + facts.CHUNK]))
+            select(*columns.selected(), col(Image.erased_at)).where(
+                col(Image.id).in_(unique[i : i + facts.CHUNK])
+            )
         ):
             found[row[0]] = tuple(row)
     return [found[i] for i in image_ids if i in found]

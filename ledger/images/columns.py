@@ -142,10 +142,10 @@ def _unpack(blob: bytes) -> Columns:
             values[name] = decoded
         return Columns(
             subjects=[s.decode() for s in data["subjects"].tolist()],
-            subject=data["subject"].astype(np.int32),
-            codes={name: data[name].astype(np.uint16) for name in TEXT},
+            subject=data["subject"].astype(np.int32, copy=False),
+            codes={name: data[name].astype(np.uint16, copy=False) for name in TEXT},
             values=values,
-            study_day=data["study_day"].astype(np.int32),
+            study_day=data["study_day"].astype(np.int32, copy=False),
             leaves=data["leaves"],
         )
 

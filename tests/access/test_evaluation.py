@@ -11,10 +11,12 @@ import random
 import uuid
 from collections import Counter
 from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
 from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from ledger.access import composition, evaluation, image_rows
 from ledger.config import Settings
@@ -114,6 +116,18 @@ def _population(engine: Engine, settings: Settings, patients: int = 90) -> str:
     return dataset.id
 
 
+def manifest_rows(session: Session, dataset_id: str) -> list[tuple[Any, ...]]:
+    """The dataset's images as the one-at-a-time path reads them, in manifest order."""
+    order = list(
+        session.execute(
+            select(DatasetImage.image_id)  # type: ignore[call-overload]
+            .where(DatasetImage.dataset_id == dataset_id)
+            .order_by(DatasetImage.position)
+        ).scalars()
+    )
+    return image_rows.of_images(session, order)
+
+
 @pytest.fixture
 def varied(engine: Engine, settings: Settings) -> str:
     return _population(engine, settings)
@@ -128,14 +142,7 @@ def test_every_image_gets_the_answer_of_the_row_path(
     with snapshot(engine) as session:
         as_of = utcnow()
         result = evaluation.evaluate(session, policies, varied, request, as_of, threshold=0.1)
-        order = list(
-            session.execute(
-                select(DatasetImage.image_id)  # type: ignore[call-overload]
-                .where(DatasetImage.dataset_id == varied)
-                .order_by(DatasetImage.position)
-            ).scalars()
-        )
-        rows = image_rows.of_images(session, order)
+        rows = manifest_rows(session, varied)
         one_by_one = evaluation.classes_of_rows(session, policies, request, rows, as_of)
         expected_snapshot = hashlib.sha256(
             "".join(

@@ -7,26 +7,18 @@ import io
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete
 
-from ledger.access import image_rows
 from ledger.db import snapshot, transaction
 from ledger.images import columns
-from ledger.images.models import DatasetColumns, DatasetImage
+from ledger.images.models import DatasetColumns
 from ledger.provenance.merkle import root_hash, root_of_packed
-from tests.access.test_evaluation import varied  # noqa: F401
+from tests.access.test_evaluation import manifest_rows, varied  # noqa: F401
 
 
 def _index_rows(engine: Engine, dataset_id: str) -> list[tuple[object, ...]]:
     with snapshot(engine) as session:
-        order = list(
-            session.execute(
-                select(DatasetImage.image_id)  # type: ignore[call-overload]
-                .where(DatasetImage.dataset_id == dataset_id)
-                .order_by(DatasetImage.position)
-            ).scalars()
-        )
-        return [tuple(r) for r in image_rows.of_images(session, order)]
+        return [tuple(r) for r in manifest_rows(session, dataset_id)]
 
 
 def test_columns_match_the_index_and_erasure_blanks_dates(engine: Engine, varied: str) -> None:  # noqa: F811
