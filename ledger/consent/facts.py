@@ -313,7 +313,11 @@ class _Terms:
     def read(self, rows: Iterable[Row]) -> None:
         """Read the terms behind every key of ``rows`` not read yet, from one version
         that carries the key."""
-        wanted = {(r[0], r[1]) for r in rows if r[4] not in self.ids}
+        carrier: dict[str, tuple[str, int]] = {}
+        for r in rows:
+            if r[4] not in self.ids and r[4] not in carrier:
+                carrier[r[4]] = (r[0], r[1])
+        wanted = set(carrier.values())
         cv = table_of(ConsentVersion)
         carriers = sorted({cid for cid, _ in wanted})
         for i in range(0, len(carriers), CHUNK):

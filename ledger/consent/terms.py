@@ -11,12 +11,22 @@ JSON values (canonical form: RFC 8785), whatever order or spacing they were stor
 from __future__ import annotations
 
 import hashlib
+import json
+from functools import lru_cache
 from typing import Any
 
 import rfc8785
 
 
 def terms_key(decision: str, purposes: Any, modifiers: Any, scope: Any) -> str:
-    """SHA-256 (hex) of the canonical JSON of ``[decision, purposes, modifiers, scope]``."""
-    canonical = rfc8785.dumps([decision, list(purposes), list(modifiers), dict(scope)])
+    """SHA-256 (hex) of the canonical JSON of ``[decision, purposes, modifiers, scope]``.
+
+    An import of 100k consents holds a handful of distinct texts, and the canonical form
+    is computed in pure Python, so keys are remembered per text."""
+    return _key(decision, tuple(purposes), tuple(modifiers), json.dumps(scope, sort_keys=True))
+
+
+@lru_cache(maxsize=4096)
+def _key(decision: str, purposes: tuple[str, ...], modifiers: tuple[str, ...], scope: str) -> str:
+    canonical = rfc8785.dumps([decision, list(purposes), list(modifiers), json.loads(scope)])
     return hashlib.sha256(canonical).hexdigest()
