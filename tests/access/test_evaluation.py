@@ -48,7 +48,7 @@ KINDS = [
     "deny,ai,,,,,",
     "deny,ai.training,,DX,,,",
     "permit,ai.development;HMB,,,,,",
-    "permit,ai.generative,,MR,,,",
+    "permit,ai.generative,,,,,",
 ]
 MODALITIES = [("CT", "CHEST"), ("MR", "HEAD"), ("DX", "HAND"), ("CT", None), (None, "CHEST")]
 
