@@ -31,9 +31,9 @@ import cedarpy
 from access_request import setup
 from sqlalchemy import text
 
-from ledger.access import evaluation
+from ledger.access import decision
 from ledger.access.authorize import FLUSH_AT, Authorizer
-from ledger.consent import facts
+from ledger.consent.in_force import effective_consents
 from ledger.consent.purposes import tree
 from ledger.db import make_engine, session_factory, snapshot, transaction
 from ledger.dbtypes import utcnow
@@ -49,7 +49,7 @@ PURPOSE = "ai.inference"
 def _cedar_requests(url: str, studies: list[str]) -> list[dict[str, object]]:
     """The Cedar request the ledger makes for each study (its first image class)."""
     engine = make_engine(url)
-    request = evaluation.RequestFacts(tree().parse_request(PURPOSE), False, None)
+    request = decision.RequestFacts(tree().parse_request(PURPOSE), False, None)
     out = []
     with snapshot(engine) as session:
         rows_by_study: dict[str, list[tuple[object, ...]]] = {}
@@ -60,9 +60,9 @@ def _cedar_requests(url: str, studies: list[str]) -> list[dict[str, object]]:
             )
         ):
             rows_by_study.setdefault(row[0], []).append(tuple(row[1:]))
-        in_force = facts.effective_consents(session, utcnow())
+        in_force = effective_consents(session, utcnow())
     for study in studies:
-        classifier = evaluation.Classifier(request.purpose)
+        classifier = decision.Classifier(request.purpose)
         r = rows_by_study[study][0]
         classifier.classify(in_force.get(str(r[1]), []), r[2], r[3], r[4], r[5], r[8])
         (permitted, denied, legacy, explicit, modifiers), modality, part, burned = classifier.keys[

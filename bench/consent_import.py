@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import select
 
 from ledger.consent import csv_import, facts
+from ledger.consent.in_force import effective_consents
 from ledger.consent.models import Subject
 from ledger.consent.purposes import tree
 from ledger.db import make_engine, snapshot, transaction, upgrade
@@ -93,7 +94,7 @@ def bench_query(backend: str, url: str, subjects: int) -> None:
         ):  # type: ignore[call-overload]
             facts.permit_covers.cache_clear()
             t = time.perf_counter()
-            found = facts.effective_consents(session, utcnow(), subject_filter)
+            found = effective_consents(session, utcnow(), subject_filter)
             t_query = time.perf_counter() - t
             permitted = sum(decide_all(found, request))
             total = time.perf_counter() - t

@@ -30,7 +30,8 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from ledger.access import evaluation, image_rows, tokens
+from ledger.access import image_rows, tokens
+from ledger.access.decision import RequestFacts, classes_of_rows
 from ledger.consent.purposes import Request, tree
 from ledger.dbtypes import utcnow
 from ledger.errors import NotFound
@@ -126,7 +127,7 @@ class Authorizer:
         commercial: bool = False,
     ) -> Decision:
         """``sessions`` makes read-only sessions; one is opened only on a cache miss."""
-        request = evaluation.RequestFacts(self._purpose(purpose), commercial, None)
+        request = RequestFacts(self._purpose(purpose), commercial, None)
         head = self._mark()
         key = (study_uid, purpose, commercial, policies.hash)
         cached = self._cache.get(key)
@@ -147,15 +148,13 @@ class Authorizer:
         self,
         session: Session,
         policies: PolicySet,
-        request: evaluation.RequestFacts,
+        request: RequestFacts,
         study_uid: str,
     ) -> Decision:
         rows = image_rows.of_study(session, study_uid)
         if not rows:
             raise NotFound("no study with this StudyInstanceUID is known to the ledger")
-        classes = evaluation.classes_of_rows(
-            session, policies, request, rows, utcnow(), action="infer"
-        )
+        classes = classes_of_rows(session, policies, request, rows, utcnow(), action="infer")
         refused = [c for c in classes if not c["eligible"]]
         deciding = refused or classes
         return Decision(

@@ -10,8 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from ledger.access import evaluation, service
+from ledger.access import decision, evaluation, service
 from ledger.consent import facts as consent_facts
+from ledger.consent.in_force import effective_consents
 from ledger.consent.purposes import tree
 from ledger.errors import NotFound
 from ledger.images.models import DatasetImage, Image
@@ -25,7 +26,7 @@ def replay(session: Session, ctx: service.Context, request_id: str) -> dict[str,
         session,
         ctx.policies,
         request.dataset_id,
-        evaluation.stored_request_facts(request),
+        decision.stored_request_facts(request),
         request.as_of,
         threshold=ctx.settings.composition_threshold,
     )
@@ -73,7 +74,7 @@ def explain(session: Session, request_id: str, image_id: str) -> dict[str, Any]:
     if position is None:
         raise NotFound("this image is not in the request's dataset")
     cls = request.classes[evaluation.decode_outcomes(request.outcomes)[position]]
-    in_force = consent_facts.effective_consents(session, request.as_of, [image.subject_id])
+    in_force = effective_consents(session, request.as_of, [image.subject_id])
     purpose = service.purpose_text(request)
     outcome = consent_facts.decide(
         in_force.get(image.subject_id, []),

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from ledger.access import evaluation, tokens
+from ledger.access import decision, evaluation, tokens
 from ledger.access.models import AccessRequest, Grant, GrantImage
 from ledger.db import bulk_insert
 from ledger.dbtypes import table_of, utcnow
@@ -135,7 +135,7 @@ class NotReleasable(Conflict):
 class OpenGrant:
     grant: Grant
     request: AccessRequest
-    facts: evaluation.RequestFacts
+    facts: decision.RequestFacts
     purpose: str
 
 
@@ -176,9 +176,7 @@ def open_grant(
         )
     request = session.get(AccessRequest, grant.request_id)
     assert request is not None  # foreign key
-    return OpenGrant(
-        grant, request, evaluation.stored_request_facts(request), str(claims["purpose"])
-    )
+    return OpenGrant(grant, request, decision.stored_request_facts(request), str(claims["purpose"]))
 
 
 @dataclass(frozen=True)
@@ -250,7 +248,7 @@ def eligibility_now(
 ) -> list[dict[str, Any]]:
     """Each instance's class under current consent and current policy."""
     image_ids = [i.image_id for i in instances]
-    return evaluation.recheck(session, policies, opened.facts, image_ids, utcnow())
+    return decision.recheck(session, policies, opened.facts, image_ids, utcnow())
 
 
 def _may_show_text(sop_class: str | None, burned_in: str | None) -> bool:

@@ -19,7 +19,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from ledger.access import evaluation
+from ledger.access import decision
 from ledger.access.lifecycle import Status, transition
 from ledger.access.models import AccessRequest, Grant, GrantImage
 from ledger.consent.models import ConsentVersion, Subject
@@ -128,8 +128,8 @@ def lost_instances(
         assert grant is not None
         request = session.get(AccessRequest, grant.request_id)
         assert request is not None
-        facts = evaluation.stored_request_facts(request)
-        classes = evaluation.recheck(session, policies, facts, [r[3] for r in items], moment)
+        facts = decision.stored_request_facts(request)
+        classes = decision.recheck(session, policies, facts, [r[3] for r in items], moment)
         for (_, pipeline, uid, image_id, subject_id), cls in zip(items, classes, strict=True):
             if not cls["eligible"]:
                 lost.append(Lost(grant_id, pipeline, uid, image_id, subject_id, cls["policy_ids"]))

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from ledger.access import evaluation, release, tokens
+from ledger.access import decision, evaluation, release, tokens
 from ledger.access.lifecycle import Status, transition
 from ledger.access.models import AccessRequest, AccessReview, Grant
 from ledger.access.schemas import (
@@ -51,14 +51,14 @@ def purpose_text(request: AccessRequest) -> str:
     return f"{request.purpose},{request.duo_category}"
 
 
-def request_facts(body: AccessRequestCreate) -> evaluation.RequestFacts:
-    return evaluation.request_facts(
+def request_facts(body: AccessRequestCreate) -> decision.RequestFacts:
+    return decision.request_facts(
         body.purpose, body.duo_category, body.commercial, body.irb_reference
     )
 
 
 def _request_level(
-    ctx: Context, facts: evaluation.RequestFacts, eligible: int, excluded: int
+    ctx: Context, facts: decision.RequestFacts, eligible: int, excluded: int
 ) -> tuple[bool, list[str], int, bool]:
     """(approvable, reasons, required approvals, auto-approve) from the approval rules."""
     context = {"request": facts.context(), "eligible_count": eligible, "excluded_count": excluded}

@@ -1,8 +1,7 @@
-"""Consent facts: what was in force for a set of subjects at an instant, and what it allows.
+"""Consent facts and what they allow: the consent algebra.
 
-``effective_consents`` is the set-based query the decision path calls: one query per chunk
-of subjects (or one query over a subquery, e.g. a dataset's subjects), never a query per
-subject. ``decide`` applies the consent algebra to one subject's facts:
+Which facts were in force for a set of subjects at an instant is read by
+``ledger.consent.in_force``. ``decide`` applies the consent algebra to one subject's facts:
 
 * a permit covers a request when it covers its AI purpose (explicit-only nodes need
   naming) and its DUO category (a permit naming no DUO category sets no disease limit);
@@ -16,27 +15,13 @@ images with a few dozen distinct consent texts cost a few dozen tree walks.
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-from sqlalchemy import Select, and_, bindparam, case, or_, select
-from sqlalchemy.orm import Session
-
-from ledger.consent.models import ConsentVersion
 from ledger.consent.purposes import Request, tree
-from ledger.db import driver_rows
-from ledger.dbtypes import table_of
-
-CHUNK = 5_000
-WHOLE_TABLE_AFTER = 4 * CHUNK
 
 
 def _inside(values: frozenset[str], value: str | None, missing: bool) -> bool:
@@ -232,206 +217,3 @@ def decide(
     reasons = [f"permitted by {p.label()}" for p in permits]
     reasons += [f"except images within the scope of {d.label()}" for d in partial_denies]
     return Outcome(True, reasons, permits, partial_denies, legacy)
-
-
-def _query(as_of: datetime | Any, subject_filter: Any) -> Any:
-    """Every version recorded by ``as_of``, flagged whether it is active and valid then.
-
-    The latest of a consent's versions recorded by ``as_of`` is its state as of then (the
-    caller keeps only that one): no correlated "is there a newer version?" subquery, which
-    costs more than the scan itself over hundreds of thousands of consents. What a version
-    says comes back as its terms key (``ledger.consent.terms``); the JSON behind each
-    distinct key is read once."""
-    cv = table_of(ConsentVersion)
-    valid = and_(
-        cv.c.status == "active",
-        cv.c.valid_from <= as_of,
-        or_(cv.c.valid_until.is_(None), cv.c.valid_until > as_of),
-    )
-    query = select(
-        cv.c.consent_id,
-        cv.c.version,
-        cv.c.subject_id,
-        case((valid, 1), else_=0),
-        cv.c.terms,
-    ).where(cv.c.recorded_at <= as_of)
-    if subject_filter is not None:
-        query = query.where(subject_filter(cv.c.subject_id))
-    return query
-
-
-@lru_cache(maxsize=1)
-def _by_ids() -> Any:
-    moment = bindparam("as_of", type_=table_of(ConsentVersion).c.recorded_at.type)
-    return _query(moment, lambda c: c.in_(bindparam("ids", expanding=True)))
-
-
-Row = tuple[str, int, str, int, str]  # consent, version, subject, in force, terms key
-
-
-def _rows(
-    session: Session, as_of: datetime, subjects: Sequence[str] | Select[Any] | None
-) -> list[Row]:
-    """Per consent of the subjects, the version that was its state at ``as_of``, if that
-    version was in force then."""
-    batches: Iterable[list[Any]]
-    if subjects is None or (not isinstance(subjects, Select) and len(subjects) > WHOLE_TABLE_AFTER):
-        # Tens of thousands of subjects: one scan of the table beats many IN lists (the
-        # caller ignores the others).
-        batches = [driver_rows(session, _query(as_of, None))]
-    elif isinstance(subjects, Select):
-        batches = [driver_rows(session, _query(as_of, lambda c, q=subjects: c.in_(q)))]
-    else:
-        ids = list(dict.fromkeys(subjects))
-        # One statement built once and reused: building it costs more than running it
-        # when a call asks about a handful of subjects (authorize, release re-checks).
-        batches = (
-            driver_rows(session, _by_ids(), {"as_of": as_of, "ids": ids[i : i + CHUNK]})
-            for i in range(0, len(ids), CHUNK)
-        )
-    rows: list[Row] = []
-    for batch in batches:
-        rows.extend(batch)
-    amended = {row[0] for row in rows if row[1] != 1}
-    if not amended:
-        return [row for row in rows if row[3]]
-    latest: dict[str, int] = {}  # amended or withdrawn consents: the highest version wins
-    for row in rows:
-        if row[0] in amended and latest.get(row[0], 0) < row[1]:
-            latest[row[0]] = row[1]
-    return [r for r in rows if r[3] and (r[0] not in amended or latest[r[0]] == r[1])]
-
-
-class _Terms:
-    """What each distinct terms key says, read and parsed once per key."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.ids: dict[str, int] = {}
-        self.parsed: list[tuple[str, tuple[str, ...], tuple[str, ...], ScopeFact]] = []
-
-    def read(self, rows: Iterable[Row]) -> None:
-        """Read the terms behind every key of ``rows`` not read yet, from one version
-        that carries the key."""
-        carrier: dict[str, tuple[str, int]] = {}
-        for r in rows:
-            if r[4] not in self.ids and r[4] not in carrier:
-                carrier[r[4]] = (r[0], r[1])
-        wanted = set(carrier.values())
-        cv = table_of(ConsentVersion)
-        carriers = sorted({cid for cid, _ in wanted})
-        for i in range(0, len(carriers), CHUNK):
-            for cid, version, key, decision, purposes, modifiers, scope in self.session.execute(
-                select(
-                    cv.c.consent_id,
-                    cv.c.version,
-                    cv.c.terms,
-                    cv.c.decision,
-                    cv.c.purposes,
-                    cv.c.modifiers,
-                    cv.c.scope,
-                ).where(cv.c.consent_id.in_(carriers[i : i + CHUNK]))
-            ):
-                if (cid, version) in wanted and key not in self.ids:
-                    self.ids[key] = len(self.parsed)
-                    self.parsed.append(
-                        (decision, tuple(purposes), tuple(modifiers), ScopeFact.of(scope or {}))
-                    )
-
-    def fact(self, row: Row) -> ConsentFact:
-        number = self.ids[row[4]]
-        decision, purposes, modifiers, scope = self.parsed[number]
-        return ConsentFact(row[0], row[1], row[2], decision, purposes, modifiers, scope, number)
-
-
-def effective_consents(
-    session: Session,
-    as_of: datetime,
-    subjects: Sequence[str] | Select[Any] | None = None,
-) -> dict[str, list[ConsentFact]]:
-    """Consents in force at ``as_of`` (as known at ``as_of``), grouped by subject.
-
-    ``subjects`` is a list of ids, a SELECT of ids (e.g. a dataset's subjects, so the work
-    stays in the database), or None for everyone.
-    """
-    wanted = None if subjects is None or isinstance(subjects, Select) else set(subjects)
-    rows = [r for r in _rows(session, as_of, subjects) if wanted is None or r[2] in wanted]
-    terms = _Terms(session)
-    terms.read(rows)
-    out: dict[str, list[ConsentFact]] = defaultdict(list)
-    for row in rows:
-        out[row[2]].append(terms.fact(row))
-    return out
-
-
-@dataclass
-class Signatures:
-    """What many subjects' consents say, without an object per consent: subjects whose
-    consents in force have the same terms share a signature (a small number)."""
-
-    of_subject: npt.NDArray[np.intp]  # per subject asked about, in the order asked
-    facts: list[list[ConsentFact]]  # per signature, the facts of one subject that has it
-    # SHA-256 over "subject:consent:version;" of every version in force, by subject id
-    # then consent id.
-    snapshot: str
-
-
-def signatures(
-    session: Session,
-    as_of: datetime,
-    subjects: Sequence[str],
-    number_of: Mapping[str, int] | None = None,
-) -> Signatures:
-    """Consent signatures for a dataset's subjects as of ``as_of``: the set-based path of
-    an evaluation over hundreds of thousands of subjects. Most subjects hold one consent,
-    so rows are matched to subjects and grouped with array operations; only subjects
-    holding several consents are looked at one by one. ``number_of`` (subject id →
-    position in ``subjects``) saves building it again when the caller has it."""
-    rows = _rows(session, as_of, subjects)
-    if not subjects:
-        return Signatures(np.zeros(0, np.intp), [[]], hashlib.sha256(b"").hexdigest())
-    if number_of is None:
-        number_of = {sid: n for n, sid in enumerate(subjects)}
-    spot = np.array([number_of.get(r[2], -1) for r in rows], dtype=np.intp)
-    mine = spot >= 0
-    who = spot[mine]  # per row kept, the position of its subject in ``subjects``
-    kept = [rows[i] for i in np.flatnonzero(mine).tolist()]
-
-    texts: dict[str, int] = {}
-    row_terms = np.array([texts.setdefault(r[4], len(texts)) for r in kept], dtype=np.intp)
-    terms = _Terms(session)
-    terms.read([kept[i] for i in np.unique(row_terms, return_index=True)[1].tolist()])
-    held = np.bincount(who, minlength=len(subjects))
-    ids: dict[tuple[str, ...], int] = {}
-    facts: list[list[ConsentFact]] = []
-
-    def number(group: list[Row]) -> int:
-        key = tuple(sorted(r[4] for r in group))
-        known = ids.get(key)
-        if known is None:
-            known = ids[key] = len(facts)
-            facts.append([terms.fact(r) for r in group])
-        return known
-
-    of_subject = np.full(len(subjects), number([]), dtype=np.intp)
-    # What each subject contributes to the snapshot: its versions in force, in order.
-    entry = np.full(len(subjects), "", dtype=object)
-    # One consent: the signature follows from its terms.
-    single = np.flatnonzero(held[who] == 1)
-    distinct, carrier = np.unique(row_terms[single], return_index=True)
-    by_terms = np.zeros(len(texts), dtype=np.intp)
-    for t, i in zip(distinct.tolist(), single[carrier].tolist(), strict=True):
-        by_terms[t] = number([kept[i]])
-    of_subject[who[single]] = by_terms[row_terms[single]]
-    entry[who[single]] = [f"{r[2]}:{r[0]}:{r[1]};" for r in map(kept.__getitem__, single.tolist())]
-    # Several consents: grouped one subject at a time.
-    groups: dict[int, list[Row]] = {}
-    for i in np.flatnonzero(held[who] > 1).tolist():
-        groups.setdefault(int(who[i]), []).append(kept[i])
-    for n, group in groups.items():
-        of_subject[n] = number(group)
-        entry[n] = "".join(sorted(f"{r[2]}:{r[0]}:{r[1]};" for r in group))
-    if any(a > b for a, b in itertools.pairwise(subjects)):  # a dataset's come sorted
-        entry = entry[np.argsort(np.array(subjects, dtype=object), kind="stable")]
-    digest = hashlib.sha256("".join(entry.tolist()).encode()).hexdigest()
-    return Signatures(of_subject, facts, digest)

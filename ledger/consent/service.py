@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from ledger.consent import facts, fhir, subjects
+from ledger.consent.in_force import effective_consents
 from ledger.consent.models import ConsentVersion, FhirConsent, Subject
 from ledger.consent.purposes import tree
 from ledger.consent.schemas import (
@@ -290,7 +291,7 @@ def check_as_of(as_of: datetime | None) -> datetime:
 def state(session: Session, subject_id: str, as_of: datetime | None) -> ConsentState:
     get_subject(session, subject_id)
     when = check_as_of(as_of)
-    in_force = facts.effective_consents(session, when, [subject_id]).get(subject_id, [])
+    in_force = effective_consents(session, when, [subject_id]).get(subject_id, [])
     keys = [(f.consent_id, f.version) for f in in_force]
     rows = [session.get(ConsentVersion, key) for key in keys]
     return ConsentState(
@@ -306,7 +307,7 @@ def permission(
     get_subject(session, subject_id)
     when = check_as_of(as_of)
     request = tree().parse_request(purpose)
-    in_force = facts.effective_consents(session, when, [subject_id]).get(subject_id, [])
+    in_force = effective_consents(session, when, [subject_id]).get(subject_id, [])
     outcome = facts.decide(in_force, request)
     return Permission(
         subject_id=subject_id,

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from ledger.consent import facts
+from ledger.consent.in_force import effective_consents
 from ledger.consent.models import Subject
 from ledger.consent.purposes import tree
 from ledger.errors import Gone, InvalidInput, NotFound
@@ -184,7 +185,7 @@ def releases_without_consent(session: Session) -> tuple[list[UnconsentedRelease]
         when = datetime.fromisoformat(event.time.replace("Z", "+00:00"))
         request = tree().parse_request(purpose)
         known = {c: by_commitment[c] for c in commitments if c in by_commitment}
-        in_force = facts.effective_consents(session, when, list(known.values()))
+        in_force = effective_consents(session, when, list(known.values()))
         for commitment, sid in known.items():
             checked += 1
             outcome = facts.decide(in_force.get(sid, []), request)

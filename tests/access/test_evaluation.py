@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from ledger.access import composition, evaluation, image_rows
+from ledger.access import composition, decision, evaluation, image_rows
 from ledger.config import Settings
-from ledger.consent import csv_import, facts
+from ledger.consent import csv_import, in_force
 from ledger.consent import service as consents
 from ledger.consent.models import ConsentVersion, Subject
 from ledger.consent.schemas import ConsentAmend, WithdrawBody
@@ -138,17 +138,17 @@ def test_every_image_gets_the_answer_of_the_row_path(
     engine: Engine, varied: str, purpose: str
 ) -> None:
     policies = load(default_directory())
-    request = evaluation.request_facts(purpose, None, False, None)
+    request = decision.request_facts(purpose, None, False, None)
     with snapshot(engine) as session:
         as_of = utcnow()
         result = evaluation.evaluate(session, policies, varied, request, as_of, threshold=0.1)
         rows = manifest_rows(session, varied)
-        one_by_one = evaluation.classes_of_rows(session, policies, request, rows, as_of)
+        one_by_one = decision.classes_of_rows(session, policies, request, rows, as_of)
         expected_snapshot = hashlib.sha256(
             "".join(
                 sorted(
                     f"{sid}:{f.consent_id}:{f.version};"
-                    for sid, items in facts.effective_consents(
+                    for sid, items in in_force.effective_consents(
                         session, as_of, [r[1] for r in rows]
                     ).items()
                     for f in items
@@ -168,13 +168,13 @@ def test_every_image_gets_the_answer_of_the_row_path(
     assert result.consent_snapshot == expected_snapshot
     with snapshot(engine) as session:
         subjects = list(dict.fromkeys(r[1] for r in rows))
-        backwards = facts.signatures(session, as_of, subjects[::-1])
+        backwards = in_force.signatures(session, as_of, subjects[::-1])
     assert backwards.snapshot == expected_snapshot  # the same whatever order they are asked in
 
 
 def test_composition_counts_every_image_once(engine: Engine, varied: str) -> None:
     policies = load(default_directory())
-    request = evaluation.request_facts("ai.training", None, False, None)
+    request = decision.request_facts("ai.training", None, False, None)
     with snapshot(engine) as session:
         result = evaluation.evaluate(session, policies, varied, request, utcnow(), threshold=0.1)
         data = columns.load(session, varied)
