@@ -13,14 +13,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from ledger.consent import facts
+from ledger.consent.in_force import CHUNK
 from ledger.images import columns
 from ledger.images.models import Image
 
-COLUMNS = (
-    "id, subject_id, modality, body_part, study_date, burned_in, manufacturer, leaf_hash, erased_at"
-)
-ALL = f"SELECT {COLUMNS} FROM images"  # noqa: S608 (constant text)
+ROW = (*columns.selected(), col(Image.erased_at))
+# Authorize reads a study on every cache miss: plain driver SQL, built once from ROW.
+ALL = f"SELECT {', '.join(c.key for c in ROW)} FROM images"  # noqa: S608 (our column names)
 STUDY_QMARK = f"{ALL} WHERE study_uid = ?"
 STUDY_FORMAT = STUDY_QMARK.replace("?", "%s")
 
@@ -45,11 +44,7 @@ def of_images(session: Session, image_ids: Sequence[str]) -> list[tuple[Any, ...
     """Rows for a few images (a release batch), in the order given."""
     found: dict[str, tuple[Any, ...]] = {}
     unique = list(dict.fromkeys(image_ids))
-    for i in range(0, len(unique), facts.CHUNK):
-        for row in session.execute(
-            select(*columns.selected(), col(Image.erased_at)).where(
-                col(Image.id).in_(unique[i : i + facts.CHUNK])
-            )
-        ):
+    for i in range(0, len(unique), CHUNK):
+        for row in session.execute(select(*ROW).where(col(Image.id).in_(unique[i : i + CHUNK]))):
             found[row[0]] = tuple(row)
     return [found[i] for i in image_ids if i in found]

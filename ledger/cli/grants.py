@@ -22,7 +22,7 @@ from ledger.cli.output import (
     table,
     unit_of_work,
 )
-from ledger.cli.requests import StewardOpt, _steward
+from ledger.cli.requests import StewardOpt, steward_id
 from ledger.consent.service import check_as_of
 from ledger.dbtypes import utcnow
 from ledger.policy.service import configured
@@ -87,7 +87,7 @@ def revoke(
     """Revoke a grant: every release under it is refused from now on."""
     with unit_of_work(home) as session:
         grant = revocations.revoke(
-            session, grant_id, reason=reason, actor=_steward(session, steward)
+            session, grant_id, reason=reason, actor=steward_id(session, steward)
         )
         row = _grant_row(grant)
     if json_out:

@@ -39,7 +39,7 @@ def _context(home: Any) -> service.Context:
     return service.Context(settings, load_keyring(settings.keys_dir), configured(settings))
 
 
-def _steward(session: Any, name: str) -> str:
+def steward_id(session: Any, name: str) -> str:
     try:
         principal = principals.get(session, name)
     except NotFound:
@@ -145,7 +145,7 @@ def approve(
     ctx = _context(home)
     with unit_of_work(home) as session:
         result = service.approve(
-            session, ctx, request_id, steward=_steward(session, steward), comment=comment
+            session, ctx, request_id, steward=steward_id(session, steward), comment=comment
         )
     if json_out:
         emit_json(result)
@@ -167,7 +167,7 @@ def reject(
     """Reject with a comment; a rejected request can never be approved."""
     with unit_of_work(home) as session:
         request = service.reject(
-            session, request_id, steward=_steward(session, steward), comment=comment
+            session, request_id, steward=steward_id(session, steward), comment=comment
         )
         status = request.status
     if json_out:
