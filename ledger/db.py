@@ -185,7 +185,7 @@ def driver_rows(session: Session, query: Any, params: dict[str, Any] | None = No
         result.close()
 
 
-def _bind_processor(column_type: Any, dialect: Any) -> Any:
+def bind_processor(column_type: Any, dialect: Any) -> Any:
     processor = column_type.bind_processor(dialect)
     if (
         processor is None
@@ -241,7 +241,7 @@ def bulk_insert(
     conn = session.connection()
     dialect = conn.dialect
     names = list(rows[0])
-    processors = [_bind_processor(table.c[name].type, dialect) for name in names]
+    processors = [bind_processor(table.c[name].type, dialect) for name in names]
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     preparer = dialect.identifier_preparer
     sql = "INSERT INTO {} ({}) VALUES ({})".format(  # noqa: S608 (identifiers from our metadata)

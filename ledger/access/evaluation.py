@@ -22,14 +22,14 @@ import time
 import zlib
 from array import array
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import select
+from sqlalchemy import ARRAY, String, case, func, literal, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -40,6 +40,7 @@ from ledger.consent.models import Subject
 from ledger.db import driver_rows
 from ledger.images import columns
 from ledger.images.columns import NO_DAY
+from ledger.packed import SortedIds, copy_rows
 from ledger.policy.engine import PolicySet
 from ledger.provenance.merkle import root_of_packed
 
@@ -140,9 +141,8 @@ def evaluate(
 
     data = columns.load(session, dataset_id)
     lap("load_images")
-    number_of = {sid: n for n, sid in enumerate(data.subjects)}
-    consents = in_force.signatures(session, as_of, data.subjects, number_of)
-    people = _people(session, data.subjects, number_of)
+    consents = in_force.signatures(session, as_of, data.subjects)
+    people = _people(session, data.subjects)
     lap("consent_facts")
 
     classifier = Classifier(request.purpose)
@@ -238,8 +238,9 @@ class People:
     erased: npt.NDArray[np.bool_]
 
 
-def _people(session: Session, subject_ids: list[str], number_of: Mapping[str, int]) -> People:
-    """By id lists for a few subjects, one scan of the table for many."""
+def _people(session: Session, subjects: SortedIds) -> People:
+    """By id lists for a few subjects, one scan of the table for many (packed on
+    PostgreSQL)."""
     query = select(
         col(Subject.id),
         col(Subject.sex),
@@ -248,22 +249,24 @@ def _people(session: Session, subject_ids: list[str], number_of: Mapping[str, in
         col(Subject.erased_at).is_not(None),
     )
     rows: list[Any]
-    if len(subject_ids) > in_force.WHOLE_TABLE_AFTER:
+    if len(subjects) > in_force.WHOLE_TABLE_AFTER:
+        packed = _packed_people(session, subjects)
+        if packed is not None:
+            return packed
         rows = driver_rows(session, query)
     else:
         rows = []
-        for i in range(0, len(subject_ids), in_force.CHUNK):
-            part = subject_ids[i : i + in_force.CHUNK]
+        for i in range(0, len(subjects), in_force.CHUNK):
+            part = subjects.ids[i : i + in_force.CHUNK]
             rows.extend(driver_rows(session, query.where(col(Subject.id).in_(part))))
-    spot = np.array([number_of.get(r[0], -1) for r in rows], dtype=np.intp)
+    spot = np.array([subjects.number_of.get(r[0], -1) for r in rows], dtype=np.intp)
     mine = spot >= 0
     where = spot[mine]
     sexes: dict[str | None, int] = {None: 0}
     sites: dict[str | None, int] = {None: 0}
-    count = len(subject_ids)
 
     def scatter(values: list[Any], dtype: Any, default: Any) -> npt.NDArray[Any]:
-        out = np.full(count, default, dtype=dtype)
+        out = np.full(len(subjects), default, dtype=dtype)
         out[where] = np.array(values, dtype=dtype)[mine]
         return out
 
@@ -274,4 +277,44 @@ def _people(session: Session, subject_ids: list[str], number_of: Mapping[str, in
         site=scatter([sites.setdefault(r[3], len(sites)) for r in rows], np.intp, 0),
         sites=list(sites),
         erased=scatter([bool(r[4]) for r in rows], np.bool_, False),
+    )
+
+
+def _packed_people(session: Session, subjects: SortedIds) -> People | None:
+    """``People`` from packed rows (``ledger.packed``): sex and site come as their
+    positions in the distinct values read just before; a value added in between has none,
+    and the NULL it gives sends the caller to the row-by-row read."""
+    vocabulary = session.execute(select(col(Subject.sex), col(Subject.site)).distinct()).all()
+    sexes: list[str | None] = [None, *sorted({r[0] for r in vocabulary if r[0] is not None})]
+    sites: list[str | None] = [None, *sorted({r[1] for r in vocabulary if r[1] is not None})]
+    labels = ARRAY(String)
+    records = copy_rows(
+        session,
+        select(
+            col(Subject.id),
+            func.array_position(literal(sexes, labels), col(Subject.sex)),
+            func.coalesce(col(Subject.birth_year), -1),
+            func.array_position(literal(sites, labels), col(Subject.site)),
+            case((col(Subject.erased_at).is_(None), 0), else_=1),
+        ),
+        ("text", "int", "int", "int", "int"),
+    )
+    if records is None:
+        return None
+    spot = subjects.positions(records["f0"])
+    mine = spot >= 0
+    where = spot[mine]
+
+    def scatter(values: npt.NDArray[Any], dtype: Any, default: Any) -> npt.NDArray[Any]:
+        out = np.full(len(subjects), default, dtype=dtype)
+        out[where] = values[mine]
+        return out
+
+    return People(
+        sex=scatter(records["f1"] - 1, np.intp, 0),
+        sexes=sexes,
+        birth_year=scatter(records["f2"], np.int64, -1),
+        site=scatter(records["f3"] - 1, np.intp, 0),
+        sites=sites,
+        erased=scatter(records["f4"] == 1, np.bool_, False),
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -28,6 +28,7 @@ from ledger.consent.facts import ConsentFact, ScopeFact
 from ledger.consent.models import ConsentVersion
 from ledger.db import driver_rows
 from ledger.dbtypes import table_of
+from ledger.packed import Keys, SortedIds, copy_rows, distinct, order_by, prefix
 
 CHUNK = 5_000
 WHOLE_TABLE_AFTER = 4 * CHUNK
@@ -178,29 +179,124 @@ class Signatures:
 def signatures(
     session: Session,
     as_of: datetime,
-    subjects: Sequence[str],
-    number_of: Mapping[str, int] | None = None,
+    subjects: Sequence[str] | SortedIds,
 ) -> Signatures:
     """Consent signatures for a dataset's subjects as of ``as_of``: the set-based path of
     an evaluation over hundreds of thousands of subjects. Most subjects hold one consent,
     so rows are matched to subjects and grouped with array operations; only subjects
-    holding several consents are looked at one by one. ``number_of`` (subject id →
-    position in ``subjects``) saves building it again when the caller has it."""
-    if not subjects:
+    holding several consents are looked at one by one. Given a dataset's ``SortedIds`` on
+    PostgreSQL, the rows come as packed arrays, never as an object per row."""
+    if not len(subjects):
         return Signatures(np.zeros(0, np.intp), [[]], hashlib.sha256(b"").hexdigest())
-    rows = _rows(session, as_of, subjects)
-    if number_of is None:
-        number_of = {sid: n for n, sid in enumerate(subjects)}
+    if isinstance(subjects, SortedIds) and len(subjects) > WHOLE_TABLE_AFTER:
+        packed = _packed_rows(session, as_of, subjects)
+        if packed is not None:
+            return _grouped(session, len(subjects), *packed)
+    ids = subjects.ids if isinstance(subjects, SortedIds) else list(subjects)
+    rows = _rows(session, as_of, ids)
+    number_of = (
+        subjects.number_of
+        if isinstance(subjects, SortedIds)
+        else {sid: n for n, sid in enumerate(ids)}
+    )
     spot = np.array([number_of.get(r[2], -1) for r in rows], dtype=np.intp)
-    mine = spot >= 0
-    who = spot[mine]  # per row kept, the position of its subject in ``subjects``
-    kept = [rows[i] for i in np.flatnonzero(mine).tolist()]
-
+    mine = np.flatnonzero(spot >= 0)
+    who = spot[mine]
+    kept = [rows[i] for i in mine.tolist()]
     texts: dict[str, int] = {}
     row_terms = np.array([texts.setdefault(r[4], len(texts)) for r in kept], dtype=np.intp)
+    signed = _grouped(session, len(ids), who, row_terms, kept.__getitem__)
+    # What each subject contributes to the snapshot: its versions in force, by consent id.
+    entry = np.full(len(ids), "", dtype=object)
+    single, several = _split(who, len(ids))
+    entry[who[single]] = [f"{r[2]}:{r[0]}:{r[1]};" for r in map(kept.__getitem__, single.tolist())]
+    for n, group in several.items():
+        held = sorted((kept[i] for i in group), key=lambda r: r[0])
+        entry[n] = "".join(f"{r[2]}:{r[0]}:{r[1]};" for r in held)
+    if any(a > b for a, b in itertools.pairwise(ids)):  # a dataset's come sorted
+        entry = entry[np.argsort(np.array(ids, dtype=object), kind="stable")]
+    signed.snapshot = hashlib.sha256("".join(entry.tolist()).encode()).hexdigest()
+    return signed
+
+
+def _split(
+    who: npt.NDArray[np.intp], count: int
+) -> tuple[npt.NDArray[np.intp], dict[int, list[int]]]:
+    """Versions of subjects holding one (their indices) and several (by subject)."""
+    held = np.bincount(who, minlength=count)
+    several: dict[int, list[int]] = {}
+    for i in np.flatnonzero(held[who] > 1).tolist():
+        several.setdefault(int(who[i]), []).append(i)
+    return np.flatnonzero(held[who] == 1), several
+
+
+def _packed_rows(
+    session: Session, as_of: datetime, subjects: SortedIds
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], Callable[[int], Row], str] | None:
+    """The versions in force, as arrays matched to ``subjects``: (subject position, terms
+    number, a row maker, the snapshot hash); None when the rows cannot be read packed."""
+    records = copy_rows(session, _query(as_of, None), ("text", "int", "text", "int", "text"))
+    if records is None:
+        return None
+    consent, version, subject = records["f0"], records["f1"], records["f2"]
+    keep = records["f3"] == 1
+    if (version != 1).any():  # amended or withdrawn consents: only the highest version
+        # Their rows (and any sharing an id prefix with them), by consent then version.
+        rows = np.flatnonzero(np.isin(prefix(consent), prefix(consent[version != 1])))
+        order = rows[np.lexsort((version[rows], consent[rows]))]
+        last = np.ones(len(order), dtype=np.bool_)
+        last[:-1] = consent[order][1:] != consent[order][:-1]
+        keep[order[~last]] = False
+    where = subjects.positions(subject)
+    rows = np.flatnonzero(keep & (where >= 0))
+    _, row_terms = distinct(records["f4"][rows])
+
+    def row(i: int) -> Row:
+        r = records[rows[i]]
+        return (r["f0"].decode(), int(r["f1"]), r["f2"].decode(), 1, r["f4"].decode())
+
+    # "subject:consent:version;" per version in force, by subject then consent.
+    order = rows[order_by(where[rows], consent[rows])]
+    digest = hashlib.sha256(_joined(subject[order], consent[order], version[order])).hexdigest()
+    return where[rows], row_terms, row, digest
+
+
+def _joined(subject: Keys, consent: Keys, version: npt.NDArray[Any]) -> bytes:
+    """``b"".join(b"%s:%s:%d;" % row)`` over fixed-width ids, built as one byte matrix
+    (the ids hold no NUL byte, so NUL marks what to leave out)."""
+    digits = len(str(int(version.max(initial=1))))
+    number = version.astype(np.int64)
+    width_s, width_c = subject.dtype.itemsize, consent.dtype.itemsize
+    matrix = np.zeros((len(subject), width_s + width_c + digits + 3), dtype=np.uint8)
+    matrix[:, :width_s] = subject.view(np.uint8).reshape(-1, width_s)
+    matrix[:, width_s] = ord(":")
+    at = width_s + 1
+    matrix[:, at : at + width_c] = consent.view(np.uint8).reshape(-1, width_c)
+    at += width_c
+    matrix[:, at] = ord(":")
+    at += 1
+    for d in range(digits):
+        place = 10 ** (digits - 1 - d)
+        shown = (number >= place) | (place == 1)
+        matrix[:, at + d] = np.where(shown, ord("0") + (number // place) % 10, 0)
+    matrix[:, -1] = ord(";")
+    flat = matrix.reshape(-1)
+    return bytes(flat[flat != 0].tobytes())
+
+
+def _grouped(
+    session: Session,
+    count: int,
+    who: npt.NDArray[np.intp],
+    row_terms: npt.NDArray[np.intp],
+    row: Callable[[int], Row],
+    snapshot: str = "",
+) -> Signatures:
+    """Signatures of ``count`` subjects from the versions in force: per version its
+    subject's position (``who``) and its terms number; ``row`` makes a version's row for
+    the few whose terms are read or grouped by hand."""
     terms = _Terms(session)
-    terms.read([kept[i] for i in np.unique(row_terms, return_index=True)[1].tolist()])
-    held = np.bincount(who, minlength=len(subjects))
+    terms.read([row(i) for i in np.unique(row_terms, return_index=True)[1].tolist()])
     ids: dict[tuple[str, ...], int] = {}
     facts: list[list[ConsentFact]] = []
 
@@ -212,25 +308,15 @@ def signatures(
             facts.append([terms.fact(r) for r in group])
         return known
 
-    of_subject = np.full(len(subjects), number([]), dtype=np.intp)
-    # What each subject contributes to the snapshot: its versions in force, in order.
-    entry = np.full(len(subjects), "", dtype=object)
+    of_subject = np.full(count, number([]), dtype=np.intp)
+    single, several = _split(who, count)
     # One consent: the signature follows from its terms.
-    single = np.flatnonzero(held[who] == 1)
     distinct, carrier = np.unique(row_terms[single], return_index=True)
-    by_terms = np.zeros(len(texts), dtype=np.intp)
+    by_terms = np.zeros(int(row_terms.max(initial=-1)) + 1, dtype=np.intp)
     for t, i in zip(distinct.tolist(), single[carrier].tolist(), strict=True):
-        by_terms[t] = number([kept[i]])
+        by_terms[t] = number([row(i)])
     of_subject[who[single]] = by_terms[row_terms[single]]
-    entry[who[single]] = [f"{r[2]}:{r[0]}:{r[1]};" for r in map(kept.__getitem__, single.tolist())]
     # Several consents: grouped one subject at a time.
-    groups: dict[int, list[Row]] = {}
-    for i in np.flatnonzero(held[who] > 1).tolist():
-        groups.setdefault(int(who[i]), []).append(kept[i])
-    for n, group in groups.items():
-        of_subject[n] = number(group)
-        entry[n] = "".join(sorted(f"{r[2]}:{r[0]}:{r[1]};" for r in group))
-    if any(a > b for a, b in itertools.pairwise(subjects)):  # a dataset's come sorted
-        entry = entry[np.argsort(np.array(subjects, dtype=object), kind="stable")]
-    digest = hashlib.sha256("".join(entry.tolist()).encode()).hexdigest()
-    return Signatures(of_subject, facts, digest)
+    for n, group in several.items():
+        of_subject[n] = number([row(i) for i in group])
+    return Signatures(of_subject, facts, snapshot)

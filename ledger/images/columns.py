@@ -30,6 +30,7 @@ from sqlmodel import col
 
 from ledger.db import driver_rows
 from ledger.images.models import DatasetColumns, DatasetImage, Image
+from ledger.packed import SortedIds
 
 NO_DAY = np.iinfo(np.int32).min
 TEXT = ("modality", "body_part", "burned_in", "manufacturer")
@@ -42,7 +43,7 @@ CodeArray = npt.NDArray[np.uint16]
 
 @dataclass
 class Columns:
-    subjects: list[str]  # distinct subject ids, sorted; ``subject`` indexes into it
+    subjects: SortedIds  # distinct subject ids; ``subject`` indexes into them
     subject: IntArray
     codes: dict[str, CodeArray]  # one per TEXT attribute
     values: dict[str, list[str | None]]  # code → value, per TEXT attribute; [0] is None
@@ -95,9 +96,8 @@ def selected() -> tuple[Any, ...]:
 def of_rows(rows: Sequence[Sequence[Any]]) -> Columns:
     """Columns from rows shaped as ``selected()``, already in manifest order."""
     # Sorted, so per-subject work at evaluation comes out in subject order.
-    subjects = sorted({r[1] for r in rows})
-    subject_numbers = {sid: n for n, sid in enumerate(subjects)}
-    subject = np.array([subject_numbers[r[1]] for r in rows], dtype=np.int32)
+    subjects = SortedIds.of(r[1] for r in rows)
+    subject = np.array([subjects.number_of[r[1]] for r in rows], dtype=np.int32)
     codes: dict[str, CodeArray] = {}
     values: dict[str, list[str | None]] = {}
     for name, position in zip(TEXT, (2, 3, 5, 6), strict=True):
@@ -116,7 +116,7 @@ def of_rows(rows: Sequence[Sequence[Any]]) -> Columns:
 def _pack(columns: Columns) -> bytes:
     arrays: dict[str, Any] = {
         "format": np.array([FORMAT]),
-        "subjects": np.array([s.encode() for s in columns.subjects], dtype=np.bytes_),
+        "subjects": columns.subjects.keys,
         "subject": columns.subject.astype("<i4"),
         "study_day": columns.study_day.astype("<i4"),
         "leaves": columns.leaves,
@@ -141,7 +141,7 @@ def _unpack(blob: bytes) -> Columns:
             decoded[0] = None
             values[name] = decoded
         return Columns(
-            subjects=[s.decode() for s in data["subjects"].tolist()],
+            subjects=SortedIds(data["subjects"]),
             subject=data["subject"].astype(np.int32, copy=False),
             codes={name: data[name].astype(np.uint16, copy=False) for name in TEXT},
             values=values,
@@ -213,7 +213,7 @@ def erase_subject(session: Session, subject_id: str) -> int:
     changed = 0
     for dataset_id in list(dataset_ids):
         columns = load(session, dataset_id)
-        number = columns.subjects.index(subject_id)
+        number = columns.subjects.number_of[subject_id]
         mine = columns.subject == number
         columns.study_day[mine] = NO_DAY
         columns.codes["manufacturer"][mine] = 0

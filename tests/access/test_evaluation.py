@@ -133,9 +133,22 @@ def varied(engine: Engine, settings: Settings) -> str:
     return _population(engine, settings)
 
 
+@pytest.fixture(params=["by-ids", "whole-table", "whole-table-unpacked"])
+def reads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How consents and subjects are read: by id lists (small datasets), or by scanning the
+    tables (large ones), packed on PostgreSQL (``ledger.packed``) or row by row when the
+    rows cannot be read packed."""
+    if request.param != "by-ids":
+        monkeypatch.setattr(in_force, "WHOLE_TABLE_AFTER", 0)
+    if request.param == "whole-table-unpacked":
+        monkeypatch.setattr(in_force, "copy_rows", lambda *args: None)
+        monkeypatch.setattr(evaluation, "copy_rows", lambda *args: None)
+    return str(request.param)
+
+
 @pytest.mark.parametrize("purpose", ["ai.training", "ai.generative", "ai.training,HMB"])
 def test_every_image_gets_the_answer_of_the_row_path(
-    engine: Engine, varied: str, purpose: str
+    engine: Engine, varied: str, purpose: str, reads: str
 ) -> None:
     policies = load(default_directory())
     request = decision.request_facts(purpose, None, False, None)
@@ -172,7 +185,7 @@ def test_every_image_gets_the_answer_of_the_row_path(
     assert backwards.snapshot == expected_snapshot  # the same whatever order they are asked in
 
 
-def test_composition_counts_every_image_once(engine: Engine, varied: str) -> None:
+def test_composition_counts_every_image_once(engine: Engine, varied: str, reads: str) -> None:
     policies = load(default_directory())
     request = decision.request_facts("ai.training", None, False, None)
     with snapshot(engine) as session:
@@ -185,14 +198,14 @@ def test_composition_counts_every_image_once(engine: Engine, varied: str) -> Non
             )
         }
     eligible = result.eligible_positions()
-    sex = Counter(by_id[data.subjects[s]][0] or "unknown" for s in data.subject.tolist())
+    sex = Counter(by_id[data.subjects.ids[s]][0] or "unknown" for s in data.subject.tolist())
     attributes = result.composition["attributes"]
     assert {g["value"]: g["requested"] for g in attributes["sex"]["groups"]} == sex
     bands: Counter[str] = Counter()
     for position, s in enumerate(data.subject.tolist()):
         if eligible[position]:
             day = data.day(int(data.study_day[position]))
-            birth_year = by_id[data.subjects[s]][1]
+            birth_year = by_id[data.subjects.ids[s]][1]
             bands[composition.age_band(birth_year, day.year if day else None)] += 1
     assert {
         g["value"]: g["eligible"] for g in attributes["age_band"]["groups"] if g["eligible"]

@@ -26,11 +26,11 @@ def test_columns_match_the_index_and_erasure_blanks_dates(engine: Engine, varied
     with snapshot(engine) as session:
         data = columns.load(session, varied)
     assert len(data) == len(rows)
-    assert data.subjects == sorted(data.subjects)
+    assert data.subjects.ids == sorted(data.subjects.ids)
     erased = 0
     for position, row in enumerate(rows):
         _, sid, modality, part, study_date, burned, manufacturer, leaf, erased_at = row
-        assert data.subjects[int(data.subject[position])] == sid
+        assert data.subjects.ids[int(data.subject[position])] == sid
         assert data.value("modality", int(data.codes["modality"][position])) == (modality or None)
         assert data.value("body_part", int(data.codes["body_part"][position])) == (part or None)
         assert data.value("burned_in", int(data.codes["burned_in"][position])) == (burned or None)
@@ -56,7 +56,7 @@ def test_a_dataset_without_columns_gets_them_on_first_use(engine: Engine, varied
         rebuilt = columns.load(session, varied)
     with snapshot(engine) as session:
         assert session.get(DatasetColumns, varied) is not None  # kept for the next time
-    assert rebuilt.subjects == before.subjects
+    assert rebuilt.subjects.ids == before.subjects.ids
     assert np.array_equal(rebuilt.subject, before.subject)
     assert np.array_equal(rebuilt.study_day, before.study_day)
     assert np.array_equal(rebuilt.leaves, before.leaves)
