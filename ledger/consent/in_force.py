@@ -5,7 +5,8 @@ queries the decision path calls.
 chunk of subjects (or one query over a subquery, or one scan of the table for tens of
 thousands of subjects), never a query per subject. ``signatures`` is its bulk form for an
 evaluation over a whole dataset: a small number per distinct set of consent terms and the
-consent snapshot hash, without an object per consent.
+consent snapshot hash, without an object per consent (on PostgreSQL, without an object per
+row either: ``ledger.packed``).
 """
 
 from __future__ import annotations
@@ -311,9 +312,9 @@ def _grouped(
     of_subject = np.full(count, number([]), dtype=np.intp)
     single, several = _split(who, count)
     # One consent: the signature follows from its terms.
-    distinct, carrier = np.unique(row_terms[single], return_index=True)
+    seen, carrier = np.unique(row_terms[single], return_index=True)
     by_terms = np.zeros(int(row_terms.max(initial=-1)) + 1, dtype=np.intp)
-    for t, i in zip(distinct.tolist(), single[carrier].tolist(), strict=True):
+    for t, i in zip(seen.tolist(), single[carrier].tolist(), strict=True):
         by_terms[t] = number([row(i)])
     of_subject[who[single]] = by_terms[row_terms[single]]
     # Several consents: grouped one subject at a time.
