@@ -48,13 +48,16 @@ def distinct(keys: Keys) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
 
 
 def order_by(groups: npt.NDArray[Any], keys: Keys) -> npt.NDArray[np.intp]:
-    """Indices ordering rows by ``groups`` (integers), then by ``keys`` (bytes)."""
-    heads = prefix(keys)
-    order = np.lexsort((heads, groups))
-    tied = (groups[order][1:] == groups[order][:-1]) & (heads[order][1:] == heads[order][:-1])
+    """Indices ordering rows by ``groups`` (integers), then by ``keys`` (bytes). Most
+    groups hold one row, so rows are ordered by group alone and only the rows of groups
+    holding several are then ordered by key."""
+    order = np.argsort(groups, kind="stable").astype(np.intp)
+    tied = groups[order][1:] == groups[order][:-1]
     if tied.any():
-        order = np.lexsort((keys, groups))
-    return order.astype(np.intp)
+        shared = np.flatnonzero(np.r_[tied, False] | np.r_[False, tied])
+        rows = order[shared]
+        order[shared] = rows[np.lexsort((keys[rows], groups[rows]))]
+    return order
 
 
 class SortedIds:

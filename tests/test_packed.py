@@ -99,6 +99,7 @@ def test_distinct_and_order_by_match_numpy_where_prefixes_collide() -> None:
     first, inverse = distinct(keys)
     assert (keys[first][inverse] == keys).all()
     assert len(first) == len(np.unique(keys))
-    groups = np.arange(len(keys)) % 7
-    order = order_by(groups, keys)
-    assert order.tolist() == np.lexsort((keys, groups)).tolist()
+    rng = np.random.default_rng(4)
+    for groups in (np.arange(len(keys)) % 7, rng.permutation(len(keys)) // 3):
+        order = order_by(groups, keys)  # few large groups; many groups of one to three
+        assert order.tolist() == np.lexsort((keys, groups)).tolist()

@@ -281,6 +281,8 @@ def _joined(subject: Keys, consent: Keys, version: npt.NDArray[Any]) -> bytes:
         shown = (number >= place) | (place == 1)
         matrix[:, at + d] = np.where(shown, ord("0") + (number // place) % 10, 0)
     matrix[:, -1] = ord(";")
+    if (number >= 10 ** (digits - 1)).all():  # every version as long: no NUL to leave out
+        return matrix.tobytes()
     flat = matrix.reshape(-1)
     return bytes(flat[flat != 0].tobytes())
 
