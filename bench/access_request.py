@@ -33,8 +33,10 @@ from ledger.consent.models import Subject
 from ledger.db import bulk_insert, make_engine, snapshot, transaction, upgrade
 from ledger.dbtypes import table_of, utcnow
 from ledger.images import datasets
+from ledger.images.columns import Vault
 from ledger.images.models import Image
 from ledger.images.service import image_leaf
+from ledger.images.store import FilesystemStore
 from ledger.keystore import create_keys, load_keyring
 from ledger.policy.engine import default_directory, load
 from ledger.principals import service as principals
@@ -83,8 +85,10 @@ def setup(url: str, home: Path, subjects: int, per_subject: int) -> tuple[str, s
                     bulk_insert(session, table_of(Image), batch)
                     batch.clear()
         bulk_insert(session, table_of(Image), batch)
+        # Where the server keeps the dataset's packed columns: its object store.
+        vault = Vault(FilesystemStore(Settings(home=home).objects_dir), keys.master_key)
         dataset = datasets.create(
-            session, datasets.DatasetCreate(name="all", filter={}), actor="bench"
+            session, datasets.DatasetCreate(name="all", filter={}), actor="bench", vault=vault
         )
         pipeline = principals.create(
             session,

@@ -22,6 +22,7 @@ from ledger.db import make_engine, transaction
 from ledger.home import init_home
 from ledger.images import datasets, synthetic
 from ledger.images import service as images
+from ledger.images.columns import Vault
 from ledger.images.models import DatasetImage, Image
 from ledger.images.store import FilesystemStore
 from ledger.keystore import load_keyring
@@ -240,6 +241,7 @@ def build_demo(settings: Settings) -> Demo:
                     name="demo-ct-mr", filter=datasets.DatasetFilter(modalities=["CT", "MR"])
                 ),
                 actor=created.admin.id,
+                vault=Vault(store, keys.master_key),
             )
             demo.dataset_id = dataset.id
         with transaction(engine) as session:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ledger.access.authorize import Authorizer
 from ledger.access.slots import Slots
 from ledger.config import Settings
+from ledger.images.columns import Vault
 from ledger.images.store import ObjectStore
 from ledger.keystore import KeyRing
 from ledger.policy.engine import PolicySet
@@ -31,6 +32,10 @@ class AppState:
     download_slots: Slots
     authorizer: Authorizer
     log_tree: LogTree = field(default_factory=LogTree)
+
+    def vault(self) -> Vault:
+        """Where datasets' packed columns are kept (``ledger.images.columns``)."""
+        return Vault(self.store, self.keys.master_key)
 
 
 def app_state(request: Request) -> AppState:

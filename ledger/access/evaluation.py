@@ -129,6 +129,7 @@ def evaluate(
     as_of: datetime,
     *,
     threshold: float,
+    vault: columns.Vault | None = None,
 ) -> Result:
     clock = time.perf_counter()
     timings: dict[str, float] = {}
@@ -139,7 +140,7 @@ def evaluate(
         timings[name] = round((now - clock) * 1000, 1)
         clock = now
 
-    data = columns.load(session, dataset_id)
+    data = columns.load(session, dataset_id, vault)
     lap("load_images")
     consents = in_force.signatures(session, as_of, data.subjects)
     people = _people(session, data.subjects)

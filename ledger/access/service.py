@@ -29,7 +29,9 @@ from ledger.access.schemas import (
 from ledger.config import Settings
 from ledger.dbtypes import utcnow
 from ledger.errors import Conflict, Forbidden, InvalidInput, NotFound
+from ledger.images.columns import Vault
 from ledger.images.models import DatasetRecord
+from ledger.images.store import FilesystemStore
 from ledger.keystore import KeyRing
 from ledger.policy.engine import PolicySet
 from ledger.provenance import log
@@ -42,6 +44,10 @@ class Context:
     settings: Settings
     keys: KeyRing
     policies: PolicySet
+
+    def vault(self) -> Vault:
+        """Where datasets' packed columns are kept (``ledger.images.columns``)."""
+        return Vault(FilesystemStore(self.settings.objects_dir), self.keys.master_key)
 
 
 def purpose_text(request: AccessRequest) -> str:
@@ -87,6 +93,7 @@ def create(
         facts,
         as_of,
         threshold=ctx.settings.composition_threshold,
+        vault=ctx.vault(),
     )
     if result.eligible_count == 0:
         raise InvalidInput(

@@ -28,14 +28,21 @@ from ledger.cli.output import (
     table,
     unit_of_work,
 )
+from ledger.config import Settings
 from ledger.errors import LedgerError
 from ledger.images import datasets, service
+from ledger.images.columns import Vault
 from ledger.images.datasets import DatasetCreate, DatasetFilter
 from ledger.images.store import FilesystemStore
 from ledger.keystore import load_keyring
 
 images_app = typer.Typer(help="DICOM instances: import and inspect.", no_args_is_help=True)
 datasets_app = typer.Typer(help="Frozen, Merkle-identified sets of images.", no_args_is_help=True)
+
+
+def columns_vault(settings: Settings) -> Vault:
+    """Where the CLI keeps datasets' packed columns: as the server does."""
+    return Vault(FilesystemStore(settings.objects_dir), load_keyring(settings.keys_dir).master_key)
 
 
 def _sources(path: Path) -> Iterator[tuple[str, bytes]]:
@@ -166,8 +173,9 @@ def create_dataset(
     except ValueError as exc:
         err_console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from exc
+    vault = columns_vault(settings_for(home))
     with unit_of_work(home) as session:
-        made = datasets.public(datasets.create(session, body, actor=actor()))
+        made = datasets.public(datasets.create(session, body, actor=actor(), vault=vault))
     if json_out:
         emit_json(made)
     else:
@@ -215,7 +223,9 @@ def erase_subject(
         raise typer.Exit(1)
     settings = settings_for(home)
     with unit_of_work(home) as session:
-        addresses = service.erase_subject(session, subject_id, actor=actor())
+        addresses = service.erase_subject(
+            session, subject_id, actor=actor(), vault=columns_vault(settings)
+        )
     store = FilesystemStore(settings.objects_dir)
     for address in addresses:
         store.delete(address)

@@ -11,12 +11,20 @@ subjects table at evaluation time, not kept here.
 
 Text attributes are stored as codes into a per-dataset vocabulary (code 0 is "absent");
 study dates as days since 1970-01-01 (``NO_DAY`` when absent); the arrays are one ``.npz``
-blob (no pickles) in ``dataset_columns``, in manifest (leaf) order.
+blob (no pickles), in manifest (leaf) order. Given a ``Vault`` (the server, the CLI), the
+blob is kept in the object store, sealed with AES-256-GCM under a key of its own that the
+master key wraps in ``dataset_columns``: reading tens of megabytes from a file costs a
+fraction of reading them out of a database row. Without one, or for datasets from before
+vaults, the blob is in the row itself. Columns that cannot be read (the object missing, or
+failing authentication) are rebuilt from the image index, so the store is never the only
+copy of anything.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -24,18 +32,24 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import select
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from ledger.db import driver_rows
+from ledger.errors import Gone, ServiceUnavailable
 from ledger.images.models import DatasetColumns, DatasetImage, Image
+from ledger.images.store import ObjectStore, seal, unseal
 from ledger.packed import SortedIds
 
 NO_DAY = np.iinfo(np.int32).min
 TEXT = ("modality", "body_part", "burned_in", "manufacturer")
 EPOCH = date(1970, 1, 1).toordinal()
 FORMAT = 1
+
+log = logging.getLogger(__name__)
 
 IntArray = npt.NDArray[np.int32]
 CodeArray = npt.NDArray[np.uint16]
@@ -150,15 +164,43 @@ def _unpack(blob: bytes) -> Columns:
         )
 
 
-def store(session: Session, dataset_id: str, columns: Columns) -> None:
-    existing = session.get(DatasetColumns, dataset_id)
-    if existing is None:
-        session.add(
-            DatasetColumns(dataset_id=dataset_id, image_count=len(columns), arrays=_pack(columns))
-        )
+@dataclass(frozen=True)
+class Vault:
+    """Where columns are kept outside the database, and the key that wraps theirs."""
+
+    store: ObjectStore
+    master_key: bytes
+
+
+def _label(dataset_id: str) -> str:
+    return f"dataset-columns:{dataset_id}"  # bound into the seal: no swapping datasets
+
+
+def store(
+    session: Session, dataset_id: str, columns: Columns, vault: Vault | None = None
+) -> str | None:
+    """Keep the columns (replacing any kept before); returns the address of the object
+    they replace, which the new key has made unreadable, for the caller to delete."""
+    session.flush()  # the dataset row first: the columns refer to it
+    blob = _pack(columns)
+    values: dict[str, Any] = {"image_count": len(columns)}
+    if vault is None:
+        values.update(arrays=blob, address=None, wrapped_key=None)
     else:
-        existing.arrays = _pack(columns)
-    session.flush()
+        key = AESGCM.generate_key(bit_length=256)
+        sealed = seal(key, _label(dataset_id), blob)
+        address = hashlib.sha256(sealed).hexdigest()
+        vault.store.put(address, sealed)
+        values.update(arrays=None, address=address, wrapped_key=aes_key_wrap(vault.master_key, key))
+    table = DatasetColumns.__table__  # type: ignore[attr-defined]
+    before = session.execute(
+        select(table.c.address).where(table.c.dataset_id == dataset_id)
+    ).first()
+    if before is None:
+        session.execute(insert(table).values(dataset_id=dataset_id, **values))
+        return None
+    session.execute(update(table).where(table.c.dataset_id == dataset_id).values(**values))
+    return None if before[0] is None or before[0] == values["address"] else str(before[0])
 
 
 def _rows_of(session: Session, dataset_id: str) -> list[Any]:
@@ -171,39 +213,79 @@ def _rows_of(session: Session, dataset_id: str) -> list[Any]:
     )
 
 
-def _blob(session: Session, dataset_id: str) -> bytes | None:
+Kept = tuple[bytes | None, str | None, bytes | None]  # arrays, address, wrapped key
+
+
+def _kept(session: Session, dataset_id: str) -> Kept | None:
     conn = session.connection()
     if conn.dialect.name != "postgresql":
-        blob = session.execute(
-            select(col(DatasetColumns.arrays)).where(col(DatasetColumns.dataset_id) == dataset_id)
-        ).scalar_one_or_none()
-        return None if blob is None else bytes(blob)
-    # Tens of megabytes of bytea: the binary protocol skips hex-encoding them twice over.
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        row = session.execute(
+            select(
+                col(DatasetColumns.arrays),
+                col(DatasetColumns.address),
+                col(DatasetColumns.wrapped_key),
+            ).where(col(DatasetColumns.dataset_id) == dataset_id)
+        ).first()
+    else:
+        # Tens of megabytes of bytea: the binary protocol skips hex-encoding them twice.
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(
+                "SELECT arrays, address, wrapped_key FROM dataset_columns WHERE dataset_id = %s",
+                (dataset_id,),
+                binary=True,
+            )
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+    if row is None:
+        return None
+    arrays, address, wrapped = row
+    return (
+        None if arrays is None else bytes(arrays),
+        address,
+        None if wrapped is None else bytes(wrapped),
+    )
+
+
+def _open(vault: Vault, dataset_id: str, address: str, wrapped: bytes) -> bytes | None:
     try:
-        cursor.execute(
-            "SELECT arrays FROM dataset_columns WHERE dataset_id = %s", (dataset_id,), binary=True
-        )
-        row = cursor.fetchone()
-    finally:
-        cursor.close()
-    return None if row is None else bytes(row[0])
+        key = aes_key_unwrap(vault.master_key, wrapped)
+        return unseal(key, _label(dataset_id), vault.store.get(address))
+    except (Gone, ServiceUnavailable, InvalidUnwrap):
+        log.warning("dataset %s: kept columns unreadable, rebuilding them", dataset_id)
+        return None
 
 
-def load(session: Session, dataset_id: str) -> Columns:
-    """The dataset's columns; built from the index (and kept) for a dataset created before
-    columns existed."""
-    blob = _blob(session, dataset_id)
-    if blob is not None:
-        return _unpack(blob)
+def load(session: Session, dataset_id: str, vault: Vault | None = None) -> Columns:
+    """The dataset's columns; rebuilt from the index (and kept) when there are none or
+    they cannot be read. Columns kept in a vault are read only with it: without one they
+    are rebuilt, and the vault's copy left as it is."""
+    kept = _kept(session, dataset_id)
+    if kept is not None:
+        arrays, address, wrapped = kept
+        if arrays is not None:
+            return _unpack(arrays)
+        if vault is not None and address is not None and wrapped is not None:
+            opened = _open(vault, dataset_id, address, wrapped)
+            if opened is not None:
+                return _unpack(opened)
     columns = of_rows(_rows_of(session, dataset_id))
-    store(session, dataset_id, columns)
+    if kept is None or vault is not None:
+        replaced = store(session, dataset_id, columns, vault)
+        if replaced is not None and vault is not None:
+            vault.store.delete(replaced)
     return columns
 
 
-def erase_subject(session: Session, subject_id: str) -> int:
+def erase_subject(session: Session, subject_id: str, vault: Vault | None = None) -> int:
     """Blank the subject's study dates and manufacturers in every dataset holding its
-    images, as erasure does in the image index. Returns how many datasets changed."""
+    images, as erasure does in the image index. Returns how many datasets changed.
+
+    Rewritten columns get a new key, so a copy of the old ones (a backup of the object
+    store) can no longer be read; the old object itself is deleted at once. Should the
+    transaction then roll back, the row points at nothing and the next evaluation
+    rebuilds the columns from the index."""
     dataset_ids = session.execute(
         select(col(DatasetImage.dataset_id))
         .join(Image, col(Image.id) == col(DatasetImage.image_id))
@@ -212,11 +294,13 @@ def erase_subject(session: Session, subject_id: str) -> int:
     ).scalars()
     changed = 0
     for dataset_id in list(dataset_ids):
-        columns = load(session, dataset_id)
+        columns = load(session, dataset_id, vault)
         number = columns.subjects.number_of[subject_id]
         mine = columns.subject == number
         columns.study_day[mine] = NO_DAY
         columns.codes["manufacturer"][mine] = 0
-        store(session, dataset_id, columns)
+        replaced = store(session, dataset_id, columns, vault)
+        if replaced is not None and vault is not None:
+            vault.store.delete(replaced)
         changed += 1
     return changed

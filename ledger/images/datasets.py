@@ -110,7 +110,13 @@ def _explicit(session: Session, ids: list[str]) -> list[Any]:
     return found
 
 
-def create(session: Session, body: DatasetCreate, *, actor: str | None) -> DatasetRecord:
+def create(
+    session: Session,
+    body: DatasetCreate,
+    *,
+    actor: str | None,
+    vault: columns.Vault | None = None,
+) -> DatasetRecord:
     if session.execute(
         select(func.count()).select_from(DatasetRecord).where(col(DatasetRecord.name) == body.name)
     ).scalar_one():
@@ -146,7 +152,7 @@ def create(session: Session, body: DatasetCreate, *, actor: str | None) -> Datas
         table_of(DatasetImage),
         [{"dataset_id": record.id, "position": n, "image_id": r[0]} for n, r in enumerate(rows)],
     )
-    columns.store(session, record.id, packed)
+    columns.store(session, record.id, packed, vault)
     log.append(
         session,
         "dataset.created",

@@ -98,4 +98,8 @@ class DatasetColumns(SQLModel, table=True):
         sa_column=Column(String(36), ForeignKey("datasets.id"), primary_key=True)
     )
     image_count: int = Field(sa_column=Column(Integer, nullable=False))
-    arrays: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    # The packed arrays themselves, or where the object store keeps them sealed and the
+    # key that opens them, wrapped by the master key.
+    arrays: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    address: str | None = Field(default=None, sa_column=Column(String(64)))
+    wrapped_key: bytes | None = Field(default=None, sa_column=Column(LargeBinary))

@@ -77,17 +77,19 @@ def erase_subject(
 ) -> dict[str, Any]:
     """Right to erasure: shred the subject's image key, strip index fields and unlink its
     log entries (which stay verifiable); the objects are deleted after the commit."""
-    addresses = service.erase_subject(session, subject_id, actor=caller.id)
+    addresses = service.erase_subject(session, subject_id, actor=caller.id, vault=state.vault())
     for address in addresses:
         background.add_task(state.store.delete, address)
     return {"subject_id": subject_id, "erased": True, "images": len(addresses)}
 
 
 @router.post("/v1/datasets", status_code=201, response_model=DatasetPublic)
-def create_dataset(body: DatasetCreate, session: SessionDep, caller: Curator) -> DatasetPublic:
+def create_dataset(
+    body: DatasetCreate, session: SessionDep, state: StateDep, caller: Curator
+) -> DatasetPublic:
     """Freeze a named set of images, by explicit ids or by filter; its identity is the
     Merkle root of its manifest."""
-    return datasets.public(datasets.create(session, body, actor=caller.id))
+    return datasets.public(datasets.create(session, body, actor=caller.id, vault=state.vault()))
 
 
 @router.get("/v1/datasets/{dataset_id}", response_model=DatasetPublic)

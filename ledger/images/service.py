@@ -206,7 +206,13 @@ def public(image: Image, duplicate: bool = False) -> dict[str, Any]:
     }
 
 
-def erase_subject(session: Session, subject_id: str, *, actor: str | None) -> list[str]:
+def erase_subject(
+    session: Session,
+    subject_id: str,
+    *,
+    actor: str | None,
+    vault: columns.Vault | None = None,
+) -> list[str]:
     """Right to erasure: shred the data key, strip identifying index fields, unlink the
     pseudonym and forget the commitment salt. The log keeps its entries (and stays
     verifiable) but can no longer be tied to this patient.
@@ -239,7 +245,7 @@ def erase_subject(session: Session, subject_id: str, *, actor: str | None) -> li
             erased_at=now,
         )
     )
-    columns.erase_subject(session, subject_id)
+    columns.erase_subject(session, subject_id, vault)
     subject.pseudonym = secrets.token_bytes(32)  # the patient id no longer finds it
     subject.sex = subject.birth_year = subject.site = None
     subject.erased_at = now

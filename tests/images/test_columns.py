@@ -7,11 +7,16 @@ import io
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine, delete
+from cryptography.hazmat.primitives.keywrap import aes_key_wrap
+from sqlalchemy import Engine, delete, update
+from sqlmodel import col
 
+from ledger.config import Settings
 from ledger.db import snapshot, transaction
 from ledger.images import columns
 from ledger.images.models import DatasetColumns
+from ledger.images.store import FilesystemStore
+from ledger.keystore import load_keyring
 from ledger.provenance.merkle import root_hash, root_of_packed
 from tests.access.test_evaluation import manifest_rows, varied  # noqa: F401
 
@@ -56,13 +61,116 @@ def test_a_dataset_without_columns_gets_them_on_first_use(engine: Engine, varied
         rebuilt = columns.load(session, varied)
     with snapshot(engine) as session:
         assert session.get(DatasetColumns, varied) is not None  # kept for the next time
-    assert rebuilt.subjects.ids == before.subjects.ids
-    assert np.array_equal(rebuilt.subject, before.subject)
-    assert np.array_equal(rebuilt.study_day, before.study_day)
-    assert np.array_equal(rebuilt.leaves, before.leaves)
+    _assert_same(rebuilt, before)
+
+
+def _assert_same(got: columns.Columns, expected: columns.Columns) -> None:
+    assert got.subjects.ids == expected.subjects.ids
+    assert np.array_equal(got.subject, expected.subject)
+    assert np.array_equal(got.study_day, expected.study_day)
+    assert np.array_equal(got.leaves, expected.leaves)
     for name in columns.TEXT:
-        decoded = [rebuilt.value(name, c) for c in rebuilt.codes[name].tolist()]
-        assert decoded == [before.value(name, c) for c in before.codes[name].tolist()]
+        decoded = [got.value(name, c) for c in got.codes[name].tolist()]
+        assert decoded == [expected.value(name, c) for c in expected.codes[name].tolist()]
+
+
+@pytest.fixture
+def vault(settings: Settings) -> columns.Vault:
+    return columns.Vault(
+        FilesystemStore(settings.objects_dir), load_keyring(settings.keys_dir).master_key
+    )
+
+
+def _kept(engine: Engine, dataset_id: str) -> tuple[bytes | None, str | None, bytes | None]:
+    with snapshot(engine) as session:
+        row = session.get(DatasetColumns, dataset_id)
+        assert row is not None
+        return row.arrays, row.address, row.wrapped_key
+
+
+def test_vaulted_columns_are_sealed_in_the_store_and_read_back(
+    engine: Engine,
+    varied: str,  # noqa: F811
+    vault: columns.Vault,
+) -> None:
+    with transaction(engine) as session:
+        expected = columns.load(session, varied)
+        assert columns.store(session, varied, expected, vault) is None  # nothing replaced
+    arrays, address, wrapped = _kept(engine, varied)
+    assert arrays is None
+    assert address is not None
+    assert wrapped is not None
+    sealed = vault.store.get(address)
+    assert expected.subjects.ids[0].encode() not in sealed  # not readable as it lies
+    with snapshot(engine) as session:
+        _assert_same(columns.load(session, varied, vault), expected)
+        _assert_same(columns.load(session, varied), expected)  # rebuilt from the index
+    assert _kept(engine, varied)[1] == address  # a caller without the vault changed nothing
+
+
+@pytest.mark.parametrize("damage", ["missing", "altered", "other-dataset-key"])
+def test_unreadable_vaulted_columns_are_rebuilt_from_the_index(
+    engine: Engine,
+    varied: str,  # noqa: F811
+    vault: columns.Vault,
+    damage: str,
+) -> None:
+    with transaction(engine) as session:
+        expected = columns.load(session, varied)
+        columns.store(session, varied, expected, vault)
+    _, address, _ = _kept(engine, varied)
+    assert address is not None
+    path = vault.store.path(address)  # type: ignore[attr-defined]
+    if damage == "missing":
+        path.unlink()
+    elif damage == "altered":
+        sealed = bytearray(path.read_bytes())
+        sealed[100] ^= 1
+        path.write_bytes(bytes(sealed))
+    else:
+        with transaction(engine) as session:
+            session.execute(
+                update(DatasetColumns)
+                .where(col(DatasetColumns.dataset_id) == varied)
+                .values(wrapped_key=aes_key_wrap(vault.master_key, bytes(32)))
+            )
+    with transaction(engine) as session:
+        _assert_same(columns.load(session, varied, vault), expected)
+    _, again, _ = _kept(engine, varied)
+    assert again is not None
+    assert again != address
+    assert not path.exists()
+    with snapshot(engine) as session:
+        _assert_same(columns.load(session, varied, vault), expected)
+
+
+def test_erasure_rewrites_vaulted_columns_under_a_new_key(
+    engine: Engine,
+    varied: str,  # noqa: F811
+    vault: columns.Vault,
+) -> None:
+    with transaction(engine) as session:
+        before = columns.load(session, varied)
+        columns.store(session, varied, before, vault)
+    _, address, wrapped = _kept(engine, varied)
+    subject = next(
+        sid
+        for n, sid in enumerate(before.subjects.ids)
+        if (before.study_day[before.subject == n] != columns.NO_DAY).any()
+    )
+    with transaction(engine) as session:
+        assert columns.erase_subject(session, subject, vault) == 1
+    _, new_address, new_wrapped = _kept(engine, varied)
+    assert new_address != address
+    assert new_wrapped != wrapped
+    assert address is not None
+    assert not vault.store.exists(address)
+    with snapshot(engine) as session:
+        after = columns.load(session, varied, vault)
+    mine = after.subject == after.subjects.number_of[subject]
+    assert (after.study_day[mine] == columns.NO_DAY).all()
+    assert (after.codes["manufacturer"][mine] == 0).all()
+    assert np.array_equal(after.study_day[~mine], before.study_day[~mine])
 
 
 def test_columns_of_an_unknown_format_are_refused(engine: Engine, varied: str) -> None:  # noqa: F811
