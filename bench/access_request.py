@@ -42,6 +42,7 @@ from ledger.policy.engine import default_directory, load
 from ledger.principals import service as principals
 from ledger.principals.models import PrincipalKind, Role
 from ledger.principals.schemas import PrincipalCreate
+from ledger.provenance import merkle_workers
 from tests import dbutil
 
 GOALS = {"sqlite": 3.0, "postgresql": 1.5}
@@ -116,6 +117,7 @@ def run(backend: str, url: str, subjects: int, per_subject: int) -> None:
     )
     settings = Settings(home=home, database_url=url)
     ctx = service.Context(settings, load_keyring(home / "keys"), load(default_directory()))
+    merkle_workers.start()  # as the server does at start-up (LEDGER_HASH_WORKER)
     engine = make_engine(url)
     body = AccessRequestCreate(
         dataset_id=dataset_id,
@@ -142,6 +144,7 @@ def run(backend: str, url: str, subjects: int, per_subject: int) -> None:
         )
     with snapshot(engine):
         pass
+    merkle_workers.stop()
     engine.dispose()
 
 

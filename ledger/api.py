@@ -25,7 +25,7 @@ from ledger.images.store import FilesystemStore
 from ledger.keystore import load_keyring
 from ledger.middleware import BodyLimit
 from ledger.policy.service import activate, configured
-from ledger.provenance import checkpoints
+from ledger.provenance import checkpoints, merkle_workers
 from ledger.web import pages as console
 
 log = logging.getLogger("ledger.api")
@@ -127,6 +127,8 @@ def create_app(settings: Settings | None = None, *, check_db: bool = True) -> Fa
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if settings.hash_worker:
+            merkle_workers.start()
         tasks = [asyncio.create_task(_decision_log_schedule(state))]
         if settings.checkpoint_interval > 0:
             tasks.append(asyncio.create_task(_checkpoint_schedule(state)))
@@ -137,6 +139,7 @@ def create_app(settings: Settings | None = None, *, check_db: bool = True) -> Fa
                 await task
         flush_decisions(state)
         state.authorizer.close()
+        merkle_workers.stop()
         engine.dispose()
 
     app = FastAPI(

@@ -55,6 +55,11 @@ class Settings(BaseSettings):
         description="`iss` of grants; set it to the public URL of this ledger.",
     )
     grant_days: int = Field(default=30, ge=1, le=3650, description="Lifetime of a grant, days.")
+    hash_worker: bool = Field(
+        default=True,
+        description="Start a second process with the server to hash large manifests' "
+        "Merkle roots beside it (used only where there are two cores or more).",
+    )
     composition_threshold: float = Field(
         default=0.10,
         ge=0,

@@ -80,7 +80,7 @@ def empty_db_url(tmp_path: Path) -> Iterator[str]:
 def settings(tmp_path: Path, db_url: str) -> Settings:
     home = tmp_path / "home"
     create_keys(home / "keys")
-    return Settings(home=home, database_url=db_url, checkpoint_interval=0)
+    return Settings(home=home, database_url=db_url, checkpoint_interval=0, hash_worker=False)
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ from ledger.images import columns
 from ledger.images.columns import NO_DAY
 from ledger.packed import SortedIds, copy_rows
 from ledger.policy.engine import PolicySet
-from ledger.provenance.merkle import root_of_packed
+from ledger.provenance import merkle_workers
 
 IntArray = npt.NDArray[np.intp]
 P = ParamSpec("P")
@@ -183,7 +183,7 @@ def evaluate(
             excluded_by_reason[classes[index]["reason_key"]] += n
     eligible_count = int(eligible.sum())
     # Manifest positions are in leaf order, so the eligible leaves are too.
-    root = root_of_packed(data.leaves[eligible].tobytes())
+    root = merkle_workers.root(data.leaves[eligible].tobytes())
     lap("manifest")
     report = _composition(data, people, eligible, threshold)
     lap("composition")

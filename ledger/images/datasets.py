@@ -23,8 +23,7 @@ from ledger.dbtypes import table_of
 from ledger.errors import Conflict, InvalidInput, NotFound
 from ledger.images import columns
 from ledger.images.models import DatasetImage, DatasetRecord, Image
-from ledger.provenance import log
-from ledger.provenance.merkle import root_of_packed
+from ledger.provenance import log, merkle_workers
 
 MAX_EXPLICIT = 1_000_000
 
@@ -136,7 +135,7 @@ def create(
         selection = {"image_ids": len(rows)}
     rows.sort(key=lambda r: bytes(r[7]))
     packed = columns.of_rows(rows)
-    root = root_of_packed(packed.leaves.tobytes())
+    root = merkle_workers.root(packed.leaves.tobytes())
     record = DatasetRecord(
         id=str(uuid.uuid4()),
         name=body.name,
