@@ -25,6 +25,8 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import struct
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -145,23 +147,51 @@ def _pack(columns: Columns) -> bytes:
     return out.getvalue()
 
 
+LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # a zip member's local file header
+
+
+def _views(blob: bytes) -> dict[str, npt.NDArray[Any]]:
+    """The arrays of an uncompressed ``.npz`` as read-only views into ``blob``: copying
+    tens of megabytes of columns out of it costs more than everything else loading does."""
+    out: dict[str, npt.NDArray[Any]] = {}
+    with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+        for info in archive.infolist():
+            fields = LOCAL_HEADER.unpack_from(blob, info.header_offset)
+            start = info.header_offset + LOCAL_HEADER.size + fields[10] + fields[11]
+            if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
+                raise ValueError("dataset columns must be stored uncompressed")
+            header = io.BytesIO(blob[start : start + min(info.file_size, 1 << 17)])
+            version = np.lib.format.read_magic(header)
+            shape, fortran, dtype = (
+                np.lib.format.read_array_header_1_0(header)
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0(header)
+            )
+            if fortran or dtype.hasobject:
+                raise ValueError("dataset columns hold plain C-ordered arrays only")
+            count = int(np.prod(shape, dtype=np.int64))
+            array = np.frombuffer(blob, dtype=dtype, count=count, offset=start + header.tell())
+            out[info.filename.removesuffix(".npy")] = array.reshape(shape)
+    return out
+
+
 def _unpack(blob: bytes) -> Columns:
-    with np.load(io.BytesIO(blob), allow_pickle=False) as data:
-        if int(data["format"][0]) != FORMAT:
-            raise ValueError(f"dataset columns of unknown format {int(data['format'][0])}")
-        values: dict[str, list[str | None]] = {}
-        for name in TEXT:
-            decoded: list[str | None] = [v.decode() for v in data[f"{name}_values"].tolist()]
-            decoded[0] = None
-            values[name] = decoded
-        return Columns(
-            subjects=SortedIds(data["subjects"]),
-            subject=data["subject"].astype(np.int32, copy=False),
-            codes={name: data[name].astype(np.uint16, copy=False) for name in TEXT},
-            values=values,
-            study_day=data["study_day"].astype(np.int32, copy=False),
-            leaves=data["leaves"],
-        )
+    data = _views(blob)
+    if int(data["format"][0]) != FORMAT:
+        raise ValueError(f"dataset columns of unknown format {int(data['format'][0])}")
+    values: dict[str, list[str | None]] = {}
+    for name in TEXT:
+        decoded: list[str | None] = [v.decode() for v in data[f"{name}_values"].tolist()]
+        decoded[0] = None
+        values[name] = decoded
+    return Columns(
+        subjects=SortedIds(data["subjects"]),
+        subject=data["subject"].astype(np.int32, copy=False),
+        codes={name: data[name].astype(np.uint16, copy=False) for name in TEXT},
+        values=values,
+        study_day=data["study_day"].astype(np.int32, copy=False),
+        leaves=data["leaves"],
+    )
 
 
 @dataclass(frozen=True)
@@ -297,7 +327,9 @@ def erase_subject(session: Session, subject_id: str, vault: Vault | None = None)
         columns = load(session, dataset_id, vault)
         number = columns.subjects.number_of[subject_id]
         mine = columns.subject == number
+        columns.study_day = columns.study_day.copy()  # loaded ones are read-only views
         columns.study_day[mine] = NO_DAY
+        columns.codes["manufacturer"] = columns.codes["manufacturer"].copy()
         columns.codes["manufacturer"][mine] = 0
         replaced = store(session, dataset_id, columns, vault)
         if replaced is not None and vault is not None:

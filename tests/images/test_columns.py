@@ -182,6 +182,12 @@ def test_columns_of_an_unknown_format_are_refused(engine: Engine, varied: str) -
     np.savez(out, **data)
     with pytest.raises(ValueError, match="unknown format 99"):
         columns._unpack(out.getvalue())
+    squeezed = io.BytesIO()
+    np.savez_compressed(squeezed, **data)
+    with pytest.raises(ValueError, match="uncompressed"):
+        columns._unpack(squeezed.getvalue())
+    loaded = columns._unpack(blob)
+    assert not loaded.leaves.flags.writeable  # views into the blob, not copies
 
 
 @pytest.mark.parametrize("count", [0, 1, 2, 3, 5, 8, 13, 33])

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from collections.abc import Iterator
 
 import pytest
+from fastapi.testclient import TestClient
 
+from ledger.api import create_app
+from ledger.config import Settings
 from ledger.provenance import merkle_workers
 from ledger.provenance.merkle import root_hash
 
@@ -69,3 +73,15 @@ def test_the_worker_protocol_answers_each_run_of_leaves() -> None:
     assert sink.getvalue() == b"".join(root_hash(r) for r in runs)
     with pytest.raises(EOFError):
         merkle_workers._serve(io.BytesIO(merkle_workers.LENGTH.pack(64) + bytes(10)), sink)
+
+
+def test_the_server_starts_the_worker_and_stops_it(settings: Settings) -> None:
+    app = create_app(settings.model_copy(update={"hash_worker": True}))
+    with TestClient(app):
+        worker = merkle_workers._worker
+        if (os.cpu_count() or 1) >= 2:
+            assert worker is not None
+            assert worker.poll() is None
+    assert merkle_workers._worker is None
+    if worker is not None:
+        assert worker.poll() is not None  # exited
