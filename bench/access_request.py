@@ -107,8 +107,7 @@ def setup(url: str, home: Path, subjects: int, per_subject: int) -> tuple[str, s
     return dataset.id, pipeline.id
 
 
-def run(backend: str, url: str, subjects: int, per_subject: int) -> None:
-    home = Path(tempfile.mkdtemp())
+def run(backend: str, url: str, home: Path, subjects: int, per_subject: int) -> None:
     t = time.perf_counter()
     dataset_id, pipeline_id = setup(url, home, subjects, per_subject)
     print(
@@ -155,13 +154,11 @@ def main() -> None:
     parser.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/")
     parser.add_argument("--only", choices=["sqlite", "postgresql"], help="one backend only")
     args = parser.parse_args()
+    # Gigabytes of SQLite database and tens of megabytes of columns: removed afterwards.
     if args.only != "postgresql":
-        run(
-            "sqlite",
-            dbutil.sqlite_url(Path(tempfile.mkdtemp()) / "bench.db"),
-            args.subjects,
-            args.per_subject,
-        )
+        with tempfile.TemporaryDirectory(prefix="ledger-bench-ar-") as tmp:
+            url = dbutil.sqlite_url(Path(tmp) / "bench.db")
+            run("sqlite", url, Path(tmp) / "home", args.subjects, args.per_subject)
     if args.only == "sqlite":
         return
     try:
@@ -170,7 +167,8 @@ def main() -> None:
         print(f"postgresql: skipped ({type(exc).__name__})")
         return
     try:
-        run("postgresql", pg, args.subjects, args.per_subject)
+        with tempfile.TemporaryDirectory(prefix="ledger-bench-ar-") as tmp:
+            run("postgresql", pg, Path(tmp) / "home", args.subjects, args.per_subject)
     finally:
         dbutil.drop_pg_database(pg)
 
