@@ -88,14 +88,22 @@ def _kept(engine: Engine, dataset_id: str) -> tuple[bytes | None, str | None, by
         return row.arrays, row.address, row.wrapped_key
 
 
+@pytest.fixture
+def vaulted(engine: Engine, varied: str, vault: columns.Vault) -> columns.Columns:  # noqa: F811
+    """The varied dataset's columns, moved from its row into the vault."""
+    with transaction(engine) as session:
+        kept = columns.load(session, varied)
+        assert columns.store(session, varied, kept, vault) is None  # nothing replaced
+    return kept
+
+
 def test_vaulted_columns_are_sealed_in_the_store_and_read_back(
     engine: Engine,
     varied: str,  # noqa: F811
     vault: columns.Vault,
+    vaulted: columns.Columns,
 ) -> None:
-    with transaction(engine) as session:
-        expected = columns.load(session, varied)
-        assert columns.store(session, varied, expected, vault) is None  # nothing replaced
+    expected = vaulted
     arrays, address, wrapped = _kept(engine, varied)
     assert arrays is None
     assert address is not None
@@ -113,11 +121,10 @@ def test_unreadable_vaulted_columns_are_rebuilt_from_the_index(
     engine: Engine,
     varied: str,  # noqa: F811
     vault: columns.Vault,
+    vaulted: columns.Columns,
     damage: str,
 ) -> None:
-    with transaction(engine) as session:
-        expected = columns.load(session, varied)
-        columns.store(session, varied, expected, vault)
+    expected = vaulted
     _, address, _ = _kept(engine, varied)
     assert address is not None
     path = vault.store.path(address)  # type: ignore[attr-defined]
@@ -148,10 +155,9 @@ def test_erasure_rewrites_vaulted_columns_under_a_new_key(
     engine: Engine,
     varied: str,  # noqa: F811
     vault: columns.Vault,
+    vaulted: columns.Columns,
 ) -> None:
-    with transaction(engine) as session:
-        before = columns.load(session, varied)
-        columns.store(session, varied, before, vault)
+    before = vaulted
     _, address, wrapped = _kept(engine, varied)
     subject = next(
         sid
