@@ -313,7 +313,8 @@ def erase_subject(session: Session, subject_id: str, vault: Vault | None = None)
     images, as erasure does in the image index. Returns how many datasets changed.
 
     Rewritten columns get a new key, so a copy of the old ones (a backup of the object
-    store) can no longer be read; the old object itself is deleted at once. Should the
+    store) can no longer be opened with the database's keys; the old object itself is
+    deleted at once. Should the
     transaction then roll back, the row points at nothing and the next evaluation
     rebuilds the columns from the index."""
     dataset_ids = session.execute(
