@@ -185,6 +185,17 @@ def driver_rows(session: Session, query: Any, params: dict[str, Any] | None = No
         result.close()
 
 
+@contextmanager
+def driver_cursor(session: Session) -> Iterator[Any]:
+    """A cursor of the driver's own, on the session's connection and transaction: for what
+    SQLAlchemy does not expose, such as psycopg's binary results and ``COPY``."""
+    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        yield cursor
+    finally:
+        cursor.close()
+
+
 def bind_processor(column_type: Any, dialect: Any) -> Any:
     processor = column_type.bind_processor(dialect)
     if (

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy.orm import Session
 
-from ledger.db import bind_processor
+from ledger.db import bind_processor, driver_cursor
 
 Records = npt.NDArray[np.void]
 Keys = npt.NDArray[np.bytes_]
@@ -69,8 +69,8 @@ class SortedIds:
 
     @classmethod
     def of(cls, ids: Iterable[str]) -> SortedIds:
-        distinct = sorted(set(ids))
-        return cls(np.array([i.encode() for i in distinct], dtype=np.bytes_))
+        ordered = sorted(set(ids))
+        return cls(np.array([i.encode() for i in ordered], dtype=np.bytes_))
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -124,13 +124,12 @@ def copy_rows(session: Session, query: Any, kinds: Sequence[str]) -> Records | N
         process = bind_processor(compiled.binds[name].type, conn.dialect)
         params[name] = value if process is None or value is None else process(value)
     buffer = bytearray()
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        with cursor.copy(f"COPY ({compiled}) TO STDOUT (FORMAT BINARY)", params) as copy:
-            for block in copy:
-                buffer += block
-    finally:
-        cursor.close()
+    with (
+        driver_cursor(session) as cursor,
+        cursor.copy(f"COPY ({compiled}) TO STDOUT (FORMAT BINARY)", params) as copy,
+    ):
+        for block in copy:
+            buffer += block
     return parse_binary_copy(bytes(buffer), kinds)
 
 

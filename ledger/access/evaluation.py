@@ -261,15 +261,11 @@ def _people(session: Session, subjects: SortedIds) -> People:
             part = subjects.ids[i : i + in_force.CHUNK]
             rows.extend(driver_rows(session, query.where(col(Subject.id).in_(part))))
     spot = np.array([subjects.number_of.get(r[0], -1) for r in rows], dtype=np.intp)
-    mine = spot >= 0
-    where = spot[mine]
     sexes: dict[str | None, int] = {None: 0}
     sites: dict[str | None, int] = {None: 0}
 
     def scatter(values: list[Any], dtype: Any, default: Any) -> npt.NDArray[Any]:
-        out = np.full(len(subjects), default, dtype=dtype)
-        out[where] = np.array(values, dtype=dtype)[mine]
-        return out
+        return _by_subject(len(subjects), spot, np.array(values, dtype=dtype), default)
 
     return People(
         sex=scatter([sexes.setdefault(r[1], len(sexes)) for r in rows], np.intp, 0),
@@ -303,19 +299,23 @@ def _packed_people(session: Session, subjects: SortedIds) -> People | None:
     if records is None:
         return None
     spot = subjects.positions(records["f0"])
-    mine = spot >= 0
-    where = spot[mine]
-
-    def scatter(values: npt.NDArray[Any], dtype: Any, default: Any) -> npt.NDArray[Any]:
-        out = np.full(len(subjects), default, dtype=dtype)
-        out[where] = values[mine]
-        return out
-
+    count = len(subjects)
     return People(
-        sex=scatter(records["f1"] - 1, np.intp, 0),
+        sex=_by_subject(count, spot, (records["f1"] - 1).astype(np.intp), 0),
         sexes=sexes,
-        birth_year=scatter(records["f2"], np.int64, -1),
-        site=scatter(records["f3"] - 1, np.intp, 0),
+        birth_year=_by_subject(count, spot, records["f2"].astype(np.int64), -1),
+        site=_by_subject(count, spot, (records["f3"] - 1).astype(np.intp), 0),
         sites=sites,
-        erased=scatter(records["f4"] == 1, np.bool_, False),
+        erased=_by_subject(count, spot, records["f4"] == 1, False),
     )
+
+
+def _by_subject(
+    count: int, spot: IntArray, values: npt.NDArray[Any], default: Any
+) -> npt.NDArray[Any]:
+    """Per subject of the dataset, the value of the row at its position (``spot``: per
+    row, the subject's position, -1 for rows of other subjects); ``default`` where none."""
+    mine = spot >= 0
+    out = np.full(count, default, dtype=values.dtype)
+    out[spot[mine]] = values[mine]
+    return out

@@ -192,7 +192,10 @@ def signatures(
     if isinstance(subjects, SortedIds) and len(subjects) > WHOLE_TABLE_AFTER:
         packed = _packed_rows(session, as_of, subjects)
         if packed is not None:
-            return _grouped(session, len(subjects), *packed)
+            who, row_terms, row, digest = packed
+            return _grouped(
+                session, len(subjects), who, row_terms, row, digest, _split(who, len(subjects))
+            )
     ids = subjects.ids if isinstance(subjects, SortedIds) else list(subjects)
     rows = _rows(session, as_of, ids)
     number_of = (
@@ -206,23 +209,23 @@ def signatures(
     kept = [rows[i] for i in mine.tolist()]
     texts: dict[str, int] = {}
     row_terms = np.array([texts.setdefault(r[4], len(texts)) for r in kept], dtype=np.intp)
-    signed = _grouped(session, len(ids), who, row_terms, kept.__getitem__)
     # What each subject contributes to the snapshot: its versions in force, by consent id.
     entry = np.full(len(ids), "", dtype=object)
-    single, several = _split(who, len(ids))
+    single, several = held = _split(who, len(ids))
     entry[who[single]] = [f"{r[2]}:{r[0]}:{r[1]};" for r in map(kept.__getitem__, single.tolist())]
     for n, group in several.items():
-        held = sorted((kept[i] for i in group), key=lambda r: r[0])
-        entry[n] = "".join(f"{r[2]}:{r[0]}:{r[1]};" for r in held)
+        versions = sorted((kept[i] for i in group), key=lambda r: r[0])
+        entry[n] = "".join(f"{r[2]}:{r[0]}:{r[1]};" for r in versions)
     if any(a > b for a, b in itertools.pairwise(ids)):  # a dataset's come sorted
         entry = entry[np.argsort(np.array(ids, dtype=object), kind="stable")]
-    signed.snapshot = hashlib.sha256("".join(entry.tolist()).encode()).hexdigest()
-    return signed
+    digest = hashlib.sha256("".join(entry.tolist()).encode()).hexdigest()
+    return _grouped(session, len(ids), who, row_terms, kept.__getitem__, digest, held)
 
 
-def _split(
-    who: npt.NDArray[np.intp], count: int
-) -> tuple[npt.NDArray[np.intp], dict[int, list[int]]]:
+Held = tuple[npt.NDArray[np.intp], dict[int, list[int]]]
+
+
+def _split(who: npt.NDArray[np.intp], count: int) -> Held:
     """Versions of subjects holding one (their indices) and several (by subject)."""
     held = np.bincount(who, minlength=count)
     several: dict[int, list[int]] = {}
@@ -293,11 +296,12 @@ def _grouped(
     who: npt.NDArray[np.intp],
     row_terms: npt.NDArray[np.intp],
     row: Callable[[int], Row],
-    snapshot: str = "",
+    snapshot: str,
+    held: Held,
 ) -> Signatures:
     """Signatures of ``count`` subjects from the versions in force: per version its
     subject's position (``who``) and its terms number; ``row`` makes a version's row for
-    the few whose terms are read or grouped by hand."""
+    the few whose terms are read or grouped by hand; ``held`` is ``_split(who, count)``."""
     terms = _Terms(session)
     terms.read([row(i) for i in np.unique(row_terms, return_index=True)[1].tolist()])
     ids: dict[tuple[str, ...], int] = {}
@@ -312,7 +316,7 @@ def _grouped(
         return known
 
     of_subject = np.full(count, number([]), dtype=np.intp)
-    single, several = _split(who, count)
+    single, several = held
     # One consent: the signature follows from its terms.
     seen, carrier = np.unique(row_terms[single], return_index=True)
     by_terms = np.zeros(int(row_terms.max(initial=-1)) + 1, dtype=np.intp)

@@ -40,7 +40,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from ledger.db import driver_rows
+from ledger.db import driver_cursor, driver_rows
 from ledger.errors import Gone, ServiceUnavailable
 from ledger.images.models import DatasetColumns, DatasetImage, Image
 from ledger.images.store import ObjectStore, seal, unseal
@@ -209,8 +209,9 @@ def _label(dataset_id: str) -> str:
 def store(
     session: Session, dataset_id: str, columns: Columns, vault: Vault | None = None
 ) -> str | None:
-    """Keep the columns (replacing any kept before); returns the address of the object
-    they replace, which the new key has made unreadable, for the caller to delete."""
+    """Keep the columns (replacing any kept before). Returns the address of the object
+    they replace, if any: deleted here when there is a vault, and unreadable either way,
+    its key being gone from the row."""
     session.flush()  # the dataset row first: the columns refer to it
     blob = _pack(columns)
     values: dict[str, Any] = {"image_count": len(columns)}
@@ -230,7 +231,11 @@ def store(
         session.execute(insert(table).values(dataset_id=dataset_id, **values))
         return None
     session.execute(update(table).where(table.c.dataset_id == dataset_id).values(**values))
-    return None if before[0] is None or before[0] == values["address"] else str(before[0])
+    if before[0] is None or before[0] == values["address"]:
+        return None
+    if vault is not None:
+        vault.store.delete(before[0])
+    return str(before[0])
 
 
 def _rows_of(session: Session, dataset_id: str) -> list[Any]:
@@ -258,16 +263,13 @@ def _kept(session: Session, dataset_id: str) -> Kept | None:
         ).first()
     else:
         # Tens of megabytes of bytea: the binary protocol skips hex-encoding them twice.
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
+        with driver_cursor(session) as cursor:
             cursor.execute(
                 "SELECT arrays, address, wrapped_key FROM dataset_columns WHERE dataset_id = %s",
                 (dataset_id,),
                 binary=True,
             )
             row = cursor.fetchone()
-        finally:
-            cursor.close()
     if row is None:
         return None
     arrays, address, wrapped = row
@@ -302,9 +304,7 @@ def load(session: Session, dataset_id: str, vault: Vault | None = None) -> Colum
                 return _unpack(opened)
     columns = of_rows(_rows_of(session, dataset_id))
     if kept is None or vault is not None:
-        replaced = store(session, dataset_id, columns, vault)
-        if replaced is not None and vault is not None:
-            vault.store.delete(replaced)
+        store(session, dataset_id, columns, vault)
     return columns
 
 
@@ -314,9 +314,8 @@ def erase_subject(session: Session, subject_id: str, vault: Vault | None = None)
 
     Rewritten columns get a new key, so a copy of the old ones (a backup of the object
     store) can no longer be opened with the database's keys; the old object itself is
-    deleted at once. Should the
-    transaction then roll back, the row points at nothing and the next evaluation
-    rebuilds the columns from the index."""
+    deleted at once. Should the transaction then roll back, the row points at nothing and
+    the next evaluation rebuilds the columns from the index."""
     dataset_ids = session.execute(
         select(col(DatasetImage.dataset_id))
         .join(Image, col(Image.id) == col(DatasetImage.image_id))
@@ -332,8 +331,6 @@ def erase_subject(session: Session, subject_id: str, vault: Vault | None = None)
         columns.study_day[mine] = NO_DAY
         columns.codes["manufacturer"] = columns.codes["manufacturer"].copy()
         columns.codes["manufacturer"][mine] = 0
-        replaced = store(session, dataset_id, columns, vault)
-        if replaced is not None and vault is not None:
-            vault.store.delete(replaced)
+        store(session, dataset_id, columns, vault)
         changed += 1
     return changed

@@ -29,7 +29,7 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(NODE_PREFIX + left + right).digest()
 
 
-def _split(n: int) -> int:
+def split(n: int) -> int:
     """The largest power of two strictly smaller than ``n`` (n >= 2)."""
     return 1 << ((n - 1).bit_length() - 1)
 
@@ -118,7 +118,7 @@ class MerkleTree:
         if n & (n - 1) == 0:
             depth = n.bit_length() - 1
             return self.levels[depth][lo >> depth]
-        k = _split(n)
+        k = split(n)
         return node_hash(self._subtree(lo, lo + k), self._subtree(lo + k, hi))
 
     def root(self, size: int | None = None) -> bytes:
@@ -134,7 +134,7 @@ class MerkleTree:
         proof: list[bytes] = []
         lo, hi = 0, size
         while hi - lo > 1:
-            k = _split(hi - lo)
+            k = split(hi - lo)
             if index < lo + k:
                 proof.append(self._subtree(lo + k, hi))
                 hi = lo + k
@@ -158,7 +158,7 @@ class MerkleTree:
                 if not complete:
                     proof.append(self._subtree(lo, hi))
                 break
-            k = _split(n)
+            k = split(n)
             if m <= k:
                 proof.append(self._subtree(lo + k, hi))
                 hi = lo + k

@@ -21,7 +21,7 @@ import sys
 import threading
 from typing import IO
 
-from ledger.provenance.merkle import HASH_SIZE, node_hash, root_of_packed
+from ledger.provenance.merkle import HASH_SIZE, node_hash, root_of_packed, split
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def root(leaves: bytes) -> bytes:
         worker = _worker
         if worker is None or worker.stdin is None or worker.stdout is None:
             return root_of_packed(leaves)
-        k = 1 << ((count - 1).bit_length() - 1)
+        k = split(count)
         half = k // 2
         # [0, half) and [half, k) under the left child of the root, [k, count) the right.
         cuts = [0, half * HASH_SIZE, k * HASH_SIZE, len(leaves)]
