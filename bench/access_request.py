@@ -26,13 +26,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from consent_import import make_csv
 from sqlalchemy import select
 
+from ledger import wiring
 from ledger.access import service
 from ledger.access.schemas import AccessRequestCreate
+from ledger.clock import utcnow
 from ledger.config import Settings
 from ledger.consent import csv_import
 from ledger.consent.models import Subject
 from ledger.db import bulk_insert, make_engine, snapshot, transaction, upgrade
-from ledger.dbtypes import table_of, utcnow
+from ledger.dbtypes import table_of
 from ledger.images import datasets
 from ledger.images.columns import Vault
 from ledger.images.models import Image
@@ -120,7 +122,8 @@ def run(backend: str, url: str, home: Path, subjects: int, per_subject: int) -> 
         f"in {time.perf_counter() - t:.0f} s"
     )
     settings = Settings(home=home, database_url=url)
-    ctx = service.Context(settings, load_keyring(home / "keys"), load(default_directory()))
+    keys = load_keyring(home / "keys")
+    ctx = service.Context(settings, keys, load(default_directory()), wiring.vault(settings, keys))
     merkle_workers.start()  # as the server does at start-up (LEDGER_HASH_WORKER)
     engine = make_engine(url)
     body = AccessRequestCreate(

@@ -33,10 +33,10 @@ from sqlalchemy import text
 
 from ledger.access import decision
 from ledger.access.authorize import FLUSH_AT, Authorizer
+from ledger.clock import utcnow
 from ledger.consent.in_force import effective_consents
 from ledger.consent.purposes import tree
 from ledger.db import make_engine, session_factory, snapshot, transaction
-from ledger.dbtypes import utcnow
 from ledger.keystore import load_keyring
 from ledger.policy.engine import NAMESPACE, default_directory, load
 from tests import dbutil

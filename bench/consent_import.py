@@ -20,12 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import select
 
+from ledger.clock import utcnow
 from ledger.consent import csv_import, facts
 from ledger.consent.in_force import effective_consents
 from ledger.consent.models import Subject
 from ledger.consent.purposes import tree
 from ledger.db import make_engine, snapshot, transaction, upgrade
-from ledger.dbtypes import utcnow
 from tests import dbutil
 
 IMPORT_GOAL_S = 10.0

@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fastapi.testclient import TestClient
 
-from ledger.api import create_app
 from ledger.config import Settings
 from ledger.demo import build_demo
+from ledger.server import create_app
 
 GOAL_MS = 200.0
 ROUNDS = 20

@@ -28,13 +28,14 @@ from log_append import GOALS as APPEND_GOALS
 from log_append import run as run_appends
 from sqlalchemy import insert
 
+from ledger.canonical import canonical
+from ledger.clock import utcnow
 from ledger.config import Settings
 from ledger.db import make_engine, transaction, upgrade
-from ledger.dbtypes import utcnow
 from ledger.keystore import create_keys, load_keyring
 from ledger.provenance import checkpoints
 from ledger.provenance.integrity import verify_database
-from ledger.provenance.log import canonical, chain_hash
+from ledger.provenance.log import chain_hash
 from ledger.provenance.merkle import leaf_hash
 from ledger.provenance.models import LogEntry
 from ledger.provenance.verify import GENESIS_CHAIN

@@ -20,9 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import select
 
+from ledger.clock import utcnow
 from ledger.consent.models import Subject
 from ledger.db import bulk_insert, make_engine, snapshot, transaction, upgrade
-from ledger.dbtypes import table_of, utcnow
+from ledger.dbtypes import table_of
 from ledger.images.models import Image
 from ledger.images.service import image_leaf
 from ledger.provenance.merkle import root_hash

@@ -49,10 +49,6 @@ class UTCDateTime(TypeDecorator[datetime]):
 JSONType: Any = JSON().with_variant(JSONB(), "postgresql")
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def table_of(model: type[SQLModel]) -> Table:
     """The Core table of a model: bulk inserts through it are one ``executemany`` per
     batch, where the ORM would split the batch by which columns happen to be NULL."""

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from ledger import wiring
 from ledger.access import service as access
 from ledger.access.evaluation import decode_outcomes
 from ledger.access.models import AccessRequest
@@ -22,11 +23,8 @@ from ledger.db import make_engine, transaction
 from ledger.home import init_home
 from ledger.images import datasets, synthetic
 from ledger.images import service as images
-from ledger.images.columns import Vault
 from ledger.images.models import DatasetImage, Image
-from ledger.images.store import FilesystemStore
-from ledger.keystore import load_keyring
-from ledger.policy.service import activate, configured
+from ledger.policy.service import activate
 from ledger.principals import service as principals
 from ledger.principals.models import PrincipalKind, Role
 from ledger.principals.schemas import PrincipalCreate
@@ -200,7 +198,7 @@ def build_demo(settings: Settings) -> Demo:
                 )
                 demo.keys[name] = made.api_key
         rng = random.Random(20261125)
-        keys = load_keyring(settings.keys_dir)
+        keys = wiring.keys(settings)
         with transaction(engine) as session:
             parsed = csv_import.Parsed(rows=_demo_consents(rng))
             report = csv_import.import_rows(
@@ -216,7 +214,7 @@ def build_demo(settings: Settings) -> Demo:
                     actor=created.admin.id,
                 )
                 demo.withdrawn += 1
-        store = FilesystemStore(settings.objects_dir)
+        store = wiring.store(settings)
         with transaction(engine) as session:
             for i in range(DEMO_PATIENTS):
                 for data in synthetic.patient_studies(
@@ -241,17 +239,17 @@ def build_demo(settings: Settings) -> Demo:
                     name="demo-ct-mr", filter=datasets.DatasetFilter(modalities=["CT", "MR"])
                 ),
                 actor=created.admin.id,
-                vault=Vault(store, keys.master_key),
+                vault=wiring.vault(settings, keys),
             )
             demo.dataset_id = dataset.id
         with transaction(engine) as session:
             # A request waiting in the stewards' queue, filed by the demo pipeline.
-            policies = configured(settings)
-            activate(session, policies, actor=None)
+            ctx = wiring.context(settings, keys)
+            activate(session, ctx.policies, actor=None)
             pipeline = principals.find_by_name(session, "pipeline")
             request = access.create(
                 session,
-                access.Context(settings, keys, policies),
+                ctx,
                 AccessRequestCreate(
                     dataset_id=dataset.id,
                     purpose="ai.training",

@@ -3,9 +3,9 @@
 One line per domain; keep it sorted.
 """
 
-from ledger import idempotency as _idempotency  # noqa: F401
 from ledger.access import models as _access  # noqa: F401
 from ledger.consent import models as _consent  # noqa: F401
+from ledger.http import idempotency as _idempotency  # noqa: F401
 from ledger.images import models as _images  # noqa: F401
 from ledger.principals import models as _principals  # noqa: F401
 from ledger.provenance import commitments as _commitments  # noqa: F401

@@ -11,13 +11,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from ledger.api import create_app
 from ledger.config import Settings
 from ledger.db import make_engine, transaction, upgrade
 from ledger.keystore import create_keys
 from ledger.principals import service as principals
 from ledger.principals.models import PrincipalKind, Role
 from ledger.principals.schemas import PrincipalCreate
+from ledger.server import create_app
 from tests import dbutil
 
 DB_FIXTURES = {"db_url", "empty_db_url"}

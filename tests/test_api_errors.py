@@ -6,11 +6,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
-from ledger.api import create_app
 from ledger.config import Settings
 from ledger.errors import SchemaNotCurrent
 from ledger.principals.models import Principal, Role
 from ledger.provenance.models import LogEntry
+from ledger.server import create_app
 from tests.conftest import MakePrincipal, auth
 
 PROBLEM = "application/problem+json"

@@ -13,9 +13,9 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from ledger.api import routers
+from ledger.http.app import routers
+from ledger.http.security import RequireRoles
 from ledger.principals.models import Role
-from ledger.security import RequireRoles
 from tests.conftest import MakePrincipal, auth
 
 # Routes anyone may GET: health, public keys, docs, checkpoints and proofs.

@@ -32,8 +32,8 @@ from sqlalchemy.orm import Session
 
 from ledger.access import image_rows, tokens
 from ledger.access.decision import RequestFacts, classes_of_rows
+from ledger.clock import utcnow
 from ledger.consent.purposes import Request, tree
-from ledger.dbtypes import utcnow
 from ledger.errors import NotFound
 from ledger.keystore import KeyRing
 from ledger.policy.engine import PolicySet

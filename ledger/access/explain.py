@@ -29,7 +29,7 @@ def replay(session: Session, ctx: service.Context, request_id: str) -> dict[str,
         decision.stored_request_facts(request),
         request.as_of,
         threshold=ctx.settings.composition_threshold,
-        vault=ctx.vault(),
+        vault=ctx.vault,
     )
     same_policy = ctx.policies.hash == request.policy_hash
     before = evaluation.eligible_mask(request.classes, request.outcomes)

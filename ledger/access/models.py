@@ -23,7 +23,8 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from ledger.dbtypes import JSONType, UTCDateTime, utcnow
+from ledger.clock import utcnow
+from ledger.dbtypes import JSONType, UTCDateTime
 
 
 class AccessRequest(SQLModel, table=True):

@@ -26,8 +26,9 @@ from sqlmodel import col
 
 from ledger.access import decision, evaluation, tokens
 from ledger.access.models import AccessRequest, Grant, GrantImage
+from ledger.clock import timestamp, utcnow
 from ledger.db import bulk_insert
-from ledger.dbtypes import table_of, utcnow
+from ledger.dbtypes import table_of
 from ledger.errors import Conflict, Forbidden, Gone, NotFound, Unauthenticated
 from ledger.images.deid import DEFAULT_OPTIONS, SECONDARY_CAPTURE, Deidentifier, Option
 from ledger.images.models import DatasetImage, Image
@@ -170,9 +171,9 @@ def open_grant(
         raise Forbidden("this grant was issued to another pipeline")
     if grant.revoked_at is not None:
         raise Gone(
-            f"the grant was revoked at {log.timestamp(grant.revoked_at)}: "
+            f"the grant was revoked at {timestamp(grant.revoked_at)}: "
             f"{grant.revoke_reason or 'no reason given'}",
-            revoked_at=log.timestamp(grant.revoked_at),
+            revoked_at=timestamp(grant.revoked_at),
         )
     request = session.get(AccessRequest, grant.request_id)
     assert request is not None  # foreign key

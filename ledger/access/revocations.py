@@ -22,8 +22,8 @@ from sqlmodel import col
 from ledger.access import decision
 from ledger.access.lifecycle import Status, transition
 from ledger.access.models import AccessRequest, Grant, GrantImage
+from ledger.clock import utcnow
 from ledger.consent.models import ConsentVersion, Subject
-from ledger.dbtypes import utcnow
 from ledger.errors import Conflict, NotFound
 from ledger.images.models import Image
 from ledger.policy.engine import PolicySet

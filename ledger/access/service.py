@@ -26,12 +26,11 @@ from ledger.access.schemas import (
     Evaluation,
     ReviewPublic,
 )
+from ledger.clock import timestamp, utcnow
 from ledger.config import Settings
-from ledger.dbtypes import utcnow
 from ledger.errors import Conflict, Forbidden, InvalidInput, NotFound
 from ledger.images.columns import Vault
 from ledger.images.models import DatasetRecord
-from ledger.images.store import FilesystemStore
 from ledger.keystore import KeyRing
 from ledger.policy.engine import PolicySet
 from ledger.provenance import log
@@ -44,10 +43,7 @@ class Context:
     settings: Settings
     keys: KeyRing
     policies: PolicySet
-
-    def vault(self) -> Vault:
-        """Where datasets' packed columns are kept (``ledger.images.columns``)."""
-        return Vault(FilesystemStore(self.settings.objects_dir), self.keys.master_key)
+    vault: Vault
 
 
 def purpose_text(request: AccessRequest) -> str:
@@ -93,7 +89,7 @@ def create(
         facts,
         as_of,
         threshold=ctx.settings.composition_threshold,
-        vault=ctx.vault(),
+        vault=ctx.vault,
     )
     if result.eligible_count == 0:
         raise InvalidInput(
@@ -147,7 +143,7 @@ def create(
             "eligible_root": result.eligible_root.hex(),
             "policy_hash": ctx.policies.hash,
             "consent_snapshot": result.consent_snapshot,
-            "as_of": log.timestamp(as_of),
+            "as_of": timestamp(as_of),
         },
         actor=requester,
     )
@@ -318,7 +314,7 @@ def issue_grant(
         "manifest_root": bytes(request.eligible_root).hex(),
         "image_count": request.eligible_count,
         "policy_hash": request.policy_hash,
-        "as_of": log.timestamp(request.as_of),
+        "as_of": timestamp(request.as_of),
         "log_index": log_index,
     }
     token = tokens.sign(ctx.keys, tokens.GRANT_TYP, claims)

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
+from ledger.audit import queries as audit
+from ledger.audit.prov_export import prov_json
 from ledger.cli.output import (
     HomeOpt,
     JsonOpt,
@@ -25,10 +27,9 @@ from ledger.cli.output import (
     unit_of_work,
 )
 from ledger.keystore import load_keyring
-from ledger.provenance import audit, bundle, checkpoints
+from ledger.provenance import bundle, checkpoints
 from ledger.provenance.integrity import verify_database
 from ledger.provenance.note import NoteError, Verifier
-from ledger.provenance.prov_export import prov_json
 from ledger.provenance.schemas import CheckpointPublic, b64
 from ledger.provenance.verify import Report, SignedCheckpoint
 

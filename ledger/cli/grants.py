@@ -23,8 +23,8 @@ from ledger.cli.output import (
     unit_of_work,
 )
 from ledger.cli.requests import StewardOpt, steward_id
+from ledger.clock import utcnow
 from ledger.consent.service import check_as_of
-from ledger.dbtypes import utcnow
 from ledger.policy.service import configured
 from ledger.registry import service as registry
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ledger import wiring
 from ledger.cli.consents import actor, subjects_app
 from ledger.cli.output import (
     HomeOpt,
@@ -42,7 +43,7 @@ datasets_app = typer.Typer(help="Frozen, Merkle-identified sets of images.", no_
 
 def columns_vault(settings: Settings) -> Vault:
     """Where the CLI keeps datasets' packed columns: as the server does."""
-    return Vault(FilesystemStore(settings.objects_dir), load_keyring(settings.keys_dir).master_key)
+    return wiring.vault(settings)
 
 
 def _sources(path: Path) -> Iterator[tuple[str, bytes]]:

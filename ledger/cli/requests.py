@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ledger import wiring
 from ledger.access import explain, service
 from ledger.access.schemas import AccessRequestPublic
 from ledger.cli.output import (
@@ -23,8 +24,6 @@ from ledger.cli.output import (
     unit_of_work,
 )
 from ledger.errors import Forbidden, NotFound
-from ledger.keystore import load_keyring
-from ledger.policy.service import configured
 from ledger.principals import service as principals
 from ledger.principals.models import Role
 
@@ -36,7 +35,7 @@ CommentOpt = Annotated[str, typer.Option("--comment", help="Why; kept with the r
 
 def _context(home: Any) -> service.Context:
     settings = settings_for(home)
-    return service.Context(settings, load_keyring(settings.keys_dir), configured(settings))
+    return wiring.context(settings)
 
 
 def steward_id(session: Any, name: str) -> str:

@@ -42,7 +42,7 @@ def init(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
 def _serve(settings: Settings, host: str | None, port: int | None) -> None:
     import uvicorn
 
-    from ledger.api import create_app
+    from ledger.server import create_app
 
     app = create_app(settings)
     uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_level="info")

@@ -38,13 +38,14 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from ledger.clock import utcnow
 from ledger.consent import subjects
 from ledger.consent.models import ConsentVersion
 from ledger.consent.purposes import PurposeTree, tree
 from ledger.consent.schemas import ConsentContent, ImportReport, Source
 from ledger.consent.service import log_data_with, version_values
 from ledger.db import bulk_insert
-from ledger.dbtypes import table_of, utcnow
+from ledger.dbtypes import table_of
 from ledger.errors import InvalidInput
 from ledger.provenance import log
 

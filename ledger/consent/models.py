@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, String
 from sqlmodel import Field, SQLModel
 
-from ledger.dbtypes import JSONType, UTCDateTime, utcnow
+from ledger.clock import utcnow
+from ledger.dbtypes import JSONType, UTCDateTime
 
 
 class Subject(SQLModel, table=True):

@@ -13,6 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from ledger.canonical import canonical
+from ledger.clock import timestamp, utcnow
 from ledger.consent import facts, fhir, subjects
 from ledger.consent.in_force import effective_consents
 from ledger.consent.models import ConsentVersion, FhirConsent, Subject
@@ -31,7 +33,6 @@ from ledger.consent.schemas import (
     WithdrawBody,
 )
 from ledger.consent.terms import terms_key
-from ledger.dbtypes import utcnow
 from ledger.errors import Conflict, InvalidInput, NotFound
 from ledger.provenance import log
 from ledger.provenance.commitments import subject_commitment
@@ -123,8 +124,8 @@ def log_data_with(commitment: str, row: dict[str, Any]) -> dict[str, Any]:
         "purposes": row["purposes"],
         "modifiers": row["modifiers"],
         "scope": row["scope"],
-        "valid_from": log.timestamp(row["valid_from"]),
-        "valid_until": log.timestamp(row["valid_until"]) if row["valid_until"] else None,
+        "valid_from": timestamp(row["valid_from"]),
+        "valid_until": timestamp(row["valid_until"]) if row["valid_until"] else None,
         "evidence_sha256": row["evidence_sha256"],
         "source": row["source"],
     }
@@ -357,7 +358,7 @@ def import_fhir(
             SubjectCreate(issuer=mapped.issuer, patient_id=mapped.patient_id),
             actor=actor,
         ).id
-    evidence = hashlib.sha256(log.canonical(resource)).hexdigest()
+    evidence = hashlib.sha256(canonical(resource)).hexdigest()
     rows = []
     for part in mapped.parts:
         body = ConsentCreate(

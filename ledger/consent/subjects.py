@@ -14,9 +14,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from ledger.clock import utcnow
 from ledger.consent.models import Subject
 from ledger.db import bulk_insert
-from ledger.dbtypes import table_of, utcnow
+from ledger.dbtypes import table_of
 from ledger.errors import InvalidInput
 from ledger.provenance import log
 from ledger.provenance.commitments import commitments_for, subject_commitment

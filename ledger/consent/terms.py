@@ -15,7 +15,7 @@ import json
 from functools import lru_cache
 from typing import Any
 
-import rfc8785
+from ledger.canonical import canonical
 
 
 def terms_key(decision: str, purposes: Any, modifiers: Any, scope: Any) -> str:
@@ -28,5 +28,5 @@ def terms_key(decision: str, purposes: Any, modifiers: Any, scope: Any) -> str:
 
 @lru_cache(maxsize=4096)
 def _key(decision: str, purposes: tuple[str, ...], modifiers: tuple[str, ...], scope: str) -> str:
-    canonical = rfc8785.dumps([decision, list(purposes), list(modifiers), json.loads(scope)])
-    return hashlib.sha256(canonical).hexdigest()
+    text = canonical([decision, list(purposes), list(modifiers), json.loads(scope)])
+    return hashlib.sha256(text).hexdigest()

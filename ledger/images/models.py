@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, Date, ForeignKey, Index, Integer, LargeBinary, String
 from sqlmodel import Field, SQLModel
 
-from ledger.dbtypes import JSONType, UTCDateTime, utcnow
+from ledger.clock import utcnow
+from ledger.dbtypes import JSONType, UTCDateTime
 
 
 class SubjectKey(SQLModel, table=True):

@@ -23,9 +23,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from ledger.clock import utcnow
 from ledger.consent import subjects
 from ledger.consent.models import Subject
-from ledger.dbtypes import utcnow
 from ledger.errors import InvalidInput, NotFound
 from ledger.images import columns
 from ledger.images.models import Image

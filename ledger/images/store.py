@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap, aes_key_wrap
 from sqlalchemy.orm import Session
 
-from ledger.dbtypes import utcnow
+from ledger.clock import utcnow
 from ledger.errors import Gone, ServiceUnavailable
 from ledger.images.models import SubjectKey
 

@@ -9,7 +9,8 @@ from datetime import datetime
 from sqlalchemy import Column, ForeignKey, LargeBinary, String
 from sqlmodel import Field, SQLModel
 
-from ledger.dbtypes import JSONType, UTCDateTime, utcnow
+from ledger.clock import utcnow
+from ledger.dbtypes import JSONType, UTCDateTime
 
 
 class Role(enum.StrEnum):

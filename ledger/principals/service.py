@@ -9,13 +9,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from ledger.dbtypes import utcnow
+from ledger.clock import utcnow
 from ledger.errors import Conflict, InvalidInput, NotFound
 from ledger.pagination import paginate
+from ledger.principals.keys import new_api_key
 from ledger.principals.models import ApiKey, Principal, Role
 from ledger.principals.schemas import PrincipalCreate, PrincipalPublic, PrincipalWithKey
 from ledger.provenance import log
-from ledger.security import new_api_key
 
 
 def public(principal: Principal) -> PrincipalPublic:

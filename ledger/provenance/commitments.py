@@ -17,8 +17,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlmodel import Field, SQLModel, col
 
+from ledger.clock import utcnow
 from ledger.db import bulk_insert
-from ledger.dbtypes import UTCDateTime, table_of, utcnow
+from ledger.dbtypes import UTCDateTime, table_of
 
 
 class SubjectSalt(SQLModel, table=True):

@@ -10,18 +10,17 @@ could not fork the log: its insert would fail.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-import rfc8785
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from ledger.dbtypes import table_of, utcnow
+from ledger.canonical import canonical
+from ledger.clock import timestamp, utcnow
+from ledger.dbtypes import table_of
 from ledger.provenance.merkle import leaf_hash
 from ledger.provenance.models import LogEntry
 from ledger.provenance.verify import GENESIS_CHAIN
@@ -38,7 +37,6 @@ def chain_hash(previous: bytes, leaf: bytes) -> bytes:
 # ``decision_inputs`` mark, which decision caches compare (``ledger.access.authorize``).
 DECISION_INPUTS = ("consent.", "subject.", "subjects.", "image.", "policy.")
 DECISION_MARK = "decision_inputs"
-_SAFE_INT = 2**53
 INSERT_ENTRIES_QMARK = (
     "INSERT INTO log_entries (seq, event_type, entry, leaf_hash, chain_hash, recorded_at) "
     "VALUES (?, ?, ?, ?, ?, ?)"
@@ -49,53 +47,6 @@ INSERT_ENTRIES_FORMAT = (
 )
 INSERT_REFS_QMARK = "INSERT INTO log_refs (ref, seq) VALUES (?, ?)"
 INSERT_REFS_FORMAT = "INSERT INTO log_refs (ref, seq) VALUES (%s, %s)"
-
-
-def _plain(value: Any) -> bool:
-    """True when stdlib ``json`` already writes RFC 8785 output for ``value``: no floats,
-    integers within IEEE-754 precision, ASCII keys (so code-point order equals the RFC's
-    UTF-16 order). Iterative: this runs for every log entry."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        kind = type(item)
-        if kind is str or item is None or kind is bool:
-            continue
-        if kind is int:
-            if not -_SAFE_INT < item < _SAFE_INT:
-                return False
-        elif kind is dict:
-            for key, child in item.items():
-                if type(key) is not str or not key.isascii():
-                    return False
-                if type(child) is not str and child is not None:
-                    stack.append(child)
-        elif kind is list or kind is tuple:
-            stack.extend(item)
-        else:
-            return False
-    return True
-
-
-def canonical(value: Any) -> bytes:
-    """RFC 8785 canonical JSON: one byte string per value, whoever serialises it.
-
-    The common case (our own entries) goes through the C ``json`` encoder, which writes
-    the same bytes for such values; anything else (floats, non-ASCII keys, lone
-    surrogates) goes to the reference ``rfc8785`` implementation. A property test checks
-    that the two agree.
-    """
-    if _plain(value):
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        try:
-            return text.encode("utf-8")
-        except UnicodeEncodeError:
-            pass
-    return rfc8785.dumps(value)
-
-
-def timestamp(moment: datetime) -> str:
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 # Keys of entry data that name something an auditor asks about, and the ref kind each

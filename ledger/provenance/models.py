@@ -9,7 +9,8 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Column, ForeignKey, LargeBinary, String, Text
 from sqlmodel import Field, SQLModel
 
-from ledger.dbtypes import UTCDateTime, utcnow
+from ledger.clock import utcnow
+from ledger.dbtypes import UTCDateTime
 
 
 class LogEntry(SQLModel, table=True):

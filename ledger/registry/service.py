@@ -20,8 +20,8 @@ from sqlmodel import col
 
 from ledger.access import revocations
 from ledger.access.models import AccessRequest, Grant, GrantImage
+from ledger.clock import utcnow
 from ledger.consent.models import Subject
-from ledger.dbtypes import utcnow
 from ledger.errors import Conflict, Forbidden, InvalidInput, NotFound
 from ledger.images.models import Image
 from ledger.policy.engine import PolicySet

@@ -10,12 +10,13 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import func, select
 
-from ledger.dbtypes import utcnow
-from ledger.deps import SessionDep, StateDep
+from ledger.audit import queries as audit
+from ledger.audit.prov_export import prov_json
+from ledger.clock import utcnow
+from ledger.http.deps import SessionDep, StateDep
 from ledger.principals.models import Role
-from ledger.provenance import audit, checkpoints, integrity
+from ledger.provenance import checkpoints, integrity
 from ledger.provenance.models import LogEntry
-from ledger.provenance.prov_export import prov_json
 from ledger.registry import service as registry
 from ledger.web.pages import PREFIX, PageError, check_csrf, page_roles, render, see_other
 from ledger.web.sessions import Viewer

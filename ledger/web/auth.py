@@ -10,8 +10,8 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
-from ledger.deps import SessionDep, StateDep
 from ledger.errors import Unauthenticated
+from ledger.http.deps import SessionDep, StateDep
 from ledger.web.pages import PREFIX, AnyViewer, check_csrf, render, see_other
 from ledger.web.sessions import (
     COOKIE,

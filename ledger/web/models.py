@@ -8,7 +8,8 @@ from datetime import datetime
 from sqlalchemy import Column, ForeignKey, String
 from sqlmodel import Field, SQLModel
 
-from ledger.dbtypes import UTCDateTime, utcnow
+from ledger.clock import utcnow
+from ledger.dbtypes import UTCDateTime
 
 
 class WebSession(SQLModel, table=True):

@@ -14,8 +14,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from ledger.deps import SessionDep
 from ledger.errors import LedgerError, Unauthenticated
+from ledger.http.deps import SessionDep
 from ledger.principals.models import Role
 from ledger.web import charts
 from ledger.web.sessions import COOKIE, Viewer, csrf_ok, lookup

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from ledger.consent import service, subjects
 from ledger.consent.models import Subject
 from ledger.consent.schemas import WithdrawBody
-from ledger.deps import SessionDep, StateDep
+from ledger.http.deps import SessionDep, StateDep
 from ledger.principals.models import Role
 from ledger.web.pages import PREFIX, PageError, attempt, check_csrf, page_roles, render, see_other
 from ledger.web.sessions import Viewer

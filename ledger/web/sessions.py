@@ -16,11 +16,11 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from ledger.dbtypes import utcnow
+from ledger.clock import utcnow
 from ledger.errors import Unauthenticated
+from ledger.principals.keys import Caller, resolve_key
 from ledger.principals.models import Principal
 from ledger.provenance import log
-from ledger.security import Caller, resolve_key
 from ledger.web.models import WebSession
 
 COOKIE = "ledger_console"

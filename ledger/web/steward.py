@@ -12,7 +12,7 @@ from sqlmodel import col
 
 from ledger.access import revocations, service
 from ledger.access.models import Grant
-from ledger.deps import SessionDep, StateDep
+from ledger.http.deps import SessionDep, StateDep
 from ledger.principals.models import Principal, Role
 from ledger.web.pages import PREFIX, attempt, check_csrf, page_roles, render, see_other
 from ledger.web.sessions import Viewer
@@ -81,7 +81,7 @@ def approve(
     csrf: Csrf = "",
 ) -> Response:
     check_csrf(viewer, csrf)
-    ctx = service.Context(state.settings, state.keys, state.policies)
+    ctx = state.context()
     refused = attempt(
         session,
         lambda: service.approve(

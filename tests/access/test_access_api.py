@@ -13,7 +13,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from ledger.access.tokens import GRANT_TYP, keys_from_jwks, verify
-from ledger.api import create_app
 from ledger.config import Settings
 from ledger.consent import csv_import
 from ledger.db import transaction
@@ -23,6 +22,7 @@ from ledger.images.store import FilesystemStore
 from ledger.keystore import load_keyring
 from ledger.policy.engine import default_directory
 from ledger.principals.models import Role
+from ledger.server import create_app
 from tests.conftest import MakePrincipal, auth
 
 ISSUER = "urn:test:hospital"

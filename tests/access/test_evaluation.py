@@ -19,13 +19,14 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from ledger.access import composition, decision, evaluation, image_rows
+from ledger.clock import utcnow
 from ledger.config import Settings
 from ledger.consent import csv_import, in_force
 from ledger.consent import service as consents
 from ledger.consent.models import ConsentVersion, Subject
 from ledger.consent.schemas import ConsentAmend, WithdrawBody
 from ledger.db import bulk_insert, snapshot, transaction
-from ledger.dbtypes import table_of, utcnow
+from ledger.dbtypes import table_of
 from ledger.images import columns, datasets
 from ledger.images import service as images
 from ledger.images.models import DatasetImage, Image

@@ -24,12 +24,13 @@ from ledger.access.authorize import DECISION_AUDIENCE, DECISION_TYP
 from ledger.access.models import GrantImage
 from ledger.access.slots import Slots
 from ledger.access.tokens import keys_from_jwks, verify
-from ledger.api import flush_decisions, routers
+from ledger.audit import queries as audit
 from ledger.client import Grant, LedgerAPIError, LedgerClient
+from ledger.clock import utcnow
 from ledger.config import Settings
 from ledger.db import snapshot, transaction
-from ledger.dbtypes import utcnow
 from ledger.errors import TooManyRequests
+from ledger.http.app import flush_decisions, routers
 from ledger.images import datasets, synthetic
 from ledger.images import service as images
 from ledger.images.deid import SECONDARY_CAPTURE
@@ -37,7 +38,6 @@ from ledger.images.models import DatasetImage, Image
 from ledger.images.store import FilesystemStore, data_key, unseal
 from ledger.keystore import load_keyring
 from ledger.principals.models import Role
-from ledger.provenance import audit
 from ledger.provenance.models import LogEntry
 from tests.access.test_access_api import ISSUER
 from tests.conftest import MakePrincipal, auth

@@ -10,13 +10,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from ledger.api import create_app
 from ledger.config import Settings
 from ledger.db import transaction
 from ledger.principals.models import Role
 from ledger.provenance import log
 from ledger.provenance.merkle import leaf_hash, verify_consistency, verify_inclusion
 from ledger.provenance.note import Verifier, open_note
+from ledger.server import create_app
 from tests.conftest import MakePrincipal, auth
 
 

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from ledger.api import create_app
 from ledger.config import Settings
 from ledger.provenance import merkle_workers
 from ledger.provenance.merkle import root_hash
+from ledger.server import create_app
 
 # Powers of two, one past them, and trees whose right part outgrows the left's halves.
 SIZES = [4, 5, 7, 8, 9, 12, 16, 17, 31, 33, 100, 128, 129, 191]

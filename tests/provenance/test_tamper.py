@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from ledger.canonical import canonical
 from ledger.config import Settings
 from ledger.consent import subjects
 from ledger.db import snapshot, transaction
@@ -198,7 +199,7 @@ def test_inserted_entry_is_caught(engine: Engine, keys: KeyRing, history: str) -
         statements.append(
             ("UPDATE log_entries SET seq = :n WHERE seq = :s", {"n": seq + 1, "s": seq})
         )
-    forged = log.canonical(
+    forged = canonical(
         {
             "v": 1,
             "seq": 8,
@@ -225,7 +226,7 @@ def test_inserted_entry_is_caught(engine: Engine, keys: KeyRing, history: str) -
 def test_appended_entry_with_forged_chain_is_caught(
     engine: Engine, keys: KeyRing, history: str
 ) -> None:
-    forged = log.canonical({"v": 1, "seq": 20, "time": "t", "type": "x", "actor": None, "data": {}})
+    forged = canonical({"v": 1, "seq": 20, "time": "t", "type": "x", "actor": None, "data": {}})
     _tamper(
         engine,
         (
@@ -291,6 +292,7 @@ def test_equivocation_is_caught(engine: Engine, keys: KeyRing, history: str) -> 
 WRITER = """
 import sys
 from ledger.db import make_engine, transaction
+from ledger.canonical import canonical
 from ledger.provenance import log
 engine = make_engine(sys.argv[1])
 i = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.provenance.log import canonical
+from ledger.canonical import canonical
 from ledger.provenance.merkle import leaf_hash, root_hash
 from ledger.provenance.verify import CompactRange, entry_seq
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from ledger.api import create_app
 from ledger.config import Settings
 from ledger.principals.models import Role
+from ledger.server import create_app
 from tests.access.test_access_api import _file
 from tests.conftest import MakePrincipal
 

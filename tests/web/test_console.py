@@ -11,8 +11,8 @@ from sqlalchemy import Engine, select, update
 from sqlmodel import col
 
 from ledger.access.models import AccessReview
+from ledger.clock import utcnow
 from ledger.db import snapshot, transaction
-from ledger.dbtypes import utcnow
 from ledger.principals.models import Role
 from ledger.web.models import WebSession
 from ledger.web.sessions import COOKIE

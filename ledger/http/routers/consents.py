@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -24,18 +24,13 @@ from ledger.consent.schemas import (
     SubjectPublic,
     WithdrawBody,
 )
-from ledger.deps import SessionDep, StateDep
 from ledger.errors import InvalidInput, NotFound, UnsupportedMediaType
-from ledger.idempotency import run_once
-from ledger.principals.models import Role
-from ledger.security import Caller, require_roles
+from ledger.http.deps import SessionDep, StateDep
+from ledger.http.idempotency import run_once
+from ledger.http.security import Registrar, RegistrarOrOversight
 
 router = APIRouter(tags=["consent"])
 
-Registrar = Annotated[Caller, Depends(require_roles(Role.registrar))]
-Reader = Annotated[
-    Caller, Depends(require_roles(Role.registrar, Role.steward, Role.auditor, Role.admin))
-]
 IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", description="Retry-safe key; a repeat replays the answer."),
@@ -82,20 +77,24 @@ def lookup_subject(
 
 
 @router.get("/v1/subjects/{subject_id}", response_model=SubjectPublic)
-def get_subject(subject_id: str, session: SessionDep, caller: Reader) -> SubjectPublic:
+def get_subject(
+    subject_id: str, session: SessionDep, caller: RegistrarOrOversight
+) -> SubjectPublic:
     return service.subject_public(service.get_subject(session, subject_id))
 
 
 @router.get("/v1/subjects/{subject_id}/consents", response_model=ConsentState)
 def subject_consents(
-    subject_id: str, session: SessionDep, caller: Reader, as_of: AsOf = None
+    subject_id: str, session: SessionDep, caller: RegistrarOrOversight, as_of: AsOf = None
 ) -> ConsentState:
     """Consents in force at ``as_of``, as they were known at ``as_of``."""
     return service.state(session, subject_id, as_of)
 
 
 @router.get("/v1/subjects/{subject_id}/consents/history", response_model=list[ConsentPublic])
-def subject_history(subject_id: str, session: SessionDep, caller: Reader) -> list[ConsentPublic]:
+def subject_history(
+    subject_id: str, session: SessionDep, caller: RegistrarOrOversight
+) -> list[ConsentPublic]:
     """Every version of every consent of the subject, in the order they were recorded."""
     return [service.public(r) for r in service.subject_consents(session, subject_id)]
 
@@ -104,7 +103,7 @@ def subject_history(subject_id: str, session: SessionDep, caller: Reader) -> lis
 def permissions(
     subject_id: str,
     session: SessionDep,
-    caller: Reader,
+    caller: RegistrarOrOversight,
     purpose: Annotated[str, Query(description="e.g. ai.training or ai.training,DS:C34")],
     as_of: AsOf = None,
 ) -> Permission:
@@ -132,13 +131,17 @@ def create_consent(
 
 
 @router.get("/v1/consents/{consent_id}", response_model=ConsentPublic)
-def get_consent(consent_id: str, session: SessionDep, caller: Reader) -> ConsentPublic:
+def get_consent(
+    consent_id: str, session: SessionDep, caller: RegistrarOrOversight
+) -> ConsentPublic:
     """The consent's newest version."""
     return service.public(service.current(session, consent_id))
 
 
 @router.get("/v1/consents/{consent_id}/history", response_model=list[ConsentPublic])
-def consent_history(consent_id: str, session: SessionDep, caller: Reader) -> list[ConsentPublic]:
+def consent_history(
+    consent_id: str, session: SessionDep, caller: RegistrarOrOversight
+) -> list[ConsentPublic]:
     return [service.public(r) for r in service.history(session, consent_id)]
 
 
@@ -239,6 +242,8 @@ async def post_fhir_consent(
 
 
 @router.get("/v1/fhir/Consent/{consent_id}", tags=["fhir"])
-def get_fhir_consent(consent_id: str, session: SessionDep, caller: Reader) -> JSONResponse:
+def get_fhir_consent(
+    consent_id: str, session: SessionDep, caller: RegistrarOrOversight
+) -> JSONResponse:
     """The consent as a FHIR R5 Consent, in its current state."""
     return JSONResponse(service.fhir_resource(session, consent_id), media_type=FHIR_JSON)

@@ -4,25 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from ledger.deps import SessionDep, StateDep
 from ledger.errors import UnsupportedMediaType
+from ledger.http.deps import SessionDep, StateDep
+from ledger.http.security import Curator, CuratorOrOversight, Erasure
 from ledger.images import datasets, service
 from ledger.images.datasets import DatasetCreate, DatasetPublic
-from ledger.principals.models import Role
-from ledger.security import Caller, require_roles
 
 router = APIRouter(tags=["images"])
 
-Curator = Annotated[Caller, Depends(require_roles(Role.curator))]
-Reader = Annotated[
-    Caller, Depends(require_roles(Role.curator, Role.steward, Role.auditor, Role.admin))
-]
-Eraser = Annotated[Caller, Depends(require_roles(Role.admin, Role.registrar))]
 DICOM = "application/dicom"
 
 
@@ -62,7 +56,7 @@ async def post_image(
 
 
 @router.get("/v1/images/{image_id}")
-def get_image(image_id: str, session: SessionDep, caller: Reader) -> dict[str, Any]:
+def get_image(image_id: str, session: SessionDep, caller: CuratorOrOversight) -> dict[str, Any]:
     """An image's index entry (never its pixels: those leave only through a grant)."""
     return service.public(service.get(session, image_id))
 
@@ -72,7 +66,7 @@ def erase_subject(
     subject_id: str,
     session: SessionDep,
     state: StateDep,
-    caller: Eraser,
+    caller: Erasure,
     background: BackgroundTasks,
 ) -> dict[str, Any]:
     """Right to erasure: shred the subject's image key, strip index fields and unlink its
@@ -93,7 +87,7 @@ def create_dataset(
 
 
 @router.get("/v1/datasets/{dataset_id}", response_model=DatasetPublic)
-def get_dataset(dataset_id: str, session: SessionDep, caller: Reader) -> DatasetPublic:
+def get_dataset(dataset_id: str, session: SessionDep, caller: CuratorOrOversight) -> DatasetPublic:
     return datasets.public(datasets.get(session, dataset_id))
 
 
@@ -101,7 +95,7 @@ def get_dataset(dataset_id: str, session: SessionDep, caller: Reader) -> Dataset
 def get_manifest(
     dataset_id: str,
     session: SessionDep,
-    caller: Reader,
+    caller: CuratorOrOversight,
     start: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> dict[str, Any]:

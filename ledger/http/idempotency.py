@@ -18,9 +18,10 @@ from sqlalchemy import Column, Integer, String
 from sqlalchemy.orm import Session
 from sqlmodel import Field, SQLModel
 
-from ledger.dbtypes import JSONType, UTCDateTime, utcnow
+from ledger.canonical import canonical
+from ledger.clock import utcnow
+from ledger.dbtypes import JSONType, UTCDateTime
 from ledger.errors import InvalidInput
-from ledger.provenance.log import canonical
 
 M = TypeVar("M", bound=BaseModel)
 MAX_KEY_LENGTH = 200

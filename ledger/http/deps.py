@@ -1,41 +1,18 @@
-"""FastAPI dependencies shared by every router: the request's session and app state."""
+"""FastAPI dependencies shared by every router and console page: the app state and the
+request's unit of work."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from ledger.access.authorize import Authorizer
-from ledger.access.slots import Slots
-from ledger.config import Settings
-from ledger.images.columns import Vault
-from ledger.images.store import ObjectStore
-from ledger.keystore import KeyRing
-from ledger.policy.engine import PolicySet
-from ledger.provenance.checkpoints import LogTree
+from ledger.access.service import Context
+from ledger.wiring import AppState
 
-
-@dataclass
-class AppState:
-    settings: Settings
-    engine: Engine
-    write_sessions: sessionmaker[Session]
-    read_sessions: sessionmaker[Session]
-    keys: KeyRing
-    store: ObjectStore
-    policies: PolicySet
-    download_slots: Slots
-    authorizer: Authorizer
-    log_tree: LogTree = field(default_factory=LogTree)
-
-    def vault(self) -> Vault:
-        """Where datasets' packed columns are kept (``ledger.images.columns``)."""
-        return Vault(self.store, self.keys.master_key)
+__all__ = ["AppState", "ContextDep", "SessionDep", "StateDep", "app_state"]
 
 
 def app_state(request: Request) -> AppState:
@@ -64,5 +41,10 @@ def _session(request: Request) -> Iterator[Session]:
             raise
 
 
+def _context(request: Request) -> Context:
+    return app_state(request).context()
+
+
 SessionDep = Annotated[Session, Depends(_session, scope="function")]
 StateDep = Annotated[AppState, Depends(app_state)]
+ContextDep = Annotated[Context, Depends(_context)]

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
-from ledger.deps import SessionDep
+from ledger.http.deps import SessionDep
+from ledger.http.security import Admin, Auditing, CallerDep
 from ledger.pagination import Page
 from ledger.principals import service
-from ledger.principals.models import Role
 from ledger.principals.schemas import PrincipalCreate, PrincipalPublic, PrincipalWithKey
-from ledger.security import Caller, CallerDep, require_roles
 
 router = APIRouter(prefix="/v1/principals", tags=["principals"])
-
-Admin = Annotated[Caller, Depends(require_roles(Role.admin))]
-AdminOrAuditor = Annotated[Caller, Depends(require_roles(Role.admin, Role.auditor))]
 
 
 @router.post("", status_code=201, response_model=PrincipalWithKey)
@@ -28,7 +24,7 @@ def create_principal(body: PrincipalCreate, session: SessionDep, caller: Admin) 
 @router.get("", response_model=Page[PrincipalPublic])
 def list_principals(
     session: SessionDep,
-    caller: AdminOrAuditor,
+    caller: Auditing,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Page[PrincipalPublic]:
@@ -44,9 +40,7 @@ def whoami(session: SessionDep, caller: CallerDep) -> PrincipalPublic:
 
 
 @router.get("/{principal_id}", response_model=PrincipalPublic)
-def get_principal(
-    principal_id: str, session: SessionDep, caller: AdminOrAuditor
-) -> PrincipalPublic:
+def get_principal(principal_id: str, session: SessionDep, caller: Auditing) -> PrincipalPublic:
     return service.public(service.get(session, principal_id))
 
 

@@ -1,22 +1,19 @@
-"""Auditor queries over HTTP (read-only; auditor and admin roles)."""
+"""Auditing queries over HTTP (read-only; auditor and admin roles)."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from ledger.deps import SessionDep, StateDep
-from ledger.principals.models import Role
-from ledger.provenance import audit
-from ledger.provenance.prov_export import prov_json
-from ledger.security import Caller, require_roles
+from ledger.audit import queries as audit
+from ledger.audit.prov_export import prov_json
+from ledger.http.deps import SessionDep, StateDep
+from ledger.http.security import Auditing
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
-
-Auditor = Annotated[Caller, Depends(require_roles(Role.auditor, Role.admin))]
 
 
 class EventPublic(BaseModel):
@@ -47,11 +44,11 @@ def _public(lineage: audit.Lineage) -> LineagePublic:
 
 
 def _add_routes(kind: str, plural: str, what: str) -> None:
-    def get_lineage(item_id: str, session: SessionDep, caller: Auditor) -> LineagePublic:
+    def get_lineage(item_id: str, session: SessionDep, caller: Auditing) -> LineagePublic:
         return _public(audit.lineage(session, kind, item_id))
 
     def get_prov(
-        item_id: str, session: SessionDep, state: StateDep, caller: Auditor
+        item_id: str, session: SessionDep, state: StateDep, caller: Auditing
     ) -> dict[str, Any]:
         return prov_json(audit.lineage(session, kind, item_id), state.settings.log_origin)
 
@@ -94,7 +91,7 @@ class ReleaseCheck(BaseModel):
 
 
 @router.get("/releases-after-withdrawal", response_model=ReleaseCheck)
-def releases_after_withdrawal(session: SessionDep, caller: Auditor) -> ReleaseCheck:
+def releases_after_withdrawal(session: SessionDep, caller: Auditing) -> ReleaseCheck:
     """Every release in the log re-checked against consent as known at that moment:
     any subject released without consent in force (e.g. after a withdrawal) is listed."""
     found, checked = audit.releases_without_consent(session)

@@ -8,14 +8,14 @@ import base64
 import binascii
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import select
 from sqlmodel import col
 
-from ledger.deps import SessionDep, StateDep
 from ledger.errors import InvalidInput, NotFound
-from ledger.principals.models import Role
+from ledger.http.deps import SessionDep, StateDep
+from ledger.http.security import Auditing
 from ledger.provenance import checkpoints
 from ledger.provenance.models import LogEntry
 from ledger.provenance.schemas import (
@@ -26,11 +26,9 @@ from ledger.provenance.schemas import (
     InclusionProof,
     b64,
 )
-from ledger.security import Caller, require_roles
 
 router = APIRouter(prefix="/v1/log", tags=["transparency log"])
 
-AuditorOrAdmin = Annotated[Caller, Depends(require_roles(Role.auditor, Role.admin))]
 NOTE_MEDIA = "text/plain; charset=utf-8"
 
 
@@ -60,9 +58,7 @@ def get_checkpoint(
 
 
 @router.post("/checkpoint", status_code=201, response_model=CheckpointPublic)
-def post_checkpoint(
-    session: SessionDep, state: StateDep, caller: AuditorOrAdmin
-) -> CheckpointPublic:
+def post_checkpoint(session: SessionDep, state: StateDep, caller: Auditing) -> CheckpointPublic:
     """Sign the current tree head now (returns the existing one if nothing was appended)."""
     record = checkpoints.create(session, state.log_tree, state.keys, state.settings.log_origin)
     return CheckpointPublic.of(record)
@@ -71,7 +67,7 @@ def post_checkpoint(
 @router.get("/entries", response_model=EntriesPage)
 def get_entries(
     session: SessionDep,
-    caller: AuditorOrAdmin,
+    caller: Auditing,
     start: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> EntriesPage:

@@ -1,10 +1,14 @@
-"""The FastAPI application factory: settings → engine → keys → routers → error mapping."""
+"""The HTTP API: state from ``ledger.wiring``, routers, error mapping, background schedules.
+
+Front doors served by the same process (the console) mount themselves through
+``create_app(..., mounts=...)``; ``ledger.server`` puts the two together.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -14,21 +18,16 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ledger import __version__
-from ledger.access.authorize import Authorizer
-from ledger.access.slots import Slots
+from ledger import __version__, wiring
 from ledger.config import Settings, get_settings
-from ledger.db import check_schema, make_engine, ping, session_factory
-from ledger.deps import AppState
+from ledger.db import ping
 from ledger.errors import Conflict, LedgerError, ServiceUnavailable
-from ledger.images.store import FilesystemStore
-from ledger.keystore import load_keyring
-from ledger.middleware import BodyLimit
-from ledger.policy.service import activate, configured
+from ledger.http.middleware import BodyLimit
+from ledger.policy.service import activate
 from ledger.provenance import checkpoints, merkle_workers
-from ledger.web import pages as console
+from ledger.wiring import AppState
 
-log = logging.getLogger("ledger.api")
+log = logging.getLogger("ledger.http")
 
 PROBLEM = "application/problem+json"
 
@@ -101,24 +100,16 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(err, request)
 
 
-def create_app(settings: Settings | None = None, *, check_db: bool = True) -> FastAPI:
-    """Build the app; refuses to start on an un-migrated database or a home without keys."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    check_db: bool = True,
+    mounts: Sequence[Callable[[FastAPI], None]] = (),
+) -> FastAPI:
+    """Build the API; refuses to start on an un-migrated database or a home without keys."""
     settings = settings or get_settings()
-    keys = load_keyring(settings.keys_dir)
-    engine = make_engine(settings.resolved_database_url)
-    if check_db:
-        check_schema(engine)
-    state = AppState(
-        settings=settings,
-        engine=engine,
-        write_sessions=session_factory(engine),
-        read_sessions=session_factory(engine, readonly=True),
-        keys=keys,
-        store=FilesystemStore(settings.objects_dir),
-        policies=configured(settings),
-        download_slots=Slots(settings.max_concurrent_downloads),
-        authorizer=Authorizer(engine, keys, settings.issuer),
-    )
+    state = wiring.build(settings, check_db=check_db)
+    engine = state.engine
     if check_db:
         with state.write_sessions() as session:
             if activate(session, state.policies, actor=None):
@@ -156,7 +147,8 @@ def create_app(settings: Settings | None = None, *, check_db: bool = True) -> Fa
         upload_limit=settings.max_upload_bytes,
     )
     _mount(app)
-    console.install(app)
+    for mount in mounts:
+        mount(app)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> JSONResponse:
@@ -207,26 +199,28 @@ async def _decision_log_schedule(state: AppState) -> None:
 
 def routers() -> list[APIRouter]:
     """Every router of the API, in mounting order (tests enumerate routes from here)."""
-    from ledger.access.grants_router import router as grants_router
-    from ledger.access.router import router as access_router
-    from ledger.consent.router import router as consent_router
-    from ledger.images.router import router as images_router
-    from ledger.keys_router import router as keys_router
-    from ledger.principals.router import router as principals_router
-    from ledger.provenance.audit_router import router as audit_router
-    from ledger.provenance.router import router as log_router
-    from ledger.registry.router import router as models_router
+    from ledger.http.routers import (
+        access_requests,
+        audit,
+        consents,
+        grants,
+        images,
+        keys,
+        log,
+        model_registry,
+        principals,
+    )
 
     return [
-        principals_router,
-        consent_router,
-        images_router,
-        access_router,
-        grants_router,
-        models_router,
-        log_router,
-        audit_router,
-        keys_router,
+        principals.router,
+        consents.router,
+        images.router,
+        access_requests.router,
+        grants.router,
+        model_registry.router,
+        log.router,
+        audit.router,
+        keys.router,
     ]
 
 

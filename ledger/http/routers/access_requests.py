@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Header, Query
 
-from ledger.access import explain, service
+from ledger.access import explain, service, visibility
 from ledger.access.schemas import (
     AccessRequestCreate,
     AccessRequestPublic,
@@ -14,31 +14,11 @@ from ledger.access.schemas import (
     ImageOutcome,
     ReviewBody,
 )
-from ledger.deps import SessionDep, StateDep
-from ledger.errors import Forbidden
-from ledger.idempotency import run_once
-from ledger.principals.models import Role
-from ledger.security import Caller, require_roles
+from ledger.http.deps import SessionDep, StateDep
+from ledger.http.idempotency import run_once
+from ledger.http.security import Oversight, Pipeline, PipelineOrOversight, Steward
 
 router = APIRouter(prefix="/v1/access-requests", tags=["access requests"])
-
-Pipeline = Annotated[Caller, Depends(require_roles(Role.pipeline))]
-Steward = Annotated[Caller, Depends(require_roles(Role.steward))]
-Reader = Annotated[
-    Caller,
-    Depends(require_roles(Role.steward, Role.auditor, Role.admin, Role.pipeline)),
-]
-Overseer = Annotated[Caller, Depends(require_roles(Role.steward, Role.auditor, Role.admin))]
-
-
-def _context(state: StateDep) -> service.Context:
-    return service.Context(state.settings, state.keys, state.policies)
-
-
-def _visible(caller: Caller, requester_id: str) -> None:
-    """Pipelines see their own requests only."""
-    if not caller.has(Role.steward, Role.auditor, Role.admin) and caller.id != requester_id:
-        raise Forbidden("this request belongs to another pipeline")
 
 
 @router.post("", status_code=201, response_model=AccessRequestPublic)
@@ -59,7 +39,7 @@ def file_request(
         payload=body.model_dump(mode="json"),
         model=AccessRequestPublic,
         action=lambda: service.public(
-            session, service.create(session, _context(state), body, requester=caller.id)
+            session, service.create(session, state.context(), body, requester=caller.id)
         ),
     )
 
@@ -67,7 +47,7 @@ def file_request(
 @router.get("", response_model=list[AccessRequestPublic])
 def list_requests(
     session: SessionDep,
-    caller: Overseer,
+    caller: Oversight,
     status: Annotated[str | None, Query(description="e.g. evaluated (pending review)")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[AccessRequestPublic]:
@@ -76,9 +56,13 @@ def list_requests(
 
 
 @router.get("/{request_id}", response_model=AccessRequestPublic)
-def get_request(request_id: str, session: SessionDep, caller: Reader) -> AccessRequestPublic:
+def get_request(
+    request_id: str, session: SessionDep, caller: PipelineOrOversight
+) -> AccessRequestPublic:
     request = service.get(session, request_id)
-    _visible(caller, request.requester_id)
+    visibility.ensure_visible(
+        caller, request.requester_id, "this request belongs to another pipeline"
+    )
     return service.public(session, request)
 
 
@@ -89,7 +73,7 @@ def approve(
     """Approve; the last required approval issues the grant (``grant`` is the compact JWS,
     ``grant_id`` its ``jti``). The filer cannot approve their own request."""
     return service.approve(
-        session, _context(state), request_id, steward=caller.id, comment=body.comment
+        session, state.context(), request_id, steward=caller.id, comment=body.comment
     )
 
 
@@ -104,7 +88,7 @@ def reject(
 
 @router.get("/{request_id}/images/{image_id}", response_model=ImageOutcome)
 def explain_image(
-    request_id: str, image_id: str, session: SessionDep, caller: Overseer
+    request_id: str, image_id: str, session: SessionDep, caller: Oversight
 ) -> dict[str, Any]:
     """Why one image was or was not eligible: policy ids and the consents in force."""
     return explain.explain(session, request_id, image_id)
@@ -112,7 +96,7 @@ def explain_image(
 
 @router.get("/{request_id}/replay")
 def replay(
-    request_id: str, session: SessionDep, state: StateDep, caller: Overseer
+    request_id: str, session: SessionDep, state: StateDep, caller: Oversight
 ) -> dict[str, Any]:
     """Re-evaluate as of the request's ``as_of``: same answer, or what changed."""
-    return explain.replay(session, _context(state), request_id)
+    return explain.replay(session, state.context(), request_id)

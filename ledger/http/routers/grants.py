@@ -11,27 +11,21 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from ledger.access import archive, release, revocations
+from ledger.access import archive, release, revocations, visibility
 from ledger.access.authorize import FLUSH_AT
 from ledger.access.models import Grant
-from ledger.deps import AppState, SessionDep, StateDep
-from ledger.errors import Forbidden, LedgerError, NotFound
-from ledger.principals.models import Role
+from ledger.errors import LedgerError, NotFound
+from ledger.http.deps import AppState, SessionDep, StateDep
+from ledger.http.security import Caller, Pipeline, PipelineOrOversight, Steward
 from ledger.provenance import log
-from ledger.security import Caller, require_roles
 
 router = APIRouter(tags=["release"])
 
-Pipeline = Annotated[Caller, Depends(require_roles(Role.pipeline))]
-Steward = Annotated[Caller, Depends(require_roles(Role.steward))]
-Reader = Annotated[
-    Caller, Depends(require_roles(Role.pipeline, Role.steward, Role.auditor, Role.admin))
-]
 GrantHeader = Annotated[
     str | None,
     Header(alias=release.GRANT_HEADER, description="The grant, a compact JWS."),
@@ -68,14 +62,15 @@ class ArchiveBody(BaseModel):
 
 
 @router.get("/v1/grants/{grant_id}")
-def get_grant(grant_id: str, session: SessionDep, caller: Reader) -> dict[str, Any]:
+def get_grant(grant_id: str, session: SessionDep, caller: PipelineOrOversight) -> dict[str, Any]:
     """A grant's status (and, for the pipeline it was issued to, the token itself);
     pipelines see their own grants only."""
     grant = session.get(Grant, grant_id)
     if grant is None:
         raise NotFound(f"no grant {grant_id}")
-    if not caller.has(Role.steward, Role.auditor, Role.admin) and grant.pipeline_id != caller.id:
-        raise Forbidden("this grant was issued to another pipeline")
+    visibility.ensure_visible(
+        caller, grant.pipeline_id, "this grant was issued to another pipeline"
+    )
     return {
         "id": grant.id,
         "request_id": grant.request_id,
@@ -223,7 +218,7 @@ def revoke(grant_id: str, body: RevokeBody, session: SessionDep, caller: Steward
 def list_revocations(
     session: SessionDep,
     state: StateDep,
-    caller: Reader,
+    caller: PipelineOrOversight,
     since: Annotated[
         datetime,
         Query(description="ISO 8601 with time zone; use the previous answer's `until`"),
@@ -234,8 +229,9 @@ def list_revocations(
     from ledger.consent.service import check_as_of
 
     moment = check_as_of(since)
-    mine = None if caller.has(Role.steward, Role.auditor, Role.admin) else caller.id
-    return revocations.changes(session, state.policies, moment, pipeline_id=mine)
+    return revocations.changes(
+        session, state.policies, moment, pipeline_id=visibility.owner_filter(caller)
+    )
 
 
 class AuthorizeBody(BaseModel):

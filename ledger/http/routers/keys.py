@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from ledger.deps import StateDep
+from ledger.http.deps import StateDep
 
 router = APIRouter(tags=["keys"])
 

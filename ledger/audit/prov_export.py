@@ -15,7 +15,7 @@ from typing import Any
 
 from prov.model import ProvDocument
 
-from ledger.provenance.audit import Lineage
+from ledger.audit.queries import Lineage
 
 NAMESPACE = "https://ledger.invalid/ns#"
 

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Header, Query
 
-from ledger.deps import SessionDep, StateDep
-from ledger.idempotency import run_once
-from ledger.principals.models import Role
+from ledger.http.deps import SessionDep, StateDep
+from ledger.http.idempotency import run_once
+from ledger.http.security import Pipeline, PipelineOrOversight, RegistrarOrOversight
 from ledger.registry import service
 from ledger.registry.service import ModelCreate, ModelPublic
-from ledger.security import Caller, require_roles
 
 router = APIRouter(tags=["models"])
-
-Pipeline = Annotated[Caller, Depends(require_roles(Role.pipeline))]
-Reader = Annotated[
-    Caller, Depends(require_roles(Role.pipeline, Role.steward, Role.auditor, Role.admin))
-]
-Impact = Annotated[
-    Caller, Depends(require_roles(Role.registrar, Role.steward, Role.auditor, Role.admin))
-]
 
 
 @router.post("/v1/models", status_code=201, response_model=ModelPublic)
@@ -50,7 +41,7 @@ def register_model(
 def list_models(
     session: SessionDep,
     state: StateDep,
-    caller: Reader,
+    caller: PipelineOrOversight,
     flagged: Annotated[bool | None, Query(description="only models that lost consent")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 200,
 ) -> list[ModelPublic]:
@@ -62,14 +53,18 @@ def list_models(
 
 
 @router.get("/v1/models/{model_id}", response_model=ModelPublic)
-def get_model(model_id: str, session: SessionDep, state: StateDep, caller: Reader) -> ModelPublic:
+def get_model(
+    model_id: str, session: SessionDep, state: StateDep, caller: PipelineOrOversight
+) -> ModelPublic:
     """A model's lineage: grants → requests → datasets, policy hash and ``as_of`` of each
     decision, and how many of its images no longer have consent."""
     return service.describe(session, state.policies, service.get(session, model_id))
 
 
 @router.get("/v1/subjects/{subject_id}/impact")
-def impact(subject_id: str, session: SessionDep, state: StateDep, caller: Impact) -> dict[str, Any]:
+def impact(
+    subject_id: str, session: SessionDep, state: StateDep, caller: RegistrarOrOversight
+) -> dict[str, Any]:
     """Which grants, pipelines and models used this subject's images, and how many of
     them are blocked now (after a withdrawal or erasure)."""
     return service.impact(session, state.policies, subject_id)

@@ -1,0 +1,1 @@
+"""Auditor queries over the log and the domains: lineage, releases after withdrawal, PROV."""

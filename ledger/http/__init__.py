@@ -1,0 +1,1 @@
+"""The HTTP front door: app factory, request dependencies, security, middleware, routers."""

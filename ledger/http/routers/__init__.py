@@ -1,0 +1,1 @@
+"""One router per resource; each parses the request and calls one service function."""

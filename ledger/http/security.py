@@ -1,0 +1,75 @@
+"""Authentication and role checks for HTTP routes.
+
+Every protected route declares who may call it with one of the caller types below, each
+named for the people it admits, so the route table (and the test that enumerates it)
+reads as an access policy. Whether a pipeline may see a particular request or grant is a
+domain rule (``ledger.access.visibility``), not a role.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ledger.errors import Forbidden, Unauthenticated
+from ledger.http.deps import SessionDep
+from ledger.principals.keys import Caller, resolve_key
+from ledger.principals.models import Role
+
+__all__ = ["Caller", "CallerDep", "RequireRoles", "authenticate", "require_roles"]
+
+# Who oversees everything without owning it: stewards decide, auditors and admins read.
+OVERSIGHT = (Role.steward, Role.auditor, Role.admin)
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("send an API key as `Authorization: Bearer <key>`")
+    return token.strip()
+
+
+def authenticate(request: Request, session: SessionDep) -> Caller:
+    caller = resolve_key(session, bearer_token(request))
+    request.state.caller = caller
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(authenticate)]
+
+
+class RequireRoles:
+    """Dependency that admits callers holding any of ``roles``."""
+
+    def __init__(self, *roles: Role) -> None:
+        self.roles = frozenset(str(r) for r in roles)
+
+    def __call__(self, caller: CallerDep) -> Caller:
+        if not caller.roles & self.roles:
+            raise Forbidden(f"this action needs one of the roles: {', '.join(sorted(self.roles))}")
+        return caller
+
+
+def require_roles(*roles: Role) -> RequireRoles:
+    return RequireRoles(*roles)
+
+
+Admin = Annotated[Caller, Depends(require_roles(Role.admin))]
+Registrar = Annotated[Caller, Depends(require_roles(Role.registrar))]
+Curator = Annotated[Caller, Depends(require_roles(Role.curator))]
+Steward = Annotated[Caller, Depends(require_roles(Role.steward))]
+Pipeline = Annotated[Caller, Depends(require_roles(Role.pipeline))]
+# Reads of the log, the audit trail and the principals list.
+Auditing = Annotated[Caller, Depends(require_roles(Role.auditor, Role.admin))]
+# Reads of access requests under review.
+Oversight = Annotated[Caller, Depends(require_roles(*OVERSIGHT))]
+# Reads of requests, grants and models: pipelines (their own only) and oversight.
+PipelineOrOversight = Annotated[Caller, Depends(require_roles(Role.pipeline, *OVERSIGHT))]
+# Reads of consents and of a withdrawal's impact: registrars and oversight.
+RegistrarOrOversight = Annotated[Caller, Depends(require_roles(Role.registrar, *OVERSIGHT))]
+# Reads of images and datasets: curators and oversight.
+CuratorOrOversight = Annotated[Caller, Depends(require_roles(Role.curator, *OVERSIGHT))]
+# Erasure of a subject: the registrar who holds the consent, or an admin.
+Erasure = Annotated[Caller, Depends(require_roles(Role.admin, Role.registrar))]
