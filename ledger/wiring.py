@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from ledger.access import release
 from ledger.access.authorize import Authorizer
 from ledger.access.service import Context
 from ledger.access.slots import Slots
@@ -69,6 +70,11 @@ class AppState:
 
     def context(self) -> Context:
         return Context(self.settings, self.keys, self.policies, self.vault())
+
+    def release_desk(self) -> release.Desk:
+        return release.Desk(
+            self.keys, self.policies, self.store, self.download_slots, self.write_sessions
+        )
 
 
 def build(settings: Settings, *, check_db: bool = True) -> AppState:

@@ -2,7 +2,7 @@
 many written file by file (never the whole archive in memory).
 
 Pure of web and database: it gets the object store, the grant's de-identification engine
-and what ``release.prepare`` read inside the transaction.
+and what ``release.prepare`` read inside the transaction (``Prepared``).
 """
 
 from __future__ import annotations
@@ -11,15 +11,24 @@ import io
 import json
 import zipfile
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydicom import dcmread
 
-from ledger.access.release import Prepared
 from ledger.images.deid import Deidentifier
 from ledger.images.store import ObjectStore, unseal
 
 REFUSED_MEMBER = "ledger-refused.json"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the streaming part needs, read inside the transaction: no session after it."""
+
+    uid: str
+    address: str
+    data_key: bytes
 
 
 class Quarantined(Exception):

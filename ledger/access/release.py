@@ -13,26 +13,31 @@ Merkle root of their leaves.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from ledger.access import decision, evaluation, tokens
-from ledger.access.models import AccessRequest, Grant, GrantImage
+from ledger.access import decision, tokens
+from ledger.access.archive import Prepared, Quarantined, render, zip_stream
+from ledger.access.grant_manifest import (
+    Instance,
+    instances_by_uid,
+    manifest_entries,
+    release_key,
+)
+from ledger.access.models import AccessRequest, Grant
+from ledger.access.slots import Slots
 from ledger.clock import timestamp, utcnow
-from ledger.db import bulk_insert
-from ledger.dbtypes import table_of
-from ledger.errors import Conflict, Forbidden, Gone, NotFound, Unauthenticated
+from ledger.errors import Conflict, Forbidden, Gone, LedgerError, NotFound, Unauthenticated
 from ledger.images.deid import DEFAULT_OPTIONS, SECONDARY_CAPTURE, Deidentifier, Option
-from ledger.images.models import DatasetImage, Image
-from ledger.images.store import data_key
+from ledger.images.models import Image
+from ledger.images.store import ObjectStore, data_key
 from ledger.keystore import KeyRing
 from ledger.policy.engine import PolicySet
 from ledger.provenance import log
@@ -60,55 +65,8 @@ def options_for(purpose: str) -> frozenset[Option]:
     return GENERATIVE_OPTIONS if "ai.generative" in purpose.split(",") else DEFAULT_OPTIONS
 
 
-def release_key(keys: KeyRing, grant_id: str) -> bytes:
-    """The grant's de-identification key: pseudonyms, UIDs and date shifts are stable
-    within a grant (a pipeline can resume a download) and unlinkable across grants."""
-    return hmac.new(
-        keys.master_key, b"ledger-release/" + grant_id.encode(), hashlib.sha256
-    ).digest()
-
-
 def deidentifier(keys: KeyRing, grant_id: str, purpose: str) -> Deidentifier:
     return Deidentifier(release_key(keys, grant_id), options_for(purpose))
-
-
-def freeze(session: Session, keys: KeyRing, request: AccessRequest, grant_id: str) -> int:
-    """Write the grant's manifest: the request's eligible images, in leaf order (so a
-    position is the image's leaf index under the grant's ``manifest_root``)."""
-    outcomes = evaluation.decode_outcomes(request.outcomes)
-    eligible = [bool(c["eligible"]) for c in request.classes]
-    rows = session.execute(
-        select(col(DatasetImage.position), col(Image.id), col(Image.leaf_hash), col(Image.sop_uid))
-        .join(Image, col(Image.id) == col(DatasetImage.image_id))
-        .where(col(DatasetImage.dataset_id) == request.dataset_id)
-        .order_by(col(DatasetImage.position))
-    ).all()
-    chosen = sorted(
-        (
-            (bytes(leaf), image_id, sop)
-            for pos, image_id, leaf, sop in rows
-            if eligible[outcomes[pos]]
-        ),
-    )
-    if root_hash([leaf for leaf, _, _ in chosen]) != bytes(request.eligible_root):
-        # The dataset or its images changed under the request: refuse rather than sign a
-        # grant whose manifest differs from what was evaluated.
-        raise Gone("the evaluated images are no longer all available; file a new request")
-    engine = Deidentifier(release_key(keys, grant_id))
-    bulk_insert(
-        session,
-        table_of(GrantImage),
-        [
-            {
-                "grant_id": grant_id,
-                "position": n,
-                "image_id": image_id,
-                "deid_uid": engine.uid(sop or image_id),
-            }
-            for n, (_, image_id, sop) in enumerate(chosen)
-        ],
-    )
-    return len(chosen)
 
 
 class NoLongerEligible(Gone):
@@ -180,31 +138,11 @@ def open_grant(
     return OpenGrant(grant, request, decision.stored_request_facts(request), str(claims["purpose"]))
 
 
-@dataclass(frozen=True)
-class Instance:
-    position: int
-    image_id: str
-    deid_uid: str
-
-
-def manifest_page(
-    session: Session, grant_id: str, start: int, limit: int
-) -> tuple[list[Instance], int | None]:
-    rows = session.execute(
-        select(col(GrantImage.position), col(GrantImage.image_id), col(GrantImage.deid_uid))
-        .where(col(GrantImage.grant_id) == grant_id, col(GrantImage.position) >= start)
-        .order_by(col(GrantImage.position))
-        .limit(limit + 1)
-    ).all()
-    items = [Instance(p, i, u) for p, i, u in rows[:limit]]
-    return items, (rows[limit][0] if len(rows) > limit else None)
-
-
 def manifest(
     session: Session, policies: PolicySet, opened: OpenGrant, start: int, limit: int
 ) -> dict[str, Any]:
     """One page of the grant's manifest, each instance marked available or not now."""
-    items, next_start = manifest_page(session, opened.grant.id, start, limit)
+    items, next_start = manifest_entries(session, opened.grant.id, start, limit)
     classes = eligibility_now(session, policies, opened, items) if items else []
     return {
         "grant_id": opened.grant.id,
@@ -225,25 +163,6 @@ def manifest(
     }
 
 
-def instances_by_uid(session: Session, grant_id: str, uids: Sequence[str]) -> list[Instance]:
-    """The manifest entries for ``uids``; NotFound names any that are not in it."""
-    wanted = list(dict.fromkeys(uids))
-    found: dict[str, Instance] = {}
-    for i in range(0, len(wanted), 1000):
-        for p, image_id, uid in session.execute(
-            select(col(GrantImage.position), col(GrantImage.image_id), col(GrantImage.deid_uid))
-            .where(col(GrantImage.grant_id) == grant_id)
-            .where(col(GrantImage.deid_uid).in_(wanted[i : i + 1000]))
-        ):
-            found[uid] = Instance(p, image_id, uid)
-    missing = [u for u in wanted if u not in found]
-    if missing:
-        raise NotFound(
-            f"{len(missing)} instance(s) are not in this grant's manifest", missing=missing[:50]
-        )
-    return [found[u] for u in wanted]
-
-
 def eligibility_now(
     session: Session, policies: PolicySet, opened: OpenGrant, instances: Sequence[Instance]
 ) -> list[dict[str, Any]]:
@@ -257,15 +176,6 @@ def _may_show_text(sop_class: str | None, burned_in: str | None) -> bool:
     return burned_in == "YES" or (
         (sop_class or "").startswith(SECONDARY_CAPTURE) and burned_in != "NO"
     )
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """What the streaming part needs, read inside the transaction: no session after it."""
-
-    uid: str
-    address: str
-    data_key: bytes
 
 
 def prepare(
@@ -337,3 +247,131 @@ def prepare(
     )
     prepared = [Prepared(i.deid_uid, str(row[2]), data_keys[row[1]]) for i, row in allowed]
     return prepared, refused
+
+
+# The release calls: what the HTTP routes (and any other front door) call. Each opens the
+# grant for the calling pipeline, re-checks what it asks for now, and logs a refusal in a
+# transaction of its own, since the caller's transaction is rolled back with the error.
+
+REFUSALS_LOGGED = frozenset({401, 403, 404, 410, 429})
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Desk:
+    """What release needs beyond the request's session (built by ``ledger.wiring``)."""
+
+    keys: KeyRing
+    policies: PolicySet
+    store: ObjectStore
+    slots: Slots
+    refusals: Callable[[], Session]  # a new session, for logging a refusal on its own
+
+
+@dataclass(frozen=True)
+class Download:
+    """An archive stream to send: released and refused counts are known before it starts."""
+
+    chunks: Iterator[bytes]
+    released: int
+    refused: int
+
+
+def _logging_refusals(
+    desk: Desk, session: Session, grant_id: str, actor: str, action: Callable[[], T]
+) -> T:
+    """Run ``action``; if it refuses, roll back the caller's transaction (releasing
+    SQLite's write lock), log the refusal in a transaction of its own, and re-raise."""
+    try:
+        return action()
+    except LedgerError as exc:
+        if exc.status in REFUSALS_LOGGED:
+            session.rollback()
+            with desk.refusals() as own:
+                log.append(
+                    own,
+                    "refusal.release",
+                    {"grant_id": grant_id, "status": exc.status, "code": exc.code},
+                    actor=actor,
+                )
+                own.commit()
+        raise
+
+
+def manifest_page(
+    session: Session,
+    desk: Desk,
+    grant_id: str,
+    token: str | None,
+    *,
+    pipeline_id: str,
+    start: int,
+    limit: int,
+) -> dict[str, Any]:
+    """One page of the grant's manifest, each instance marked available or not now."""
+
+    def run() -> dict[str, Any]:
+        opened = open_grant(session, desk.keys, grant_id, token, pipeline_id=pipeline_id)
+        return manifest(session, desk.policies, opened, start, limit)
+
+    return _logging_refusals(desk, session, grant_id, pipeline_id, run)
+
+
+def instance(
+    session: Session, desk: Desk, grant_id: str, token: str | None, uid: str, *, pipeline_id: str
+) -> bytes:
+    """One de-identified DICOM file; Gone if its subject no longer consents, NotFound if
+    it is not in the manifest, NotReleasable if de-identification withholds it."""
+
+    def run() -> bytes:
+        opened = open_grant(session, desk.keys, grant_id, token, pipeline_id=pipeline_id)
+        found = instances_by_uid(session, grant_id, [uid])
+        ready, refused = prepare(
+            session, desk.keys, desk.policies, opened, found, actor=pipeline_id
+        )
+        if refused:
+            raise NoLongerEligible(refused[0])
+        engine = deidentifier(desk.keys, grant_id, opened.purpose)
+        try:
+            return render(desk.store, engine, ready[0])
+        except Quarantined as exc:
+            raise NotReleasable(exc.reasons) from exc
+
+    return _logging_refusals(desk, session, grant_id, pipeline_id, run)
+
+
+def download(
+    session: Session,
+    desk: Desk,
+    grant_id: str,
+    token: str | None,
+    uids: Sequence[str],
+    *,
+    pipeline_id: str,
+) -> Download:
+    """Many instances as one zip stream; those no longer eligible are left out and listed
+    in ``ledger-refused.json``. Holds one of the grant's download slots until the stream
+    ends, so a pipeline cannot starve others by opening many at once."""
+
+    def run() -> Download:
+        opened = open_grant(session, desk.keys, grant_id, token, pipeline_id=pipeline_id)
+        found = instances_by_uid(session, grant_id, uids)
+        desk.slots.take(grant_id)
+        try:
+            ready, refused = prepare(
+                session, desk.keys, desk.policies, opened, found, actor=pipeline_id
+            )
+        except BaseException:
+            desk.slots.give(grant_id)
+            raise
+        engine = deidentifier(desk.keys, grant_id, opened.purpose)
+
+        def stream() -> Iterator[bytes]:
+            try:
+                yield from zip_stream(desk.store, engine, ready, refused)
+            finally:
+                desk.slots.give(grant_id)
+
+        return Download(stream(), len(ready), len(refused))
+
+    return _logging_refusals(desk, session, grant_id, pipeline_id, run)

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from ledger.access import decision, evaluation, release, tokens
+from ledger.access import decision, evaluation, grant_manifest, release, tokens
 from ledger.access.lifecycle import Status, transition
 from ledger.access.models import AccessRequest, AccessReview, Grant
 from ledger.access.schemas import (
@@ -330,7 +330,7 @@ def issue_grant(
     )
     session.add(grant)
     session.flush()
-    release.freeze(session, ctx.keys, request, grant_id)
+    grant_manifest.freeze(session, ctx.keys, request, grant_id)
     log.append(
         session,
         "grant.issued",

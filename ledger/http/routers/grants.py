@@ -1,28 +1,26 @@
-"""HTTP routes pipelines use with a grant: manifest, instances, archives; revocations.
+"""HTTP routes pipelines use with a grant: manifest, instances, archives; revocations;
+authorize.
 
 Every release route takes the grant in the ``Ledger-Grant`` header *and* the pipeline's own
-API key; a refusal is answered with problem+json and recorded in the log (in a transaction
-of its own, since the request's is rolled back).
+API key, and calls one function of ``ledger.access.release``, which checks, logs and logs
+refusals; a refusal is answered here with problem+json.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.orm import Session
 
-from ledger.access import archive, release, revocations, visibility
+from ledger.access import release, revocations, visibility
 from ledger.access.authorize import FLUSH_AT
 from ledger.access.models import Grant
-from ledger.errors import LedgerError, NotFound
-from ledger.http.deps import AppState, SessionDep, StateDep
-from ledger.http.security import Caller, Pipeline, PipelineOrOversight, Steward
-from ledger.provenance import log
+from ledger.errors import NotFound
+from ledger.http.deps import SessionDep, StateDep
+from ledger.http.security import Pipeline, PipelineOrOversight, Steward
 
 router = APIRouter(tags=["release"])
 
@@ -32,27 +30,6 @@ GrantHeader = Annotated[
 ]
 MAX_BATCH = 256
 T = TypeVar("T")
-
-
-def _refusing(
-    state: AppState, session: Session, grant_id: str, caller: Caller, action: Callable[[], T]
-) -> T:
-    """Run ``action``; if it refuses, roll back the request's transaction (releasing
-    SQLite's write lock), log the refusal in a transaction of its own, and re-raise."""
-    try:
-        return action()
-    except LedgerError as exc:
-        if exc.status in (401, 403, 404, 410, 429):
-            session.rollback()
-            with state.write_sessions() as own:
-                log.append(
-                    own,
-                    "refusal.release",
-                    {"grant_id": grant_id, "status": exc.status, "code": exc.code},
-                    actor=caller.id,
-                )
-                own.commit()
-        raise
 
 
 class ArchiveBody(BaseModel):
@@ -100,14 +77,15 @@ def manifest(
     """One page of the grant's manifest: de-identified instance UIDs in leaf order, each
     marked ``available`` or not under current consent (download only the available ones;
     delete local copies of the others)."""
-
-    def run() -> dict[str, Any]:
-        opened = release.open_grant(
-            session, state.keys, grant_id, grant_token, pipeline_id=caller.id
-        )
-        return release.manifest(session, state.policies, opened, start, limit)
-
-    return _refusing(state, session, grant_id, caller, run)
+    return release.manifest_page(
+        session,
+        state.release_desk(),
+        grant_id,
+        grant_token,
+        pipeline_id=caller.id,
+        start=start,
+        limit=limit,
+    )
 
 
 @router.get(
@@ -125,29 +103,14 @@ def instance(
 ) -> Response:
     """One de-identified DICOM instance (``application/dicom``); 410 if its subject no
     longer consents, 404 if it is not in the manifest."""
-
-    def run() -> Response:
-        opened = release.open_grant(
-            session, state.keys, grant_id, grant_token, pipeline_id=caller.id
-        )
-        found = release.instances_by_uid(session, grant_id, [uid])
-        ready, refused = release.prepare(
-            session, state.keys, state.policies, opened, found, actor=caller.id
-        )
-        if refused:
-            raise release.NoLongerEligible(refused[0])
-        engine = release.deidentifier(state.keys, grant_id, opened.purpose)
-        try:
-            data = archive.render(state.store, engine, ready[0])
-        except archive.Quarantined as exc:
-            raise release.NotReleasable(exc.reasons) from exc
-        return Response(
-            data,
-            media_type="application/dicom",
-            headers={"Content-Disposition": f'attachment; filename="{uid}.dcm"'},
-        )
-
-    return _refusing(state, session, grant_id, caller, run)
+    data = release.instance(
+        session, state.release_desk(), grant_id, grant_token, uid, pipeline_id=caller.id
+    )
+    return Response(
+        data,
+        media_type="application/dicom",
+        headers={"Content-Disposition": f'attachment; filename="{uid}.dcm"'},
+    )
 
 
 @router.post(
@@ -165,40 +128,23 @@ def download_archive(
 ) -> StreamingResponse:
     """Many instances in one zip stream (``<uid>.dcm`` each), up to 256 per call. Instances
     no longer eligible are left out and listed in ``ledger-refused.json``."""
-    slots = state.download_slots
-
-    def run() -> StreamingResponse:
-        opened = release.open_grant(
-            session, state.keys, grant_id, grant_token, pipeline_id=caller.id
-        )
-        found = release.instances_by_uid(session, grant_id, body.sop_instance_uids)
-        slots.take(grant_id)
-        try:
-            ready, refused = release.prepare(
-                session, state.keys, state.policies, opened, found, actor=caller.id
-            )
-        except BaseException:
-            slots.give(grant_id)
-            raise
-        engine = release.deidentifier(state.keys, grant_id, opened.purpose)
-
-        def stream() -> Iterator[bytes]:
-            try:
-                yield from archive.zip_stream(state.store, engine, ready, refused)
-            finally:
-                slots.give(grant_id)
-
-        return StreamingResponse(
-            stream(),
-            media_type="application/zip",
-            headers={
-                "Content-Disposition": f'attachment; filename="{grant_id}.zip"',
-                "Ledger-Released": str(len(ready)),
-                "Ledger-Refused": str(len(refused)),
-            },
-        )
-
-    return _refusing(state, session, grant_id, caller, run)
+    download = release.download(
+        session,
+        state.release_desk(),
+        grant_id,
+        grant_token,
+        body.sop_instance_uids,
+        pipeline_id=caller.id,
+    )
+    return StreamingResponse(
+        download.chunks,
+        media_type="application/zip",
+        headers={
+            "Content-Disposition": f'attachment; filename="{grant_id}.zip"',
+            "Ledger-Released": str(download.released),
+            "Ledger-Refused": str(download.refused),
+        },
+    )
 
 
 class RevokeBody(BaseModel):
