@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import SQLModel
 
 import ledger.dbtypes  # noqa: F401  (sets the constraint naming convention)
+from ledger.dialect import is_postgres, marker
 from ledger.errors import SchemaNotCurrent, ServiceUnavailable
 
 metadata = SQLModel.metadata  # naming convention set in ledger.dbtypes
@@ -200,7 +201,7 @@ def bind_processor(column_type: Any, dialect: Any) -> Any:
     processor = column_type.bind_processor(dialect)
     if (
         processor is None
-        and dialect.name == "postgresql"
+        and is_postgres(dialect)
         and isinstance(column_type.dialect_impl(dialect), JSON)
     ):
         # SQLAlchemy leaves JSON to psycopg's adapters via casts in the SQL it renders;
@@ -253,7 +254,7 @@ def bulk_insert(
     dialect = conn.dialect
     names = list(rows[0])
     processors = [bind_processor(table.c[name].type, dialect) for name in names]
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    mark = marker(dialect)
     preparer = dialect.identifier_preparer
     sql = "INSERT INTO {} ({}) VALUES ({})".format(  # noqa: S608 (identifiers from our metadata)
         preparer.format_table(table),

@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy.orm import Session
 
+from ledger import dialect
 from ledger.db import bind_processor, driver_cursor
 
 Records = npt.NDArray[np.void]
@@ -116,7 +117,7 @@ def copy_rows(session: Session, query: Any, kinds: Sequence[str]) -> Records | N
     The widths check is exact: the first row whose widths differ is read correctly up to
     its first differing field, whose true length is then compared and refused."""
     conn = session.connection()
-    if conn.dialect.name != "postgresql":
+    if not dialect.is_postgres(conn):
         return None
     compiled = query.compile(dialect=conn.dialect)
     params = {}

@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from ledger import dialect
 from ledger.access import image_rows, tokens
 from ledger.access.decision import RequestFacts, classes_of_rows
 from ledger.clock import utcnow
@@ -72,8 +73,7 @@ class Authorizer:
         self.issuer = issuer
         self._raw: Any = None
         self._mark_lock = threading.Lock()
-        qmark = engine.dialect.paramstyle == "qmark"
-        self._mark_sql = log.MARK_SELECT_QMARK if qmark else log.MARK_SELECT_FORMAT
+        self._mark_sql = dialect.driver_sql(engine, log.MARK_SELECT)
         self._cache: dict[tuple[Any, ...], _Cached] = {}
         self._purposes: dict[str, Request] = {}
         self._pending: list[tuple[bytes, str, str]] = []
@@ -96,7 +96,7 @@ class Authorizer:
                 try:
                     if self._raw is None:
                         self._raw = self.engine.raw_connection()
-                        if self.engine.dialect.name == "postgresql":
+                        if dialect.is_postgres(self.engine):
                             self._raw.driver_connection.autocommit = True
                     cursor = self._raw.cursor()
                     try:

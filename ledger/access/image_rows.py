@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from ledger import dialect
 from ledger.consent.in_force import CHUNK
 from ledger.images import columns
 from ledger.images.models import Image
@@ -20,13 +21,12 @@ from ledger.images.models import Image
 ROW = (*columns.selected(), col(Image.erased_at))
 # Authorize reads a study on every cache miss: plain driver SQL, built once from ROW.
 ALL = f"SELECT {', '.join(c.key for c in ROW)} FROM images"  # noqa: S608 (our column names)
-STUDY_QMARK = f"{ALL} WHERE study_uid = ?"
-STUDY_FORMAT = STUDY_QMARK.replace("?", "%s")
+STUDY = f"{ALL} WHERE study_uid = ?"
 
 
-def _fetch(session: Session, qmark_sql: str, format_sql: str, *params: Any) -> list[Any]:
+def _fetch(session: Session, sql: str, *params: Any) -> list[Any]:
     conn = session.connection()
-    sql = qmark_sql if conn.dialect.paramstyle == "qmark" else format_sql
+    sql = dialect.driver_sql(conn, sql)
     cursor = conn.connection.cursor()
     try:
         cursor.execute(sql, params)
@@ -37,7 +37,7 @@ def _fetch(session: Session, qmark_sql: str, format_sql: str, *params: Any) -> l
 
 def of_study(session: Session, study_uid: str) -> list[tuple[Any, ...]]:
     """The images of one study that are not erased (authorize)."""
-    return [r for r in _fetch(session, STUDY_QMARK, STUDY_FORMAT, study_uid) if r[8] is None]
+    return [r for r in _fetch(session, STUDY, study_uid) if r[8] is None]
 
 
 def of_images(session: Session, image_ids: Sequence[str]) -> list[tuple[Any, ...]]:

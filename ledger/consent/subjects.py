@@ -9,11 +9,10 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from ledger import dialect
 from ledger.clock import utcnow
 from ledger.consent.models import Subject
 from ledger.db import bulk_insert
@@ -66,9 +65,8 @@ def get_or_create(
         _fill_missing(existing, demographics)
         return existing, False
     new_id = str(uuid.uuid4())
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     session.execute(
-        insert(Subject)
+        dialect.insert_ignoring_conflicts(session, Subject, ["pseudonym"])
         .values(
             id=new_id,
             pseudonym=digest,

@@ -40,6 +40,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from ledger import dialect
 from ledger.db import driver_cursor, driver_rows
 from ledger.errors import Gone, ServiceUnavailable
 from ledger.images.models import DatasetColumns, DatasetImage, Image
@@ -253,7 +254,7 @@ Kept = tuple[bytes | None, str | None, bytes | None]  # arrays, address, wrapped
 
 def _kept(session: Session, dataset_id: str) -> Kept | None:
     conn = session.connection()
-    if conn.dialect.name != "postgresql":
+    if not dialect.is_postgres(conn):
         row = session.execute(
             select(
                 col(DatasetColumns.arrays),

@@ -12,11 +12,10 @@ import secrets
 from datetime import datetime
 
 from sqlalchemy import Column, ForeignKey, LargeBinary, String, delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlmodel import Field, SQLModel, col
 
+from ledger import dialect
 from ledger.clock import utcnow
 from ledger.db import bulk_insert
 from ledger.dbtypes import UTCDateTime, table_of
@@ -42,11 +41,9 @@ def subject_commitment(session: Session, subject_id: str) -> str:
     """The commitment to use in log entries for ``subject_id`` (creates its salt once)."""
     row = session.get(SubjectSalt, subject_id)
     if row is None:
-        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        insert = dialect.insert_ignoring_conflicts(session, SubjectSalt, ["subject_id"])
         session.execute(
-            insert(SubjectSalt)
-            .values(subject_id=subject_id, salt=secrets.token_bytes(32), created_at=utcnow())
-            .on_conflict_do_nothing(index_elements=["subject_id"])
+            insert.values(subject_id=subject_id, salt=secrets.token_bytes(32), created_at=utcnow())
         )
         row = session.get(SubjectSalt, subject_id)
         assert row is not None

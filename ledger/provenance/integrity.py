@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from ledger import dialect
 from ledger.provenance.models import CheckpointRecord
 from ledger.provenance.note import Verifier
 from ledger.provenance.verify import Report, SignedCheckpoint, verify_entries
@@ -25,7 +26,7 @@ def _rows(session: Session) -> Iterator[tuple[int, bytes, bytes | None, bytes | 
     cost more than the hashing on a million-entry log. PostgreSQL gets a server-side
     cursor so memory stays flat."""
     dbapi = session.connection().connection
-    postgres = session.get_bind().dialect.name == "postgresql"
+    postgres = dialect.is_postgres(session)
     cursor = dbapi.cursor(name="ledger_verify", binary=True) if postgres else dbapi.cursor()
     try:
         cursor.execute(ROWS_SQL)

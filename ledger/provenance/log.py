@@ -18,6 +18,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from ledger import dialect
 from ledger.canonical import canonical
 from ledger.clock import timestamp, utcnow
 from ledger.dbtypes import table_of
@@ -37,16 +38,11 @@ def chain_hash(previous: bytes, leaf: bytes) -> bytes:
 # ``decision_inputs`` mark, which decision caches compare (``ledger.access.authorize``).
 DECISION_INPUTS = ("consent.", "subject.", "subjects.", "image.", "policy.")
 DECISION_MARK = "decision_inputs"
-INSERT_ENTRIES_QMARK = (
+INSERT_ENTRIES = (
     "INSERT INTO log_entries (seq, event_type, entry, leaf_hash, chain_hash, recorded_at) "
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
-INSERT_ENTRIES_FORMAT = (
-    "INSERT INTO log_entries (seq, event_type, entry, leaf_hash, chain_hash, recorded_at) "
-    "VALUES (%s, %s, %s, %s, %s, %s)"
-)
-INSERT_REFS_QMARK = "INSERT INTO log_refs (ref, seq) VALUES (?, ?)"
-INSERT_REFS_FORMAT = "INSERT INTO log_refs (ref, seq) VALUES (%s, %s)"
+INSERT_REFS = "INSERT INTO log_refs (ref, seq) VALUES (?, ?)"
 
 
 # Keys of entry data that name something an auditor asks about, and the ref kind each
@@ -88,7 +84,7 @@ def lock_head(session: Session) -> tuple[int, bytes]:
     Two statements on purpose: under READ COMMITTED a statement's snapshot is taken when it
     starts, so a head read in the same statement as the lock could be stale.
     """
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect.is_postgres(session):
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOG_LOCK_ID})
     row = session.execute(
         select(col(LogEntry.seq), col(LogEntry.chain_hash))
@@ -129,9 +125,8 @@ def append_many(
     conn = session.connection()
     bind = table_of(LogEntry).c.recorded_at.type.bind_processor(conn.dialect)
     recorded_at = bind(now) if bind else now
-    qmark = conn.dialect.paramstyle == "qmark"
-    insert_entries = INSERT_ENTRIES_QMARK if qmark else INSERT_ENTRIES_FORMAT
-    insert_refs = INSERT_REFS_QMARK if qmark else INSERT_REFS_FORMAT
+    insert_entries = dialect.driver_sql(conn, INSERT_ENTRIES)
+    insert_refs = dialect.driver_sql(conn, INSERT_REFS)
     done: list[Appended] = []
     rows: list[tuple[Any, ...]] = []
     refs: list[tuple[str, int]] = []
@@ -166,8 +161,7 @@ def append_many(
 
 MARK_UPDATE = text("UPDATE log_marks SET seq = :seq WHERE name = :name")
 MARK_INSERT = text("INSERT INTO log_marks (name, seq) VALUES (:name, :seq)")
-MARK_SELECT_QMARK = "SELECT seq FROM log_marks WHERE name = ?"
-MARK_SELECT_FORMAT = "SELECT seq FROM log_marks WHERE name = %s"
+MARK_SELECT = "SELECT seq FROM log_marks WHERE name = ?"
 
 
 def _mark(conn: Any, name: str, seq: int) -> None:
