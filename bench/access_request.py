@@ -1,6 +1,6 @@
 """An access request over 1M images of 200k patients, end to end, with time per stage.
 
-Goal (DESIGN §10): <= 3 s on SQLite, <= 1.5 s on PostgreSQL. The set-up (consents
+Goal (docs/architecture.md §4): <= 3 s on SQLite, <= 1.5 s on PostgreSQL. The set-up (consents
 imported from CSV, 1M image index rows, a dataset over all of them) is not timed; the
 request is: consent facts, classes, Cedar, manifest root, composition, storing, logging.
 Usage: python bench/access_request.py [--subjects N] [--per-subject K] [--pg URL]

@@ -1,6 +1,6 @@
 """De-identification throughput: our engine vs dicognito on the same plain CT files.
 
-Goal (DESIGN §10): >= 150 files/s single core on plain CT, and faster than dicognito.
+Goal (docs/architecture.md §4): >= 150 files/s single core on plain CT, and faster than dicognito.
 Both read from and write to disk. Usage: python bench/deid.py [--files N] [--size 512]
 """
 

@@ -1,6 +1,6 @@
 """Grant tokens: signatures and verifications per second, and token size.
 
-Goal (DESIGN §10): >= 5,000 signs/s and >= 5,000 verifies/s; token <= 2 KB whatever the
+Goal (docs/architecture.md §4): >= 5,000 signs/s and >= 5,000 verifies/s; token <= 2 KB whatever the
 dataset size. Usage: python bench/grants.py [--seconds S]
 """
 

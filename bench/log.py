@@ -1,6 +1,6 @@
 """Transparency-log benchmarks: appends/s, full verification entries/s, proof latency.
 
-Goals (DESIGN §10): appends >= 1,000/s SQLite and >= 500/s PostgreSQL with 4 writers;
+Goals (docs/architecture.md §4): appends >= 1,000/s SQLite and >= 500/s PostgreSQL with 4 writers;
 verification >= 200,000 entries/s over 1M entries; inclusion/consistency proof p99 <= 5 ms.
 Usage: python bench/log.py [--entries N] [--seconds S] [--pg URL] [--skip-appends]
 """

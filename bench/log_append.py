@@ -1,6 +1,6 @@
 """Log appends per second, one transaction per append, with 1 and 4 writer processes.
 
-Goal (DESIGN §10): >= 1,000/s on SQLite, >= 500/s on PostgreSQL with 4 writers.
+Goal (docs/architecture.md §4): >= 1,000/s on SQLite, >= 500/s on PostgreSQL with 4 writers.
 Usage: python bench/log_append.py [--pg URL] [--seconds N]
 """
 

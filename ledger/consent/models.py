@@ -1,5 +1,5 @@
 """Subject table. A subject is known only by a keyed pseudonym of issuer and patient id;
-the identifier itself is never stored (DESIGN invariant 4)."""
+the identifier itself is never stored (no direct identifier at rest in clear)."""
 
 from __future__ import annotations
 

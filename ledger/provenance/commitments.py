@@ -2,7 +2,7 @@
 
 The log holds ``SHA-256(salt || subject id)``; the salt lives in an ordinary, erasable
 table. Erasing the salt leaves every log entry and the Merkle tree intact and verifiable,
-but nobody can link those entries to the subject any more (DESIGN invariant 4).
+but nobody can link those entries to the subject any more (no personal data in the log).
 """
 
 from __future__ import annotations

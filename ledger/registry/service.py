@@ -206,7 +206,7 @@ def list_models(session: Session, limit: int = 200) -> list[ModelRecord]:
 
 
 def impact(session: Session, policies: PolicySet, subject_id: str) -> dict[str, Any]:
-    """Which grants, pipelines and models used this subject's images (DESIGN §4.10)."""
+    """Which grants, pipelines and models used this subject's images (withdrawal's impact report)."""
     subject = session.get(Subject, subject_id)
     if subject is None:
         raise NotFound(f"no subject {subject_id}")

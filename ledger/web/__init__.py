@@ -1,2 +1,2 @@
 """The web console for stewards, registrars and auditors: server-rendered pages over the
-same services as the API, with the same role checks (DESIGN §3 roles; issue: console)."""
+same services as the API, with the same role checks (roles: docs/architecture.md §2)."""
