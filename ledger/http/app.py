@@ -10,26 +10,20 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
-from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError, OperationalError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger import __version__, wiring
 from ledger.config import Settings, get_settings
 from ledger.db import ping
-from ledger.errors import Conflict, LedgerError, ServiceUnavailable
 from ledger.http.middleware import BodyLimit
+from ledger.http.problems import install_error_handlers
 from ledger.policy.service import activate
 from ledger.provenance import checkpoints, merkle_workers
 from ledger.wiring import AppState
 
 log = logging.getLogger("ledger.http")
-
-PROBLEM = "application/problem+json"
 
 DESCRIPTION = """
 Records which patients consented to which AI uses, checks dataset access requests
@@ -39,65 +33,6 @@ de-identified images under a valid grant, and keeps a tamper-evident Merkle log.
 Authenticate with `Authorization: Bearer <api key>`. Errors are RFC 9457
 `application/problem+json`. Lists use cursor pagination (`cursor`, `limit`).
 """
-
-
-def problem_response(error: LedgerError, request: Request) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-    return JSONResponse(
-        error.problem(instance=request.url.path),
-        status_code=error.status,
-        media_type=PROBLEM,
-        headers=headers,
-    )
-
-
-def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
-    # The offending input is left out on purpose: it may carry patient data.
-    return [
-        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
-        for err in exc.errors()
-    ]
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(LedgerError)
-    async def _ledger(request: Request, exc: LedgerError) -> JSONResponse:
-        return problem_response(exc, request)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        err = LedgerError("the request does not match the schema", errors=_validation_errors(exc))
-        err.status, err.code, err.title = 422, "invalid-request", "Invalid request"
-        return problem_response(err, request)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        err = LedgerError(str(exc.detail))
-        err.status, err.code, err.title = (
-            exc.status_code,
-            f"http-{exc.status_code}",
-            str(exc.detail),
-        )
-        return problem_response(err, request)
-
-    @app.exception_handler(IntegrityError)
-    async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
-        log.warning("integrity error on %s %s", request.method, request.url.path)
-        return problem_response(
-            Conflict("the change conflicts with existing data; nothing was written"), request
-        )
-
-    @app.exception_handler(OperationalError)
-    async def _db_down(request: Request, exc: OperationalError) -> JSONResponse:
-        log.error("database error on %s %s: %s", request.method, request.url.path, type(exc))
-        return problem_response(ServiceUnavailable("the database is unavailable"), request)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        err = LedgerError("an unexpected error occurred; it has been logged")
-        err.status, err.code, err.title = 500, "internal", "Internal error"
-        return problem_response(err, request)
 
 
 def create_app(
