@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 import typer
-from sqlalchemy.exc import OperationalError
 
 from ledger.cli import (
     audit,
@@ -21,7 +20,6 @@ from ledger.cli import (
 )
 from ledger.cli.output import err_console
 from ledger.errors import LedgerError
-from ledger.policy.engine import PolicyError
 
 app = typer.Typer(
     name="ledger",
@@ -51,16 +49,26 @@ consents.subjects_app.command("impact")(grants.impact)
 def main() -> None:
     try:
         app()
-    except LedgerError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.detail}", highlight=False, soft_wrap=True)
+    except Exception as exc:
+        message = _failure(exc)
+        if message is None:
+            raise
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
         sys.exit(1)
-    except PolicyError as exc:
-        err_console.print(
-            f"[bold red]error:[/] policy set refused: {exc}", highlight=False, soft_wrap=True
-        )
-        sys.exit(1)
-    except OperationalError as exc:
-        err_console.print(
-            f"[bold red]error:[/] database unavailable: {exc.orig}", highlight=False, soft_wrap=True
-        )
-        sys.exit(1)
+
+
+def _failure(exc: Exception) -> str | None:
+    """The one line a person sees for an error the ledger expects; None lets it through.
+
+    Policy and database errors are recognised only once their modules are loaded: a module
+    not imported cannot have raised, and importing cedarpy or SQLAlchemy here to name their
+    classes would make every command, ``--help`` included, pay for them."""
+    if isinstance(exc, LedgerError):
+        return exc.detail
+    engine = sys.modules.get("ledger.policy.engine")
+    if engine is not None and isinstance(exc, engine.PolicyError):
+        return f"policy set refused: {exc}"
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is not None and isinstance(exc, sa_exc.OperationalError):
+        return f"database unavailable: {exc.orig}"
+    return None

@@ -9,12 +9,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ledger.audit import queries as audit
-from ledger.audit.prov_export import prov_json
 from ledger.cli.output import (
     HomeOpt,
     JsonOpt,
@@ -26,12 +24,10 @@ from ledger.cli.output import (
     table,
     unit_of_work,
 )
-from ledger.keystore import load_keyring
-from ledger.provenance import bundle, checkpoints
-from ledger.provenance.integrity import verify_database
-from ledger.provenance.note import NoteError, Verifier
-from ledger.provenance.schemas import CheckpointPublic, b64
-from ledger.provenance.verify import Report, SignedCheckpoint
+
+if TYPE_CHECKING:
+    from ledger.provenance.note import Verifier
+    from ledger.provenance.verify import Report, SignedCheckpoint
 
 app = typer.Typer(help="Verify and export the tamper-evident log.", no_args_is_help=True)
 
@@ -63,6 +59,8 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _keys(values: list[str] | None) -> list[Verifier]:
+    from ledger.provenance.note import NoteError, Verifier
+
     texts: list[str] = []
     for value in values or []:
         if value.startswith("@"):
@@ -76,6 +74,8 @@ def _keys(values: list[str] | None) -> list[Verifier]:
 
 
 def _witnessed(paths: list[Path] | None) -> list[SignedCheckpoint]:
+    from ledger.provenance.verify import SignedCheckpoint
+
     out = []
     for path in paths or []:
         try:
@@ -86,6 +86,8 @@ def _witnessed(paths: list[Path] | None) -> list[SignedCheckpoint]:
 
 
 def _report(report: Report, json_out: bool, extra: dict[str, Any]) -> None:
+    from ledger.provenance.schemas import b64
+
     if json_out:
         emit_json(
             {
@@ -127,6 +129,10 @@ def verify(
     json_out: JsonOpt = False,
 ) -> None:
     """Recompute hash chain and Merkle tree from every entry and check every checkpoint."""
+    from ledger.keystore import load_keyring
+    from ledger.provenance import bundle, checkpoints
+    from ledger.provenance.integrity import verify_database
+
     pinned = _keys(key)
     witnessed = _witnessed(checkpoint)
     if bundle_path is not None:
@@ -156,6 +162,9 @@ def export(
     json_out: JsonOpt = False,
 ) -> None:
     """Write entries, checkpoints and public keys to one file for offline verification."""
+    from ledger.keystore import load_keyring
+    from ledger.provenance import bundle
+
     settings = settings_for(home)
     keys = load_keyring(settings.keys_dir)
     with read_only(home) as session:
@@ -175,6 +184,10 @@ def export(
 @app.command("checkpoint")
 def checkpoint_(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Sign the current tree head now and print the signed note (save it to audit later)."""
+    from ledger.keystore import load_keyring
+    from ledger.provenance import checkpoints
+    from ledger.provenance.schemas import CheckpointPublic
+
     settings = settings_for(home)
     keys = load_keyring(settings.keys_dir)
     with unit_of_work(home) as session:
@@ -189,6 +202,9 @@ def checkpoint_(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
 @app.command("keys")
 def keys_(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Print the verifier keys checkpoints are signed with, to pin them with --key."""
+    from ledger.keystore import load_keyring
+    from ledger.provenance import checkpoints
+
     settings = settings_for(home)
     encoded = [
         v.encode()
@@ -212,6 +228,9 @@ def lineage_(
     json_out: JsonOpt = False,
 ) -> None:
     """Everything the log records about a subject, grant, model or dataset."""
+    from ledger.audit import queries as audit
+    from ledger.audit.prov_export import prov_json
+
     settings = settings_for(home)
     with read_only(home) as session:
         found = audit.lineage(session, kind, item_id)
@@ -243,6 +262,8 @@ def lineage_(
 def releases_after_withdrawal(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Re-check every logged release against consent at that moment; exit 1 if any
     subject was released without consent in force."""
+    from ledger.audit import queries as audit
+
     with read_only(home) as session:
         found, checked = audit.releases_without_consent(session)
     if json_out:

@@ -6,10 +6,9 @@ from __future__ import annotations
 import getpass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ledger.cli.output import (
     HomeOpt,
@@ -22,18 +21,11 @@ from ledger.cli.output import (
     table,
     unit_of_work,
 )
-from ledger.consent import csv_import, service, subjects
-from ledger.consent.purposes import tree
-from ledger.consent.schemas import (
-    ConsentCreate,
-    ConsentPublic,
-    Decision,
-    Scope,
-    SubjectCreate,
-    WithdrawBody,
-)
+from ledger.consent.decisions import Decision
 from ledger.errors import NotFound
-from ledger.keystore import load_keyring
+
+if TYPE_CHECKING:
+    from ledger.consent.schemas import ConsentPublic, Scope
 
 subjects_app = typer.Typer(help="Patients, by pseudonym.", no_args_is_help=True)
 consents_app = typer.Typer(help="Record, withdraw, query and import consent.", no_args_is_help=True)
@@ -50,6 +42,8 @@ def actor() -> str:
 
 
 def _pseudonym_key(home: Path | None) -> bytes:
+    from ledger.keystore import load_keyring
+
     return load_keyring(settings_for(home).keys_dir).pseudonym_key
 
 
@@ -70,6 +64,9 @@ def subject_create(
     json_out: JsonOpt = False,
 ) -> None:
     """Register a patient (prints the existing subject if already registered)."""
+    from ledger.consent import service
+    from ledger.consent.schemas import SubjectCreate
+
     body = SubjectCreate(
         issuer=issuer, patient_id=patient_id, sex=sex, birth_year=birth_year, site=site
     )
@@ -87,6 +84,8 @@ def subject_find(
     issuer: IssuerOpt, patient_id: PatientOpt, home: HomeOpt = None, json_out: JsonOpt = False
 ) -> None:
     """Find a patient's subject id."""
+    from ledger.consent import service, subjects
+
     key = _pseudonym_key(home)
     with read_only(home) as session:
         found = subjects.find(session, key, issuer, patient_id)
@@ -114,6 +113,9 @@ def record(
     json_out: JsonOpt = False,
 ) -> None:
     """Record a consent (permit) or a refusal (deny)."""
+    from ledger.consent import service
+    from ledger.consent.schemas import ConsentCreate, Scope
+
     body = ConsentCreate(
         subject_id=subject,
         decision=decision,
@@ -137,6 +139,9 @@ def withdraw(
     json_out: JsonOpt = False,
 ) -> None:
     """Withdraw a consent, effective immediately."""
+    from ledger.consent import service
+    from ledger.consent.schemas import WithdrawBody
+
     with unit_of_work(home) as session:
         row = service.public(
             service.withdraw(session, consent_id, WithdrawBody(reason=reason), actor=actor())
@@ -152,6 +157,8 @@ def show(
     json_out: JsonOpt = False,
 ) -> None:
     """Consents of a subject in force at an instant."""
+    from ledger.consent import service
+
     with read_only(home) as session:
         state = service.state(session, subject, _aware(as_of))
     _print_consents(state.consents, json_out, f"In force at {state.as_of:%Y-%m-%d %H:%M:%S %Z}")
@@ -166,6 +173,8 @@ def check(
     json_out: JsonOpt = False,
 ) -> None:
     """Is a purpose permitted for a subject? Exit 0 if so, 3 if not."""
+    from ledger.consent import service
+
     with read_only(home) as session:
         answer = service.permission(session, subject, purpose, _aware(as_of))
     if json_out:
@@ -186,6 +195,16 @@ def import_csv(
     json_out: JsonOpt = False,
 ) -> None:
     """Import consents from CSV: all rows or none; bad lines are listed with numbers."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from ledger.consent import csv_import
+
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -253,6 +272,8 @@ def _scope_text(scope: Scope) -> str:
 
 def purposes(json_out: JsonOpt = False) -> None:
     """The purpose tree and modifiers."""
+    from ledger.consent.purposes import tree
+
     data = tree().as_dict()
     if json_out:
         emit_json(data)

@@ -9,17 +9,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ledger.cli.output import console, emit_json, err_console
-from ledger.images.deid import DEFAULT_OPTIONS, Deidentifier, Option
-from ledger.images.deid_files import deidentify_tree, files_under
-from ledger.keystore import write_secret
+from ledger.images.deid_options import Option
 
 OPTION_NAMES = ", ".join(o.name for o in Option)
 
 
 def _key(path: Path, create: bool) -> bytes:
+    from ledger.keystore import write_secret
+
     if not path.exists():
         if not create:
             err_console.print(
@@ -55,6 +54,17 @@ def deid(
     json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """De-identify per DICOM PS3.15 Annex E; burned-in images go to OUT/quarantine/."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from ledger.images.deid import DEFAULT_OPTIONS, Deidentifier
+    from ledger.images.deid_files import deidentify_tree, files_under
+
     if not source.exists():
         err_console.print(f"[bold red]error:[/] {source} does not exist")
         raise typer.Exit(2)

@@ -4,14 +4,10 @@ impact``: what stewards and auditors ask after a grant is out."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from sqlalchemy import select
-from sqlmodel import col
 
-from ledger.access import revocations
-from ledger.access.models import Grant
 from ledger.cli.output import (
     HomeOpt,
     JsonOpt,
@@ -24,9 +20,9 @@ from ledger.cli.output import (
 )
 from ledger.cli.requests import StewardOpt, steward_id
 from ledger.clock import utcnow
-from ledger.consent.service import check_as_of
-from ledger.policy.service import configured
-from ledger.registry import service as registry
+
+if TYPE_CHECKING:
+    from ledger.access.models import Grant
 
 grants_app = typer.Typer(help="Grants: list and revoke.", no_args_is_help=True)
 models_app = typer.Typer(help="Registered models and their lineage.", no_args_is_help=True)
@@ -52,6 +48,11 @@ def list_grants(
     json_out: JsonOpt = False,
 ) -> None:
     """Grants, newest first (default: not revoked)."""
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from ledger.access.models import Grant
+
     with read_only(home) as session:
         query = select(Grant).order_by(col(Grant.issued_at).desc())
         if not all_:
@@ -85,6 +86,8 @@ def revoke(
     json_out: JsonOpt = False,
 ) -> None:
     """Revoke a grant: every release under it is refused from now on."""
+    from ledger.access import revocations
+
     with unit_of_work(home) as session:
         grant = revocations.revoke(
             session, grant_id, reason=reason, actor=steward_id(session, steward)
@@ -105,6 +108,10 @@ def revocations_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Grants revoked and manifest instances no longer usable since a moment."""
+    from ledger.access import revocations
+    from ledger.consent.service import check_as_of
+    from ledger.policy.service import configured
+
     moment = check_as_of(since) if since else utcnow() - timedelta(days=1)
     policies = configured(settings_for(home))
     with read_only(home) as session:
@@ -125,6 +132,9 @@ def revocations_command(
 
 def impact(subject_id: str, home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Which grants, pipelines and models used a subject's images (after a withdrawal)."""
+    from ledger.policy.service import configured
+    from ledger.registry import service as registry
+
     policies = configured(settings_for(home))
     with read_only(home) as session:
         report = registry.impact(session, policies, subject_id)
@@ -158,6 +168,9 @@ def list_models(
     json_out: JsonOpt = False,
 ) -> None:
     """Registered models; ``--flagged`` for those whose data lost consent."""
+    from ledger.policy.service import configured
+    from ledger.registry import service as registry
+
     policies = configured(settings_for(home))
     with read_only(home) as session:
         models = [registry.describe(session, policies, m) for m in registry.list_models(session)]
@@ -175,6 +188,9 @@ def list_models(
 @models_app.command("show")
 def show_model(model_id: str, home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """A model's lineage: grants, requests, datasets and what lost consent since."""
+    from ledger.policy.service import configured
+    from ledger.registry import service as registry
+
     policies = configured(settings_for(home))
     with read_only(home) as session:
         model = registry.describe(session, policies, registry.get(session, model_id))

@@ -11,12 +11,10 @@ import zipfile
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ledger import wiring
 from ledger.cli.consents import actor, subjects_app
 from ledger.cli.output import (
     HomeOpt,
@@ -29,13 +27,11 @@ from ledger.cli.output import (
     table,
     unit_of_work,
 )
-from ledger.config import Settings
 from ledger.errors import LedgerError
-from ledger.images import datasets, service
-from ledger.images.columns import Vault
-from ledger.images.datasets import DatasetCreate, DatasetFilter
-from ledger.images.store import FilesystemStore
-from ledger.keystore import load_keyring
+
+if TYPE_CHECKING:
+    from ledger.config import Settings
+    from ledger.images.columns import Vault
 
 images_app = typer.Typer(help="DICOM instances: import and inspect.", no_args_is_help=True)
 datasets_app = typer.Typer(help="Frozen, Merkle-identified sets of images.", no_args_is_help=True)
@@ -43,6 +39,8 @@ datasets_app = typer.Typer(help="Frozen, Merkle-identified sets of images.", no_
 
 def columns_vault(settings: Settings) -> Vault:
     """Where the CLI keeps datasets' packed columns: as the server does."""
+    from ledger import wiring
+
     return wiring.vault(settings)
 
 
@@ -77,6 +75,18 @@ def import_images(
     json_out: JsonOpt = False,
 ) -> None:
     """Import DICOM files; re-run to resume (stored files are reported as duplicates)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from ledger.images import service
+    from ledger.images.store import FilesystemStore
+    from ledger.keystore import load_keyring
+
     if not path.exists():
         err_console.print(f"[bold red]error:[/] {path} does not exist")
         raise typer.Exit(2)
@@ -131,6 +141,8 @@ def show_image(
     image_id: Annotated[str, typer.Argument()], home: HomeOpt = None, json_out: JsonOpt = False
 ) -> None:
     """An image's index entry."""
+    from ledger.images import service
+
     with read_only(home) as session:
         info = service.public(service.get(session, image_id))
     if json_out:
@@ -154,6 +166,9 @@ def create_dataset(
     json_out: JsonOpt = False,
 ) -> None:
     """Freeze a dataset by filter or by an explicit list of image ids."""
+    from ledger.images import datasets
+    from ledger.images.datasets import DatasetCreate, DatasetFilter
+
     try:
         if ids_file is not None:
             ids = [line.strip() for line in ids_file.read_text().splitlines() if line.strip()]
@@ -194,6 +209,8 @@ def show_dataset(
     json_out: JsonOpt = False,
 ) -> None:
     """A dataset, and with --manifest its images in leaf order."""
+    from ledger.images import datasets
+
     with read_only(home) as session:
         info = datasets.public(datasets.get(session, dataset_id))
         items: list[dict[str, Any]] = []
@@ -222,6 +239,9 @@ def erase_subject(
     """Erase a subject: shred its image key, delete its images, unlink its log entries."""
     if not yes and not typer.confirm(f"Erase subject {subject_id}? This cannot be undone"):
         raise typer.Exit(1)
+    from ledger.images import service
+    from ledger.images.store import FilesystemStore
+
     settings = settings_for(home)
     with unit_of_work(home) as session:
         addresses = service.erase_subject(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from ledger.cli.output import HomeOpt, JsonOpt, console, emit_json, settings_for, table
-from ledger.keystore import load_keyring, rotate_signing_key
 
 app = typer.Typer(help="Signing keys (Ed25519).", no_args_is_help=True)
 
@@ -13,6 +12,8 @@ app = typer.Typer(help="Signing keys (Ed25519).", no_args_is_help=True)
 @app.command("list")
 def list_keys(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Every signing key; the active one signs, all of them verify."""
+    from ledger.keystore import load_keyring
+
     keys = load_keyring(settings_for(home).keys_dir)
     rows = [{"kid": kid, "active": kid == keys.active.kid} for kid in keys.signing]
     if json_out:
@@ -29,6 +30,8 @@ def list_keys(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
 def rotate(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Make a new active signing key; earlier tokens and checkpoints stay verifiable.
     Restart `ledger serve` to sign with it."""
+    from ledger.keystore import rotate_signing_key
+
     key = rotate_signing_key(settings_for(home).keys_dir)
     if json_out:
         emit_json({"kid": key.kid, "active": True})

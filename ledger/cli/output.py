@@ -1,4 +1,10 @@
-"""Printing for people (rich tables) and scripts (``--json``), and shared CLI plumbing."""
+"""Printing for people (rich tables) and scripts (``--json``), and shared CLI plumbing.
+
+Every ``ledger/cli`` module imports at its top only what typer needs to build the commands
+(typer, the standard library, light enums for option types, this module): ``ledger --help``
+must not pay for SQLAlchemy, FastAPI, pydicom or cedarpy. Commands import services, models
+and settings in their bodies; ``bench/startup.py`` measures the result.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +12,15 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import BaseModel
 from rich.console import Console
-from rich.table import Table
-from sqlalchemy.orm import Session
 
-from ledger.config import Settings
-from ledger.db import snapshot, transaction
-from ledger.home import open_engine
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from ledger.config import Settings
 
 console = Console()
 err_console = Console(stderr=True)
@@ -29,11 +33,16 @@ HomeOpt = Annotated[
 
 
 def settings_for(home: Path | None) -> Settings:
+    from ledger.config import Settings
+
     return Settings(home=home) if home is not None else Settings()
 
 
 @contextmanager
 def unit_of_work(home: Path | None) -> Iterator[Session]:
+    from ledger.db import transaction
+    from ledger.home import open_engine
+
     engine = open_engine(settings_for(home))
     try:
         with transaction(engine) as session:
@@ -44,6 +53,9 @@ def unit_of_work(home: Path | None) -> Iterator[Session]:
 
 @contextmanager
 def read_only(home: Path | None) -> Iterator[Session]:
+    from ledger.db import snapshot
+    from ledger.home import open_engine
+
     engine = open_engine(settings_for(home))
     try:
         with snapshot(engine) as session:
@@ -53,6 +65,8 @@ def read_only(home: Path | None) -> Iterator[Session]:
 
 
 def to_jsonable(value: Any) -> Any:
+    from pydantic import BaseModel
+
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, list | tuple):
@@ -65,6 +79,8 @@ def emit_json(value: Any) -> None:
 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    from rich.table import Table
+
     t = Table(title=title, title_justify="left")
     for column in columns:
         t.add_column(column)

@@ -8,8 +8,6 @@ from typing import Annotated
 import typer
 
 from ledger.cli.output import JsonOpt, console, emit_json, err_console
-from ledger.policy import cases
-from ledger.policy.engine import PolicyError, default_directory, load
 
 app = typer.Typer(help="Cedar policies: validate and test.", no_args_is_help=True)
 
@@ -21,6 +19,8 @@ DirOpt = Annotated[
 @app.command("validate")
 def validate(directory: DirOpt = None, json_out: JsonOpt = False) -> None:
     """Parse every policy and check it against the schema; print the set's hash."""
+    from ledger.policy.engine import PolicyError, default_directory, load
+
     where = directory or default_directory()
     try:
         loaded = load(where)
@@ -40,6 +40,9 @@ def validate(directory: DirOpt = None, json_out: JsonOpt = False) -> None:
 @app.command("test")
 def run_tests(directory: DirOpt = None, json_out: JsonOpt = False) -> None:
     """Run the policy test cases in policies/tests/; exit 1 if any fails."""
+    from ledger.policy import cases
+    from ledger.policy.engine import PolicyError, default_directory
+
     where = directory or default_directory()
     try:
         results = cases.run(where)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy.orm import Session
 
 from ledger.cli.output import HomeOpt, JsonOpt, console, emit_json, table, unit_of_work
 from ledger.errors import NotFound
-from ledger.principals import service
-from ledger.principals.models import PrincipalKind
-from ledger.principals.schemas import PrincipalCreate, PrincipalPublic
+from ledger.principals.roles import PrincipalKind
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from ledger.principals.schemas import PrincipalPublic
 
 app = typer.Typer(help="People and pipelines, their roles and API keys.", no_args_is_help=True)
 
@@ -25,6 +27,9 @@ def create(
     json_out: JsonOpt = False,
 ) -> None:
     """Create a principal and print its API key once."""
+    from ledger.principals import service
+    from ledger.principals.schemas import PrincipalCreate
+
     roles = service.validate_roles(role)
     with unit_of_work(home) as session:
         made = service.create(
@@ -42,6 +47,8 @@ def create(
 @app.command("list")
 def list_(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """List every principal."""
+    from ledger.principals import service
+
     items: list[PrincipalPublic] = []
     cursor: str | None = None
     with unit_of_work(home) as session:
@@ -67,6 +74,8 @@ def disable(
     json_out: JsonOpt = False,
 ) -> None:
     """Disable a principal and revoke its keys."""
+    from ledger.principals import service
+
     with unit_of_work(home) as session:
         target = _find(session, principal)
         done = service.public(service.disable(session, target, actor=None))
@@ -83,6 +92,8 @@ def rotate_key(
     json_out: JsonOpt = False,
 ) -> None:
     """Revoke a principal's keys and print a new one once."""
+    from ledger.principals import service
+
     with unit_of_work(home) as session:
         made = service.rotate_key(session, _find(session, principal), actor=None)
     if json_out:
@@ -94,6 +105,8 @@ def rotate_key(
 
 
 def _find(session: Session, ref: str) -> str:
+    from ledger.principals import service
+
     try:
         return service.get(session, ref).id
     except NotFound:

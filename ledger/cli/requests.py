@@ -6,13 +6,10 @@ terminal user, so separation of duties holds here exactly as over HTTP.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ledger import wiring
-from ledger.access import explain, service
-from ledger.access.schemas import AccessRequestPublic
 from ledger.cli.output import (
     HomeOpt,
     JsonOpt,
@@ -24,8 +21,11 @@ from ledger.cli.output import (
     unit_of_work,
 )
 from ledger.errors import Forbidden, NotFound
-from ledger.principals import service as principals
-from ledger.principals.models import Role
+from ledger.principals.roles import Role
+
+if TYPE_CHECKING:
+    from ledger.access import service
+    from ledger.access.schemas import AccessRequestPublic
 
 app = typer.Typer(help="Access requests: review, approve, reject, replay.", no_args_is_help=True)
 
@@ -34,11 +34,15 @@ CommentOpt = Annotated[str, typer.Option("--comment", help="Why; kept with the r
 
 
 def _context(home: Any) -> service.Context:
+    from ledger import wiring
+
     settings = settings_for(home)
     return wiring.context(settings)
 
 
 def steward_id(session: Any, name: str) -> str:
+    from ledger.principals import service as principals
+
     try:
         principal = principals.get(session, name)
     except NotFound:
@@ -80,6 +84,8 @@ def list_(
     json_out: JsonOpt = False,
 ) -> None:
     """Requests (default: those waiting for review)."""
+    from ledger.access import service
+
     with read_only(home) as session:
         items = [service.public(session, r) for r in service.list_requests(session, status)]
     if json_out:
@@ -110,6 +116,8 @@ def _approvals(request: AccessRequestPublic) -> int:
 @app.command("show")
 def show(request_id: str, home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """One request with its exclusions and composition table."""
+    from ledger.access import service
+
     with read_only(home) as session:
         request = service.public(session, service.get(session, request_id))
     if json_out:
@@ -141,6 +149,8 @@ def approve(
     json_out: JsonOpt = False,
 ) -> None:
     """Approve; the last required approval issues the grant and prints it."""
+    from ledger.access import service
+
     ctx = _context(home)
     with unit_of_work(home) as session:
         result = service.approve(
@@ -164,6 +174,8 @@ def reject(
     json_out: JsonOpt = False,
 ) -> None:
     """Reject with a comment; a rejected request can never be approved."""
+    from ledger.access import service
+
     with unit_of_work(home) as session:
         request = service.reject(
             session, request_id, steward=steward_id(session, steward), comment=comment
@@ -178,6 +190,8 @@ def reject(
 @app.command("replay")
 def replay(request_id: str, home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Re-evaluate as of the request's as_of: the same answer, or what changed and why."""
+    from ledger.access import explain
+
     ctx = _context(home)
     with read_only(home) as session:
         result = explain.replay(session, ctx, request_id)

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ledger.cli.output import HomeOpt, JsonOpt, console, emit_json, settings_for
-from ledger.config import Settings
-from ledger.db import current_revision, head_revision, make_engine, redacted, upgrade
-from ledger.demo import DEMO_ISSUER, build_demo, walkthrough
-from ledger.home import init_home
-from ledger.keystore import write_secret
+
+if TYPE_CHECKING:
+    from ledger.config import Settings
 
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 
@@ -23,6 +21,9 @@ PortOpt = Annotated[int | None, typer.Option(help="Port to bind (default 8000)."
 
 def init(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Create LEDGER_HOME (0700), keys (0600), the database and the first admin key."""
+    from ledger.db import redacted
+    from ledger.home import init_home
+
     done = init_home(settings_for(home))
     if json_out:
         emit_json(
@@ -63,6 +64,10 @@ def demo(
     json_out: JsonOpt = False,
 ) -> None:
     """Create a demo installation with one principal per role, print keys, then serve."""
+    from ledger.config import Settings
+    from ledger.demo import DEMO_ISSUER, build_demo, walkthrough
+    from ledger.keystore import write_secret
+
     home = home or Path(tempfile.mkdtemp(prefix="ledger-demo-"))
     settings = Settings(home=home, database_url=None)
     made = build_demo(settings)
@@ -145,6 +150,8 @@ def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "heads",
 ) -> None:
     """Migrate the database to the code's schema (safe to repeat)."""
+    from ledger.db import redacted, upgrade
+
     settings = settings_for(home)
     upgrade(settings.resolved_database_url, revision)
     console.print(
@@ -155,6 +162,8 @@ def db_upgrade(
 @db_app.command("current")
 def db_current(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Show the database revision and the revision the code needs."""
+    from ledger.db import current_revision, head_revision, make_engine
+
     settings = settings_for(home)
     engine = make_engine(settings.resolved_database_url)
     try:

@@ -10,17 +10,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ledger.consent.decisions import Decision as Decision
+
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MODALITY = re.compile(r"^[A-Z0-9]{1,16}$")
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class Decision(StrEnum):
-    permit = "permit"
-    deny = "deny"
 
 
 class Source(StrEnum):

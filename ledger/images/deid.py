@@ -28,7 +28,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from enum import StrEnum
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -38,24 +37,13 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
 
+from ledger.images.deid_options import Option as Option
+
 TABLE = "data/confidentiality_profile_attributes.json"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 MAX_SHIFT_DAYS = 3650
 DUMMY_DATE = "19000101"
 REDACTED = "REMOVED"
-
-
-class Option(StrEnum):
-    """Annex E options (the value is the table's column)."""
-
-    retain_long_modified_dates = "rtnLongModifDatesOpt"
-    retain_patient_characteristics = "rtnPatCharsOpt"
-    retain_device_identity = "rtnDevIdOpt"
-    retain_institution_identity = "rtnInstIdOpt"
-    clean_descriptors = "cleanDescOpt"
-    clean_structured_content = "cleanStructContOpt"
-    clean_graphics = "cleanGraphOpt"
-    retain_safe_private = "rtnSafePrivOpt"
 
 
 # CID 7050 codes for what was applied.

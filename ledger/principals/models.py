@@ -3,7 +3,6 @@ random secrets, so a slow password hash would add latency to every call and no s
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 
 from sqlalchemy import Column, ForeignKey, LargeBinary, String
@@ -11,20 +10,8 @@ from sqlmodel import Field, SQLModel
 
 from ledger.clock import utcnow
 from ledger.dbtypes import JSONType, UTCDateTime
-
-
-class Role(enum.StrEnum):
-    admin = "admin"
-    registrar = "registrar"
-    curator = "curator"
-    steward = "steward"
-    pipeline = "pipeline"
-    auditor = "auditor"
-
-
-class PrincipalKind(enum.StrEnum):
-    person = "person"
-    pipeline = "pipeline"
+from ledger.principals.roles import PrincipalKind as PrincipalKind
+from ledger.principals.roles import Role as Role
 
 
 class Principal(SQLModel, table=True):
