@@ -10,8 +10,9 @@
         ledger.revocations(since)                             # delete what is listed
 
 Errors from the server are raised as ``LedgerAPIError`` carrying the problem+json body.
-Grants are verified locally against the server's JWKS before use. Synchronous on purpose:
-pipelines call it from training scripts; it keeps no state besides the JWKS cache.
+Grants are verified locally against the server's JWKS before use (``InvalidToken`` says why
+one does not verify). Synchronous on purpose: pipelines call it from training scripts; it
+keeps no state besides the JWKS cache.
 """
 
 from __future__ import annotations
@@ -31,6 +32,18 @@ from typing import Any
 import httpx
 
 from ledger.access import tokens
+from ledger.access.tokens import InvalidToken
+
+# What pipelines use. Importing this module loads httpx, joserfc and cryptography and nothing
+# of the server (tests/test_sdk_imports.py keeps it so).
+__all__ = [
+    "GRANT_HEADER",
+    "DownloadReport",
+    "Grant",
+    "InvalidToken",
+    "LedgerAPIError",
+    "LedgerClient",
+]
 
 GRANT_HEADER = "Ledger-Grant"
 REFUSED_MEMBER = "ledger-refused.json"

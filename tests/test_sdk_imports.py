@@ -1,0 +1,61 @@
+"""What importing the SDK and the CLI costs: pipelines install the SDK beside their training
+code and must not pull in the server; ``ledger --help`` must not wait for SQLAlchemy.
+
+Each check runs in a fresh interpreter, since this test process has the server loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+SERVER = ("fastapi", "starlette", "uvicorn", "sqlalchemy", "sqlmodel")
+HEAVY = (*SERVER, "pydicom", "cedarpy", "numpy")
+
+
+def loaded_after(code: str) -> set[str]:
+    """The top-level packages in ``sys.modules`` after running ``code`` in a new process."""
+    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return {name.partition(".")[0] for name in json.loads(done.stdout.splitlines()[-1])}
+
+
+def test_sdk_loads_httpx_and_joserfc_and_nothing_of_the_server() -> None:
+    loaded = loaded_after("import ledger.client")
+    assert sorted(loaded & set(HEAVY)) == []
+    assert {"httpx", "joserfc", "cryptography"} <= loaded
+
+
+def test_sdk_public_names_import() -> None:
+    loaded = loaded_after(
+        "from ledger.client import *  # noqa: F403\n"
+        "import ledger.client\n"
+        "assert all(hasattr(ledger.client, n) for n in ledger.client.__all__)\n"
+        "import ledger\n"
+        "assert ledger.LedgerClient is ledger.client.LedgerClient"
+    )
+    assert sorted(loaded & set(HEAVY)) == []
+
+
+def test_package_root_loads_nothing_of_the_ledger() -> None:
+    loaded = loaded_after("import ledger\nassert ledger.__version__")
+    assert sorted(loaded & {*HEAVY, "httpx", "joserfc", "pydantic"}) == []
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import ledger.cli",
+        # building every command evaluates every option's annotation, as --help does
+        "import typer.main, ledger.cli\ntyper.main.get_command(ledger.cli.app)",
+    ],
+)
+def test_cli_start_loads_nothing_of_the_server(code: str) -> None:
+    loaded = loaded_after(code)
+    assert sorted(loaded & set(HEAVY)) == []
