@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+JwsAlg = Literal["EdDSA", "Ed25519"]
+"""The two names of Ed25519 signatures in JWS headers (``LEDGER_JWS_ALG``)."""
 
 
 class Settings(BaseSettings):
@@ -55,6 +59,12 @@ class Settings(BaseSettings):
         description="`iss` of grants; set it to the public URL of this ledger.",
     )
     grant_days: int = Field(default=30, ge=1, le=3650, description="Lifetime of a grant, days.")
+    jws_alg: JwsAlg = Field(
+        default="EdDSA",
+        description="`alg` of issued grants and decision tokens: EdDSA (RFC 8037), which "
+        "every maintained JOSE library verifies, or Ed25519 (RFC 9864's fully specified "
+        "name). Either verifies here, so switching keeps earlier tokens valid.",
+    )
     hash_worker: bool = Field(
         default=True,
         description="Start a second process with the server to hash large manifests' "

@@ -12,12 +12,16 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc.jwk import OKPKey
 
 from ledger.errors import ServiceUnavailable
+
+if TYPE_CHECKING:  # the SDK verifies tokens through this module and must not load pydantic
+    from ledger.config import JwsAlg
 
 PSEUDONYM_KEY = "pseudonym.key"
 MASTER_KEY = "master.key"
@@ -45,8 +49,12 @@ def thumbprint(key: Ed25519PrivateKey) -> str:
 
 @dataclass(frozen=True)
 class SigningKey:
+    """One Ed25519 key; ``alg`` is the JWS name its tokens carry and its JWK advertises,
+    the same for every key of an installation so one verifier setting covers the JWKS."""
+
     kid: str
     private: Ed25519PrivateKey
+    alg: JwsAlg = "EdDSA"
 
     @property
     def public_bytes(self) -> bytes:
@@ -55,7 +63,7 @@ class SigningKey:
         )
 
     def jwk(self) -> OKPKey:
-        return OKPKey.import_key(self.private, {"kid": self.kid, "use": "sig", "alg": "Ed25519"})
+        return OKPKey.import_key(self.private, {"kid": self.kid, "use": "sig", "alg": self.alg})
 
 
 @dataclass(frozen=True)
@@ -109,7 +117,13 @@ def rotate_signing_key(keys_dir: Path) -> SigningKey:
     return key
 
 
-def load_keyring(keys_dir: Path) -> KeyRing:
+def load_keyring(keys_dir: Path, alg: JwsAlg | None = None) -> KeyRing:
+    """The keys in ``keys_dir``, signing as ``alg``; without one, as ``LEDGER_JWS_ALG`` says,
+    so every door that loads keys issues what the JWKS the server publishes names."""
+    if alg is None:
+        from ledger.config import get_settings
+
+        alg = get_settings().jws_alg
     if not is_initialised(keys_dir):
         raise ServiceUnavailable(f"no keys in {keys_dir}: run `ledger init` first")
     index = json.loads((keys_dir / SIGNING_INDEX).read_text())
@@ -120,7 +134,7 @@ def load_keyring(keys_dir: Path) -> KeyRing:
         )
         if not isinstance(private, Ed25519PrivateKey):
             raise ServiceUnavailable(f"signing key {kid} is not an Ed25519 key")
-        signing[kid] = SigningKey(kid, private)
+        signing[kid] = SigningKey(kid, private, alg)
     return KeyRing(
         pseudonym_key=(keys_dir / PSEUDONYM_KEY).read_bytes(),
         master_key=(keys_dir / MASTER_KEY).read_bytes(),

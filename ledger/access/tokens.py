@@ -1,10 +1,19 @@
-"""Signed tokens: grants (and, later, inference decisions) as compact JWS.
+"""Signed tokens: grants and inference decisions as compact JWS.
 
-Header ``alg: Ed25519`` (RFC 9864's fully specified name; joserfc accepts it only when
-asked explicitly), ``typ`` naming the token kind, ``kid`` the RFC 7638 thumbprint of the
-key in ``/.well-known/jwks.json``. Verification refuses, each with its own message: a
-different ``typ``, an unknown ``kid``, a bad signature, an expired or not-yet-valid token,
-the wrong audience. It needs only the public JWKS, so pipelines can check a grant offline.
+Whoever receives a token checks it offline with the JOSE library of their own language,
+so the header says ``alg: EdDSA`` (RFC 8037) by default: every maintained library verifies
+that, while RFC 9864's fully specified ``Ed25519`` is still refused by some (PyJWT among
+them). ``LEDGER_JWS_ALG=Ed25519`` issues the new name where every verifier knows it; the
+JWKS names the configured one in each key's ``alg``, since libraries that pick keys by
+``alg`` would otherwise find none. Verification here accepts both names, so tokens issued
+before a switch keep verifying, but only with an Ed25519 key: ``EdDSA`` alone would also
+admit Ed448. joserfc is told both names because it refuses ``Ed25519`` unless asked, and
+its warning that RFC 9864 deprecates ``EdDSA`` is silenced because issuing it is the point.
+
+``typ`` names the token kind, ``kid`` is the RFC 7638 thumbprint of the key in
+``/.well-known/jwks.json``. Verification refuses, each with its own message: a different
+``typ``, an unknown ``kid``, a bad signature, an expired or not-yet-valid token, the wrong
+audience. It needs only the public JWKS, so pipelines can check a grant offline.
 """
 
 from __future__ import annotations
@@ -12,22 +21,28 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import warnings
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from joserfc import jwt
-from joserfc.errors import BadSignatureError, JoseError
+from joserfc.errors import BadSignatureError, JoseError, SecurityWarning
 from joserfc.jwk import OKPKey
 
-from ledger.dbtypes import utcnow
+from ledger.clock import utcnow
 from ledger.errors import Forbidden
 from ledger.keystore import KeyRing
 
-ALGORITHM = "Ed25519"
+if TYPE_CHECKING:  # the SDK imports this module and must not load pydantic
+    from ledger.config import JwsAlg
+
+ALGORITHMS: tuple[JwsAlg, ...] = ("EdDSA", "Ed25519")
 GRANT_TYP = "ledger-grant+jwt"
 LEEWAY_SECONDS = 30
 REQUIRED = ("iss", "sub", "aud", "iat", "nbf", "exp", "jti")
+
+warnings.filterwarnings("ignore", "EdDSA is deprecated", SecurityWarning)
 
 
 class InvalidToken(Forbidden):
@@ -37,8 +52,9 @@ class InvalidToken(Forbidden):
 
 
 def sign(keys: KeyRing, typ: str, claims: Mapping[str, Any]) -> str:
-    header = {"alg": ALGORITHM, "typ": typ, "kid": keys.active.kid}
-    return jwt.encode(header, dict(claims), keys.active.jwk(), algorithms=[ALGORITHM])
+    key = keys.active
+    header = {"alg": key.alg, "typ": typ, "kid": key.kid}
+    return jwt.encode(header, dict(claims), key.jwk(), algorithms=[key.alg])
 
 
 def public_keys(keys: KeyRing) -> dict[str, OKPKey]:
@@ -46,11 +62,21 @@ def public_keys(keys: KeyRing) -> dict[str, OKPKey]:
 
 
 def keys_from_jwks(jwks: Mapping[str, Any]) -> dict[str, OKPKey]:
-    """Public keys by kid from a JWKS document (what pipelines fetch and cache)."""
+    """Public keys by kid from a JWKS document (what pipelines fetch and cache).
+
+    A key is taken whichever of the two names its ``alg`` gives, and imported without it,
+    so it verifies tokens under either name (the JWKS names only the one issued now)."""
     out = {}
     for item in jwks.get("keys", []):
-        if item.get("kty") == "OKP" and item.get("crv") == "Ed25519" and item.get("kid"):
-            out[str(item["kid"])] = OKPKey.import_key(dict(item))
+        if (
+            item.get("kty") == "OKP"
+            and item.get("crv") == "Ed25519"
+            and item.get("kid")
+            and item.get("alg") in (None, *ALGORITHMS)
+            and item.get("use", "sig") == "sig"
+        ):
+            fields = {k: v for k, v in item.items() if k != "alg"}
+            out[str(item["kid"])] = OKPKey.import_key(fields)
     return out
 
 
@@ -79,13 +105,15 @@ def verify(
     header = _header(token)
     if header.get("typ") != typ:
         raise InvalidToken(f"wrong token type {header.get('typ')!r}; expected {typ}")
-    if header.get("alg") != ALGORITHM:
+    if header.get("alg") not in ALGORITHMS:
         raise InvalidToken(f"algorithm {header.get('alg')!r} is not accepted")
     key = keys.get(str(header.get("kid")))
     if key is None:
         raise InvalidToken("signed by an unknown key")
+    if key.curve_name != "Ed25519":
+        raise InvalidToken(f"signed by a {key.curve_name} key; only Ed25519 is accepted")
     try:
-        claims = dict(jwt.decode(token, key, algorithms=[ALGORITHM]).claims)
+        claims = dict(jwt.decode(token, key, algorithms=list(ALGORITHMS)).claims)
     except BadSignatureError as exc:
         raise InvalidToken("the signature does not verify: the token was altered") from exc
     except (JoseError, ValueError) as exc:

@@ -8,15 +8,30 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PrivateKey
+from joserfc import jwt
+from joserfc.jwk import OctKey, OKPKey
 
 from ledger.access.tokens import GRANT_TYP, InvalidToken, keys_from_jwks, public_keys, sign, verify
+from ledger.config import JwsAlg
 from ledger.keystore import KeyRing, create_keys, load_keyring, rotate_signing_key
+
+pytestmark = pytest.mark.filterwarnings("ignore:EdDSA is deprecated")
 
 
 @pytest.fixture
 def keys(tmp_path: Path) -> KeyRing:
     create_keys(tmp_path / "keys")
-    return load_keyring(tmp_path / "keys")
+    return load_keyring(tmp_path / "keys", "EdDSA")
+
+
+def _jwks(keys: KeyRing) -> dict[str, object]:
+    return {"keys": [k.jwk().as_dict(private=False) for k in keys.signing.values()]}
+
+
+def _header(token: str) -> dict[str, object]:
+    header: dict[str, object] = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    return header
 
 
 def _claims(**over: object) -> dict[str, object]:
@@ -42,11 +57,65 @@ def _claims(**over: object) -> dict[str, object]:
 def test_round_trip_offline_from_jwks_and_size(keys: KeyRing) -> None:
     token = sign(keys, GRANT_TYP, _claims())
     assert len(token) < 2048
-    jwks = {"keys": [k.jwk().as_dict(private=False) for k in keys.signing.values()]}
-    claims = verify(token, keys_from_jwks(jwks), typ=GRANT_TYP, audience="ledger-release")
+    claims = verify(token, keys_from_jwks(_jwks(keys)), typ=GRANT_TYP, audience="ledger-release")
     assert claims["image_count"] == 1_000_000
-    header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
-    assert header == {"alg": "Ed25519", "typ": GRANT_TYP, "kid": keys.active.kid}
+    assert _header(token) == {"alg": "EdDSA", "typ": GRANT_TYP, "kid": keys.active.kid}
+
+
+def test_the_algorithm_is_eddsa_unless_ledger_jws_alg_says_ed25519(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_keys(tmp_path / "keys")
+    monkeypatch.delenv("LEDGER_JWS_ALG", raising=False)
+    assert _header(sign(load_keyring(tmp_path / "keys"), GRANT_TYP, _claims()))["alg"] == "EdDSA"
+    monkeypatch.setenv("LEDGER_JWS_ALG", "Ed25519")
+    ring = load_keyring(tmp_path / "keys")
+    assert _header(sign(ring, GRANT_TYP, _claims()))["alg"] == "Ed25519"
+    assert [k["alg"] for k in _jwks(ring)["keys"]] == ["Ed25519"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("before", "after"), [("EdDSA", "Ed25519"), ("Ed25519", "EdDSA")])
+def test_tokens_from_before_a_switch_and_a_rotation_still_verify(
+    tmp_path: Path, before: JwsAlg, after: JwsAlg
+) -> None:
+    create_keys(tmp_path / "keys")
+    old = sign(load_keyring(tmp_path / "keys", before), GRANT_TYP, _claims())
+    rotate_signing_key(tmp_path / "keys")
+    ring = load_keyring(tmp_path / "keys", after)
+    new = sign(ring, GRANT_TYP, _claims(jti="g-2"))
+    jwks = _jwks(ring)
+    entries = jwks["keys"]
+    assert isinstance(entries, list)
+    assert [(k["use"], k["alg"]) for k in entries] == [("sig", after)] * 2
+    for token, jti, alg in [(old, "g-1", before), (new, "g-2", after)]:
+        assert _header(token)["alg"] == alg
+        assert verify(token, keys_from_jwks(jwks), typ=GRANT_TYP)["jti"] == jti
+        assert verify(token, public_keys(ring), typ=GRANT_TYP)["jti"] == jti
+
+
+def test_keys_from_jwks_takes_ed25519_signing_keys_under_either_name(keys: KeyRing) -> None:
+    entry = keys.active.jwk().as_dict(private=False)
+    base = {k: v for k, v in entry.items() if k != "alg"}
+    kept = [base | {"kid": "a", "alg": "EdDSA"}, base | {"kid": "b", "alg": "Ed25519"}]
+    kept.append(base | {"kid": "c"})
+    skipped = [base | {"kid": "d", "alg": "ES256"}, base | {"kid": "e", "use": "enc"}]
+    assert sorted(keys_from_jwks({"keys": kept + skipped})) == ["a", "b", "c"]
+
+
+def test_only_ed25519_is_accepted(keys: KeyRing) -> None:
+    kid = keys.active.kid
+    ed448 = OKPKey.import_key(Ed448PrivateKey.generate())
+    token = jwt.encode(
+        {"alg": "EdDSA", "typ": GRANT_TYP, "kid": kid}, _claims(), ed448, algorithms=["EdDSA"]
+    )
+    with pytest.raises(InvalidToken, match="Ed448 key; only Ed25519"):
+        verify(token, {kid: OKPKey.import_key(ed448.as_dict(private=False))}, typ=GRANT_TYP)
+    with pytest.raises(InvalidToken, match="does not verify"):
+        verify(token, public_keys(keys), typ=GRANT_TYP)
+    secret = OctKey.generate_key(256)
+    token = jwt.encode({"alg": "HS256", "typ": GRANT_TYP, "kid": kid}, _claims(), secret)
+    with pytest.raises(InvalidToken, match="'HS256' is not accepted"):
+        verify(token, public_keys(keys), typ=GRANT_TYP)
 
 
 def test_rotated_keys_still_verify_old_tokens(keys: KeyRing, tmp_path: Path) -> None:
