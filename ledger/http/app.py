@@ -138,6 +138,7 @@ def routers() -> list[APIRouter]:
         access_requests,
         audit,
         consents,
+        fhir,
         grants,
         images,
         keys,
@@ -149,6 +150,7 @@ def routers() -> list[APIRouter]:
     return [
         principals.router,
         consents.router,
+        fhir.router,
         images.router,
         access_requests.router,
         grants.router,

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ledger.consent import csv_import, service, subjects
@@ -24,7 +22,7 @@ from ledger.consent.schemas import (
     SubjectPublic,
     WithdrawBody,
 )
-from ledger.errors import InvalidInput, NotFound, UnsupportedMediaType
+from ledger.errors import NotFound, UnsupportedMediaType
 from ledger.http.deps import SessionDep, StateDep
 from ledger.http.idempotency import run_once
 from ledger.http.security import Registrar, RegistrarOrOversight
@@ -39,7 +37,6 @@ AsOf = Annotated[
     datetime | None,
     Query(description="Instant (with zone) to answer for; default now. Past answers never change."),
 ]
-FHIR_JSON = "application/fhir+json"
 
 
 @router.get("/v1/purposes", tags=["consent"])
@@ -193,57 +190,3 @@ async def import_consents(
         return csv_import.import_rows(session, state.keys.pseudonym_key, parsed, actor=caller.id)
 
     return await run_in_threadpool(work)
-
-
-@router.post(
-    "/v1/fhir/Consent",
-    status_code=201,
-    tags=["fhir"],
-    openapi_extra={
-        "requestBody": {
-            "content": {FHIR_JSON: {"schema": {"type": "object"}}, "application/json": {}},
-            "required": True,
-        }
-    },
-)
-async def post_fhir_consent(
-    request: Request, session: SessionDep, state: StateDep, caller: Registrar
-) -> JSONResponse:
-    """FHIR R4/R4B or R5 Consent in; the stored consent back as R5. Send
-    ``Content-Type: application/fhir+json; fhirVersion=4.0`` to say R4 explicitly."""
-    ctype = request.headers.get("content-type", "")
-    media = ctype.split(";")[0].strip().lower()
-    if media not in (FHIR_JSON, "application/json"):
-        raise UnsupportedMediaType("send FHIR JSON (application/fhir+json)")
-    declared = None
-    for param in ctype.split(";")[1:]:
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "fhirversion":
-            declared = value.strip().strip('"')
-    try:
-        resource = json.loads(await request.body())
-    except ValueError as exc:
-        raise InvalidInput("the body is not valid JSON") from exc
-
-    out = await run_in_threadpool(
-        service.import_fhir,
-        session,
-        state.keys.pseudonym_key,
-        resource,
-        declared,
-        actor=caller.id,
-    )
-    return JSONResponse(
-        out,
-        status_code=201,
-        media_type=FHIR_JSON,
-        headers={"Location": f"/v1/fhir/Consent/{out['id']}"},
-    )
-
-
-@router.get("/v1/fhir/Consent/{consent_id}", tags=["fhir"])
-def get_fhir_consent(
-    consent_id: str, session: SessionDep, caller: RegistrarOrOversight
-) -> JSONResponse:
-    """The consent as a FHIR R5 Consent, in its current state."""
-    return JSONResponse(service.fhir_resource(session, consent_id), media_type=FHIR_JSON)
