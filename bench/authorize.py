@@ -33,9 +33,10 @@ from sqlalchemy import text
 
 from ledger.access import decision
 from ledger.access.authorize import FLUSH_AT, Authorizer
+from ledger.access.image_rows import ImageRow
 from ledger.clock import utcnow
 from ledger.consent.in_force import effective_consents
-from ledger.consent.purposes import tree
+from ledger.consent.purposes import Purpose
 from ledger.db import make_engine, session_factory, snapshot, transaction
 from ledger.keystore import load_keyring
 from ledger.policy.engine import NAMESPACE, default_directory, load
@@ -49,25 +50,21 @@ PURPOSE = "ai.inference"
 def _cedar_requests(url: str, studies: list[str]) -> list[dict[str, object]]:
     """The Cedar request the ledger makes for each study (its first image class)."""
     engine = make_engine(url)
-    request = decision.RequestFacts(tree().parse_request(PURPOSE), False, None)
+    purpose = Purpose.parse(PURPOSE)
     out = []
     with snapshot(engine) as session:
-        rows_by_study: dict[str, list[tuple[object, ...]]] = {}
+        rows_by_study: dict[str, list[ImageRow]] = {}
         for row in session.execute(
-            text(
-                "SELECT study_uid, id, subject_id, modality, body_part, study_date, burned_in, "
-                "manufacturer, leaf_hash, erased_at FROM images"
-            )
+            text(f"SELECT study_uid, {', '.join(ImageRow._fields)} FROM images")
         ):
-            rows_by_study.setdefault(row[0], []).append(tuple(row[1:]))
+            rows_by_study.setdefault(row[0], []).append(ImageRow._make(row[1:]))
         in_force = effective_consents(session, utcnow())
     for study in studies:
-        classifier = decision.Classifier(request.purpose)
+        classifier = decision.Classifier(purpose)
         r = rows_by_study[study][0]
-        classifier.classify(in_force.get(str(r[1]), []), r[2], r[3], r[4], r[5], r[8])
-        (permitted, denied, legacy, explicit, modifiers), modality, part, burned = classifier.keys[
-            0
-        ]
+        classifier.classify(in_force.get(r.subject_id, []), r)
+        key = classifier.keys[0]
+        assert key.consent is not None
         out.append(
             {
                 "principal": {"type": f"{NAMESPACE}::Pipeline", "id": "p"},
@@ -75,14 +72,18 @@ def _cedar_requests(url: str, studies: list[str]) -> list[dict[str, object]]:
                 "resource": {"type": f"{NAMESPACE}::ImageClass", "id": "class-0"},
                 "context": {
                     "consent": {
-                        "permitted": permitted,
-                        "denied": denied,
-                        "legacy_research": legacy,
-                        "explicit_generative": explicit,
-                        "modifiers": list(modifiers),
+                        "permitted": key.consent.permitted,
+                        "denied": key.consent.denied,
+                        "legacy_research": key.consent.legacy_research,
+                        "explicit_generative": key.consent.explicit_generative,
+                        "modifiers": list(key.consent.modifiers),
                     },
-                    "image": {"modality": modality, "body_part": part, "burned_in": burned},
-                    "request": request.context(),
+                    "image": {
+                        "modality": key.modality,
+                        "body_part": key.body_part,
+                        "burned_in": key.burned_in,
+                    },
+                    "request": decision.request_context(purpose),
                 },
             }
         )

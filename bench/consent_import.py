@@ -24,7 +24,7 @@ from ledger.clock import utcnow
 from ledger.consent import csv_import, facts
 from ledger.consent.in_force import effective_consents
 from ledger.consent.models import Subject
-from ledger.consent.purposes import tree
+from ledger.consent.purposes import Purpose
 from ledger.db import make_engine, snapshot, transaction, upgrade
 from tests import dbutil
 
@@ -84,7 +84,7 @@ def bench_query(backend: str, url: str, subjects: int) -> None:
     print(
         f"{backend:<11} (set-up: {subjects:,} subjects imported in {time.perf_counter() - t:.1f} s)"
     )
-    request = tree().parse_request("ai.training,HMB")
+    request = Purpose.parse("ai.training,HMB")
     with snapshot(engine) as session:
         ids = list(session.execute(select(Subject.id)).scalars())  # type: ignore[call-overload]
         for label, subject_filter in (

@@ -12,7 +12,7 @@ from sqlmodel import col
 
 from ledger import wiring
 from ledger.access import service as access
-from ledger.access.evaluation import decode_outcomes
+from ledger.access.classes import Outcomes
 from ledger.access.models import AccessRequest
 from ledger.access.schemas import AccessRequestCreate
 from ledger.config import Settings
@@ -117,10 +117,10 @@ def _patient_in(session: Session, key: bytes, request: AccessRequest) -> str | N
                 .where(col(DatasetImage.dataset_id) == request.dataset_id)
                 .order_by(col(DatasetImage.position))
             ).scalars(),
-            (request.classes[i] for i in decode_outcomes(request.outcomes)),
+            Outcomes.stored(request.classes, request.outcomes),
             strict=True,
         )
-        if cls["eligible"]
+        if cls.eligible
     }
     for i in range(DEMO_PATIENTS):
         patient = f"DEMO{i:05d}"

@@ -32,9 +32,9 @@ from sqlalchemy.orm import Session
 
 from ledger import dialect
 from ledger.access import image_rows, tokens
-from ledger.access.decision import RequestFacts, classes_of_rows
+from ledger.access.decision import classes_of_rows
 from ledger.clock import utcnow
-from ledger.consent.purposes import Request, tree
+from ledger.consent.purposes import Purpose
 from ledger.errors import NotFound
 from ledger.keystore import KeyRing
 from ledger.policy.engine import PolicySet
@@ -75,17 +75,18 @@ class Authorizer:
         self._mark_lock = threading.Lock()
         self._mark_sql = dialect.driver_sql(engine, log.MARK_SELECT)
         self._cache: dict[tuple[Any, ...], _Cached] = {}
-        self._purposes: dict[str, Request] = {}
+        self._purposes: dict[tuple[str, bool], Purpose] = {}
         self._pending: list[tuple[bytes, str, str]] = []
         self._lock = threading.Lock()
 
     # -- the decision ---------------------------------------------------------------------
-    def _purpose(self, text: str) -> Request:
-        parsed = self._purposes.get(text)
+    def _purpose(self, text: str, commercial: bool) -> Purpose:
+        """Parsed once per distinct text: pipelines send the same few on every call."""
+        parsed = self._purposes.get((text, commercial))
         if parsed is None:
-            parsed = tree().parse_request(text)  # InvalidInput on an unknown code
+            parsed = Purpose.parse(text, commercial=commercial)  # InvalidInput if unknown
             if len(self._purposes) < 1_000:
-                self._purposes[text] = parsed
+                self._purposes[text, commercial] = parsed
         return parsed
 
     def _mark(self) -> int:
@@ -127,7 +128,7 @@ class Authorizer:
         commercial: bool = False,
     ) -> Decision:
         """``sessions`` makes read-only sessions; one is opened only on a cache miss."""
-        request = RequestFacts(self._purpose(purpose), commercial, None)
+        parsed = self._purpose(purpose, commercial)
         head = self._mark()
         key = (study_uid, purpose, commercial, policies.hash)
         cached = self._cache.get(key)
@@ -136,7 +137,7 @@ class Authorizer:
             return cached.decision
         with sessions() as session:
             try:
-                decision = self._compute(session, policies, request, study_uid)
+                decision = self._compute(session, policies, parsed, study_uid)
             finally:
                 session.rollback()
         if len(self._cache) >= CACHE_MAX:
@@ -148,19 +149,19 @@ class Authorizer:
         self,
         session: Session,
         policies: PolicySet,
-        request: RequestFacts,
+        purpose: Purpose,
         study_uid: str,
     ) -> Decision:
         rows = image_rows.of_study(session, study_uid)
         if not rows:
             raise NotFound("no study with this StudyInstanceUID is known to the ledger")
-        classes = classes_of_rows(session, policies, request, rows, utcnow(), action="infer")
-        refused = [c for c in classes if not c["eligible"]]
+        classes = classes_of_rows(session, policies, purpose, rows, utcnow(), action="infer")
+        refused = [c for c in classes if not c.eligible]
         deciding = refused or classes
         return Decision(
             not refused,
-            tuple(dict.fromkeys(r for c in deciding for r in c["reasons"])),
-            tuple(dict.fromkeys(p for c in deciding for p in c["policy_ids"])),
+            tuple(dict.fromkeys(r for c in deciding for r in c.reasons)),
+            tuple(dict.fromkeys(p for c in deciding for p in c.policy_ids)),
             len(rows),
         )
 

@@ -11,48 +11,44 @@ check or an authorize call touches go through ``classes_of_rows`` here, with the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from ledger.access import image_rows
+from ledger.access.classes import (
+    ERASED,
+    ERASED_CLASS,
+    ClassFacts,
+    ClassKey,
+    ConsentSummary,
+    ImageClass,
+)
 from ledger.access.models import AccessRequest
 from ledger.consent import facts
 from ledger.consent.in_force import effective_consents
-from ledger.consent.purposes import Request, tree
-from ledger.policy.engine import PolicySet
-
-ERASED: tuple[Any, ...] = ("erased",)  # the class of every image of an erased subject
+from ledger.consent.purposes import Purpose
+from ledger.policy.engine import PolicySet, Verdict
 
 
-@dataclass(frozen=True)
-class RequestFacts:
-    purpose: Request
-    commercial: bool
-    irb_reference: str | None
-
-    def context(self) -> dict[str, Any]:
-        return {
-            "ai_purpose": self.purpose.ai or "",
-            "duo_category": self.purpose.duo or "",
-            "commercial": self.commercial,
-            "has_irb_reference": bool(self.irb_reference),
-        }
+def request_context(purpose: Purpose) -> dict[str, Any]:
+    """What the policies read about the request (``request`` in every Cedar context)."""
+    return {
+        "ai_purpose": purpose.ai or "",
+        "duo_category": purpose.duo or "",
+        "commercial": purpose.commercial,
+        "has_irb_reference": bool(purpose.irb_reference),
+    }
 
 
-def request_facts(
-    purpose: str, duo_category: str | None, commercial: bool, irb_reference: str | None
-) -> RequestFacts:
-    """Parse what a request asks for; an unknown purpose code is an InvalidInput."""
-    text = purpose if duo_category is None else f"{purpose},{duo_category}"
-    return RequestFacts(tree().parse_request(text), commercial, irb_reference)
-
-
-def stored_request_facts(request: AccessRequest) -> RequestFacts:
-    return request_facts(
-        request.purpose, request.duo_category, request.commercial, request.irb_reference
+def purpose_of(request: AccessRequest) -> Purpose:
+    """What a stored request asked for, with its flags."""
+    return Purpose.of_fields(
+        request.purpose,
+        request.duo_category,
+        commercial=request.commercial,
+        irb_reference=request.irb_reference,
     )
 
 
@@ -65,10 +61,10 @@ class Classifier:
     signature, and each consent outcome is computed once per (signature, image attributes
     the consents look at) rather than once per image."""
 
-    def __init__(self, purpose: Request) -> None:
+    def __init__(self, purpose: Purpose) -> None:
         self.purpose = purpose
-        self.index: dict[tuple[Any, ...], int] = {}
-        self.keys: list[tuple[Any, ...]] = []
+        self.index: dict[ClassKey, int] = {}
+        self.keys: list[ClassKey] = []
         self._outcomes: dict[tuple[Any, ...], int] = {}
         self._signature_ids: dict[tuple[int, ...], int] = {}
         self.signature_items: list[Sequence[facts.ConsentFact]] = []
@@ -97,36 +93,30 @@ class Classifier:
                 self.purpose,
                 facts.ImageFacts(modality, part, _as_date(study_date)),
             )
-            summary = (
-                outcome.permitted,
-                bool(outcome.denies) and not outcome.permitted,
-                outcome.legacy_research,
-                any("ai.generative" in p.purposes for p in outcome.permits),
-                tuple(sorted(outcome.modifiers)),
+            summary = ConsentSummary(
+                permitted=outcome.permitted,
+                denied=bool(outcome.denies) and not outcome.permitted,
+                legacy_research=outcome.legacy_research,
+                explicit_generative=any("ai.generative" in p.purposes for p in outcome.permits),
+                modifiers=tuple(sorted(outcome.modifiers)),
             )
             index = self._outcomes[key] = self._class_index(
-                (summary, modality or "", part or "", burned or "")
+                ClassKey(summary, modality or "", part or "", burned or "")
             )
         return index
 
     def erased(self) -> int:
         return self._class_index(ERASED)
 
-    def classify(
-        self,
-        items: Sequence[facts.ConsentFact],
-        modality: Any,
-        part: Any,
-        study_date: Any,
-        burned: Any,
-        erased: Any,
-    ) -> int:
+    def classify(self, items: Sequence[facts.ConsentFact], row: image_rows.ImageRow) -> int:
         """The class of one image row, given its subject's consent facts."""
-        if erased:
+        if row.erased_at is not None:
             return self.erased()
-        return self.class_of(self.signature(items), modality, part, study_date, burned)
+        return self.class_of(
+            self.signature(items), row.modality, row.body_part, row.study_date, row.burned_in
+        )
 
-    def _class_index(self, class_key: tuple[Any, ...]) -> int:
+    def _class_index(self, class_key: ClassKey) -> int:
         index = self.index.get(class_key)
         if index is None:
             index = self.index[class_key] = len(self.keys)
@@ -137,36 +127,32 @@ class Classifier:
 def classes_of_rows(
     session: Session,
     policies: PolicySet,
-    request: RequestFacts,
-    rows: Sequence[tuple[Any, ...]],
+    purpose: Purpose,
+    rows: Sequence[image_rows.ImageRow],
     as_of: datetime,
     *,
     action: str = "release",
-) -> list[dict[str, Any]]:
-    """The class (eligible, policy ids, reasons) of each of ``rows`` as of ``as_of``: the
-    same decision path as an evaluation, for the few images a release call or an
-    authorize call touches. ``rows`` are shaped as ``ledger.access.image_rows`` reads
-    them."""
-    in_force = effective_consents(session, as_of, list({r[1] for r in rows}))
-    classifier = Classifier(request.purpose)
-    positions = [
-        classifier.classify(in_force.get(r[1], []), r[2], r[3], r[4], r[5], r[8]) for r in rows
-    ]
-    classes = decide_classes(policies, request, classifier.keys, action)
+) -> list[ImageClass]:
+    """The class of each of ``rows`` as of ``as_of``: the same decision path as an
+    evaluation, for the few images a release call or an authorize call touches."""
+    in_force = effective_consents(session, as_of, list({r.subject_id for r in rows}))
+    classifier = Classifier(purpose)
+    positions = [classifier.classify(in_force.get(r.subject_id, []), r) for r in rows]
+    classes = decide_classes(policies, purpose, classifier.keys, action)
     return [classes[p] for p in positions]
 
 
 def recheck(
     session: Session,
     policies: PolicySet,
-    request: RequestFacts,
+    purpose: Purpose,
     image_ids: Sequence[str],
     as_of: datetime,
-) -> list[dict[str, Any]]:
+) -> list[ImageClass]:
     """The class of each image (in the order given) under consent and policy at ``as_of``."""
     rows = image_rows.of_images(session, image_ids)
     assert len(rows) == len(image_ids)  # manifests reference images by foreign key
-    return classes_of_rows(session, policies, request, rows, as_of)
+    return classes_of_rows(session, policies, purpose, rows, as_of)
 
 
 def _as_date(value: Any) -> date | None:
@@ -180,60 +166,42 @@ def _as_date(value: Any) -> date | None:
 
 def decide_classes(
     policies: PolicySet,
-    request: RequestFacts,
-    class_keys: list[tuple[Any, ...]],
+    purpose: Purpose,
+    class_keys: Sequence[ClassKey],
     action: str = "release",
-) -> list[dict[str, Any]]:
-    batch = []
-    for n, key in enumerate(class_keys):
-        if key == ERASED:
-            continue
-        (permitted, denied, legacy, explicit_gen, modifiers), modality, part, burned = key
-        batch.append(
-            {
-                "action": action,
-                "resource_type": "ImageClass",
-                "resource": f"class-{n}",
-                "context": {
-                    "consent": {
-                        "permitted": permitted,
-                        "denied": denied,
-                        "legacy_research": legacy,
-                        "explicit_generative": explicit_gen,
-                        "modifiers": list(modifiers),
-                    },
-                    "image": {"modality": modality, "body_part": part, "burned_in": burned},
-                    "request": request.context(),
+) -> list[ImageClass]:
+    """Cedar's answer per class, in the order of ``class_keys`` (one batch call); the
+    erased class is refused without asking."""
+    request = request_context(purpose)
+    batch = [
+        {
+            "action": action,
+            "resource_type": "ImageClass",
+            "resource": f"class-{n}",
+            "context": {
+                "consent": {
+                    "permitted": key.consent.permitted,
+                    "denied": key.consent.denied,
+                    "legacy_research": key.consent.legacy_research,
+                    "explicit_generative": key.consent.explicit_generative,
+                    "modifiers": list(key.consent.modifiers),
                 },
-            }
-        )
+                "image": {
+                    "modality": key.modality,
+                    "body_part": key.body_part,
+                    "burned_in": key.burned_in,
+                },
+                "request": request,
+            },
+        }
+        for n, key in enumerate(class_keys)
+        if key.consent is not None
+    ]
     verdicts = iter(policies.evaluate(batch))
-    classes: list[dict[str, Any]] = []
-    for key in class_keys:
-        if key == ERASED:
-            classes.append(
-                {
-                    "eligible": False,
-                    "policy_ids": ["image-erased"],
-                    "reasons": ["the image's subject was erased"],
-                    "reason_key": "image-erased",
-                }
-            )
-            continue
-        verdict = next(verdicts)
-        classes.append(
-            {
-                "eligible": verdict.allowed,
-                "policy_ids": list(verdict.policy_ids),
-                "reasons": list(verdict.reasons),
-                "reason_key": ",".join(verdict.policy_ids),
-                "facts": {
-                    "modality": key[1],
-                    "body_part": key[2],
-                    "burned_in": key[3],
-                    "consent_permitted": key[0][0],
-                    "modifiers": list(key[0][4]),
-                },
-            }
-        )
-    return classes
+    return [
+        ERASED_CLASS if key.consent is None else _answer(next(verdicts), key) for key in class_keys
+    ]
+
+
+def _answer(verdict: Verdict, key: ClassKey) -> ImageClass:
+    return ImageClass(verdict.allowed, verdict.policy_ids, verdict.reasons, ClassFacts.of(key))

@@ -19,8 +19,6 @@ from __future__ import annotations
 import functools
 import gc
 import time
-import zlib
-from array import array
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,9 +32,11 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from ledger.access import composition
-from ledger.access.decision import Classifier, RequestFacts, decide_classes
+from ledger.access.classes import ImageClass, Outcomes, pack
+from ledger.access.decision import Classifier, decide_classes
 from ledger.consent import in_force
 from ledger.consent.models import Subject
+from ledger.consent.purposes import Purpose
 from ledger.db import driver_rows
 from ledger.images import columns
 from ledger.images.columns import NO_DAY
@@ -51,8 +51,8 @@ R = TypeVar("R")
 
 @dataclass
 class Result:
-    classes: list[dict[str, Any]]
-    outcomes: bytes  # zlib of uint32 class index per manifest position
+    classes: list[ImageClass]
+    outcomes: bytes  # per manifest position the class index, packed (``classes.pack``)
     eligible_count: int
     excluded_count: int
     excluded_by_reason: dict[str, int]
@@ -61,18 +61,11 @@ class Result:
     composition: dict[str, Any]
     timings_ms: dict[str, float] = field(default_factory=dict)
 
+    def per_image(self) -> Outcomes:
+        return Outcomes.of(self.classes, self.outcomes)
+
     def eligible_positions(self) -> npt.NDArray[np.bool_]:
-        return eligible_mask(self.classes, self.outcomes)
-
-
-def decode_outcomes(blob: bytes) -> array[int]:
-    return array("I", zlib.decompress(blob))
-
-
-def eligible_mask(classes: Sequence[dict[str, Any]], outcomes: bytes) -> npt.NDArray[np.bool_]:
-    """Per manifest position, whether the image was eligible."""
-    flags = np.array([bool(c["eligible"]) for c in classes], dtype=np.bool_)
-    return flags[np.frombuffer(zlib.decompress(outcomes), dtype=np.uint32)]
+        return self.per_image().eligible()
 
 
 def _without_gc(fn: Callable[P, R]) -> Callable[P, R]:
@@ -125,7 +118,7 @@ def evaluate(
     session: Session,
     policies: PolicySet,
     dataset_id: str,
-    request: RequestFacts,
+    purpose: Purpose,
     as_of: datetime,
     *,
     threshold: float,
@@ -146,7 +139,7 @@ def evaluate(
     people = _people(session, data.subjects)
     lap("consent_facts")
 
-    classifier = Classifier(request.purpose)
+    classifier = Classifier(purpose)
     numbers = np.array([classifier.signature(items) for items in consents.facts], dtype=np.int64)
     signature = numbers[consents.of_subject][data.subject]
     needs_date = np.array(classifier.signature_needs_date, dtype=np.bool_)[signature]
@@ -172,15 +165,15 @@ def evaluate(
         outcomes[erased] = classifier.erased()
     lap("classes")
 
-    classes = decide_classes(policies, request, classifier.keys)
+    classes = decide_classes(policies, purpose, classifier.keys)
     lap("policy")
 
-    flags = np.array([c["eligible"] for c in classes], dtype=np.bool_)
+    flags = np.array([c.eligible for c in classes], dtype=np.bool_)
     eligible = flags[outcomes]
     excluded_by_reason: Counter[str] = Counter()
     for index, n in enumerate(np.bincount(outcomes, minlength=len(classes)).tolist()):
         if n and not flags[index]:
-            excluded_by_reason[classes[index]["reason_key"]] += n
+            excluded_by_reason[classes[index].reason_key] += n
     eligible_count = int(eligible.sum())
     # Manifest positions are in leaf order, so the eligible leaves are too.
     root = merkle_workers.root(data.leaves[eligible].tobytes())
@@ -189,7 +182,7 @@ def evaluate(
     lap("composition")
     return Result(
         classes=classes,
-        outcomes=zlib.compress(outcomes.astype("<u4").tobytes(), 1),
+        outcomes=pack(outcomes),
         eligible_count=eligible_count,
         excluded_count=len(data) - eligible_count,
         excluded_by_reason=dict(excluded_by_reason.most_common()),

@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from ledger.access import decision, evaluation, service
+from ledger.access.classes import Outcomes
 from ledger.consent import facts as consent_facts
 from ledger.consent.in_force import effective_consents
-from ledger.consent.purposes import tree
 from ledger.errors import NotFound
 from ledger.images.models import DatasetImage, Image
 
@@ -26,13 +26,13 @@ def replay(session: Session, ctx: service.Context, request_id: str) -> dict[str,
         session,
         ctx.policies,
         request.dataset_id,
-        decision.stored_request_facts(request),
+        decision.purpose_of(request),
         request.as_of,
         threshold=ctx.settings.composition_threshold,
         vault=ctx.vault,
     )
     same_policy = ctx.policies.hash == request.policy_hash
-    before = evaluation.eligible_mask(request.classes, request.outcomes)
+    before = Outcomes.stored(request.classes, request.outcomes).eligible()
     flips = np.flatnonzero(before != result.eligible_positions()).tolist()
     return {
         "request_id": request.id,
@@ -74,19 +74,18 @@ def explain(session: Session, request_id: str, image_id: str) -> dict[str, Any]:
     ).scalar_one_or_none()
     if position is None:
         raise NotFound("this image is not in the request's dataset")
-    cls = request.classes[evaluation.decode_outcomes(request.outcomes)[position]]
+    cls = Outcomes.stored(request.classes, request.outcomes)[position]
     in_force = effective_consents(session, request.as_of, [image.subject_id])
-    purpose = service.purpose_text(request)
     outcome = consent_facts.decide(
         in_force.get(image.subject_id, []),
-        tree().parse_request(purpose),
+        decision.purpose_of(request),
         consent_facts.ImageFacts(image.modality, image.body_part, image.study_date),
     )
     return {
         "image_id": image_id,
         "sop_instance_uid": image.sop_uid,
-        "eligible": cls["eligible"],
-        "policy_ids": cls["policy_ids"],
-        "reasons": cls["reasons"] + outcome.reasons,
+        "eligible": cls.eligible,
+        "policy_ids": list(cls.policy_ids),
+        "reasons": [*cls.reasons, *outcome.reasons],
         "consent_ids": sorted(f.consent_id for f in in_force.get(image.subject_id, [])),
     }

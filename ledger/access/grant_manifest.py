@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from ledger.access import evaluation
+from ledger.access.classes import Outcomes
 from ledger.access.models import AccessRequest, GrantImage
 from ledger.db import bulk_insert
 from ledger.dbtypes import table_of
@@ -38,8 +38,7 @@ def release_key(keys: KeyRing, grant_id: str) -> bytes:
 def freeze(session: Session, keys: KeyRing, request: AccessRequest, grant_id: str) -> int:
     """Write the grant's manifest: the request's eligible images, in leaf order (so a
     position is the image's leaf index under the grant's ``manifest_root``)."""
-    outcomes = evaluation.decode_outcomes(request.outcomes)
-    eligible = [bool(c["eligible"]) for c in request.classes]
+    eligible = Outcomes.stored(request.classes, request.outcomes).eligible().tolist()
     rows = session.execute(
         select(col(DatasetImage.position), col(Image.id), col(Image.leaf_hash), col(Image.sop_uid))
         .join(Image, col(Image.id) == col(DatasetImage.image_id))
@@ -47,11 +46,7 @@ def freeze(session: Session, keys: KeyRing, request: AccessRequest, grant_id: st
         .order_by(col(DatasetImage.position))
     ).all()
     chosen = sorted(
-        (
-            (bytes(leaf), image_id, sop)
-            for pos, image_id, leaf, sop in rows
-            if eligible[outcomes[pos]]
-        ),
+        ((bytes(leaf), image_id, sop) for pos, image_id, leaf, sop in rows if eligible[pos]),
     )
     if root_hash([leaf for leaf, _, _ in chosen]) != bytes(request.eligible_root):
         # The dataset or its images changed under the request: refuse rather than sign a

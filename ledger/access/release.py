@@ -25,6 +25,7 @@ from sqlmodel import col
 
 from ledger.access import decision, tokens
 from ledger.access.archive import Prepared, Quarantined, render, zip_stream
+from ledger.access.classes import ImageClass
 from ledger.access.grant_manifest import (
     Instance,
     instances_by_uid,
@@ -34,6 +35,7 @@ from ledger.access.grant_manifest import (
 from ledger.access.models import AccessRequest, Grant
 from ledger.access.slots import Slots
 from ledger.clock import timestamp, utcnow
+from ledger.consent.purposes import Purpose
 from ledger.errors import Conflict, Forbidden, Gone, LedgerError, NotFound, Unauthenticated
 from ledger.images.deid import DEFAULT_OPTIONS, SECONDARY_CAPTURE, Deidentifier, Option
 from ledger.images.models import Image
@@ -61,11 +63,11 @@ GENERATIVE_OPTIONS = frozenset(
 )
 
 
-def options_for(purpose: str) -> frozenset[Option]:
-    return GENERATIVE_OPTIONS if "ai.generative" in purpose.split(",") else DEFAULT_OPTIONS
+def options_for(purpose: Purpose) -> frozenset[Option]:
+    return GENERATIVE_OPTIONS if purpose.ai == "ai.generative" else DEFAULT_OPTIONS
 
 
-def deidentifier(keys: KeyRing, grant_id: str, purpose: str) -> Deidentifier:
+def deidentifier(keys: KeyRing, grant_id: str, purpose: Purpose) -> Deidentifier:
     return Deidentifier(release_key(keys, grant_id), options_for(purpose))
 
 
@@ -94,8 +96,7 @@ class NotReleasable(Conflict):
 class OpenGrant:
     grant: Grant
     request: AccessRequest
-    facts: decision.RequestFacts
-    purpose: str
+    purpose: Purpose  # the request's; its text is the grant's ``purpose`` claim
 
 
 def open_grant(
@@ -135,7 +136,7 @@ def open_grant(
         )
     request = session.get(AccessRequest, grant.request_id)
     assert request is not None  # foreign key
-    return OpenGrant(grant, request, decision.stored_request_facts(request), str(claims["purpose"]))
+    return OpenGrant(grant, request, decision.purpose_of(request))
 
 
 def manifest(
@@ -146,7 +147,7 @@ def manifest(
     classes = eligibility_now(session, policies, opened, items) if items else []
     return {
         "grant_id": opened.grant.id,
-        "purpose": opened.purpose,
+        "purpose": opened.purpose.text,
         "manifest_root": bytes(opened.grant.manifest_root).hex(),
         "image_count": opened.request.eligible_count,
         "expires_at": opened.grant.expires_at,
@@ -154,8 +155,8 @@ def manifest(
             {
                 "position": i.position,
                 "sop_instance_uid": i.deid_uid,
-                "available": bool(c["eligible"]),
-                **({} if c["eligible"] else {"policy_ids": c["policy_ids"]}),
+                "available": c.eligible,
+                **({} if c.eligible else {"policy_ids": list(c.policy_ids)}),
             }
             for i, c in zip(items, classes, strict=True)
         ],
@@ -165,10 +166,10 @@ def manifest(
 
 def eligibility_now(
     session: Session, policies: PolicySet, opened: OpenGrant, instances: Sequence[Instance]
-) -> list[dict[str, Any]]:
+) -> list[ImageClass]:
     """Each instance's class under current consent and current policy."""
     image_ids = [i.image_id for i in instances]
-    return decision.recheck(session, policies, opened.facts, image_ids, utcnow())
+    return decision.recheck(session, policies, opened.purpose, image_ids, utcnow())
 
 
 def _may_show_text(sop_class: str | None, burned_in: str | None) -> bool:
@@ -191,7 +192,7 @@ def prepare(
     the batch) and return them with their data keys, plus the refused ones with reasons."""
     classes = eligibility_now(session, policies, opened, instances)
     rows = {
-        r[0]: r
+        r.id: r
         for r in session.execute(
             select(
                 col(Image.id),
@@ -207,7 +208,7 @@ def prepare(
     refused: list[dict[str, Any]] = []
     for instance, cls in zip(instances, classes, strict=True):
         row = rows[instance.image_id]
-        if cls["eligible"] and _may_show_text(row[4], row[5]):
+        if cls.eligible and _may_show_text(row.sop_class_uid, row.burned_in):
             # Known from the index before anything is decrypted, so the batch's log entry
             # never counts a file that de-identification would then withhold.
             refused.append(
@@ -217,19 +218,19 @@ def prepare(
                     "reasons": ["a secondary capture not marked BurnedInAnnotation NO"],
                 }
             )
-        elif cls["eligible"]:
+        elif cls.eligible:
             allowed.append((instance, row))
         else:
             refused.append(
                 {
                     "sop_instance_uid": instance.deid_uid,
-                    "policy_ids": cls["policy_ids"],
-                    "reasons": cls["reasons"],
+                    "policy_ids": list(cls.policy_ids),
+                    "reasons": list(cls.reasons),
                 }
             )
     if not allowed:
         return [], refused
-    subject_ids = sorted({row[1] for _, row in allowed})
+    subject_ids = sorted({row.subject_id for _, row in allowed})
     data_keys = {sid: data_key(session, keys.master_key, sid, create=False) for sid in subject_ids}
     commitments = commitments_for(session, subject_ids)
     log.append(
@@ -237,15 +238,17 @@ def prepare(
         "release.instances",
         {
             "grant_id": opened.grant.id,
-            "purpose": opened.purpose,
+            "purpose": opened.purpose.text,
             "subjects": sorted(commitments[s] for s in subject_ids),
             "count": len(allowed),
-            "instances_root": root_hash(sorted(bytes(row[3]) for _, row in allowed)).hex(),
+            "instances_root": root_hash(sorted(bytes(row.leaf_hash) for _, row in allowed)).hex(),
             "deid_options": sorted(o.value for o in options_for(opened.purpose)),
         },
         actor=actor,
     )
-    prepared = [Prepared(i.deid_uid, str(row[2]), data_keys[row[1]]) for i, row in allowed]
+    prepared = [
+        Prepared(i.deid_uid, str(row.sha256), data_keys[row.subject_id]) for i, row in allowed
+    ]
     return prepared, refused
 
 

@@ -101,7 +101,7 @@ def lost_instances(
     if not subjects:
         return []
     ids = sorted(subjects)
-    found: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    found: dict[str, list[Any]] = defaultdict(list)
     for i in range(0, len(ids), 1000):
         query = (
             select(
@@ -120,7 +120,7 @@ def lost_instances(
         if grant_ids is not None:
             query = query.where(col(GrantImage.grant_id).in_(grant_ids))
         for row in session.execute(query):
-            found[row[0]].append(tuple(row))
+            found[row.grant_id].append(row)
     moment = now or utcnow()
     lost: list[Lost] = []
     for grant_id, items in sorted(found.items()):
@@ -128,11 +128,20 @@ def lost_instances(
         assert grant is not None
         request = session.get(AccessRequest, grant.request_id)
         assert request is not None
-        facts = decision.stored_request_facts(request)
-        classes = decision.recheck(session, policies, facts, [r[3] for r in items], moment)
-        for (_, pipeline, uid, image_id, subject_id), cls in zip(items, classes, strict=True):
-            if not cls["eligible"]:
-                lost.append(Lost(grant_id, pipeline, uid, image_id, subject_id, cls["policy_ids"]))
+        purpose = decision.purpose_of(request)
+        classes = decision.recheck(session, policies, purpose, [r.image_id for r in items], moment)
+        for r, cls in zip(items, classes, strict=True):
+            if not cls.eligible:
+                lost.append(
+                    Lost(
+                        grant_id,
+                        r.pipeline_id,
+                        r.deid_uid,
+                        r.image_id,
+                        r.subject_id,
+                        list(cls.policy_ids),
+                    )
+                )
     return lost
 
 

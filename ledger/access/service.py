@@ -28,6 +28,7 @@ from ledger.access.schemas import (
 )
 from ledger.clock import timestamp, utcnow
 from ledger.config import Settings
+from ledger.consent.purposes import Purpose
 from ledger.errors import Conflict, Forbidden, InvalidInput, NotFound
 from ledger.images.columns import Vault
 from ledger.images.models import DatasetRecord
@@ -46,24 +47,15 @@ class Context:
     vault: Vault
 
 
-def purpose_text(request: AccessRequest) -> str:
-    """The request's purpose as filed: the AI purpose, with its DUO category if any."""
-    if not request.duo_category:
-        return request.purpose
-    return f"{request.purpose},{request.duo_category}"
-
-
-def request_facts(body: AccessRequestCreate) -> decision.RequestFacts:
-    return decision.request_facts(
-        body.purpose, body.duo_category, body.commercial, body.irb_reference
-    )
-
-
 def _request_level(
-    ctx: Context, facts: decision.RequestFacts, eligible: int, excluded: int
+    ctx: Context, purpose: Purpose, eligible: int, excluded: int
 ) -> tuple[bool, list[str], int, bool]:
     """(approvable, reasons, required approvals, auto-approve) from the approval rules."""
-    context = {"request": facts.context(), "eligible_count": eligible, "excluded_count": excluded}
+    context = {
+        "request": decision.request_context(purpose),
+        "eligible_count": eligible,
+        "excluded_count": excluded,
+    }
     approve, single, auto = ctx.policies.evaluate(
         [
             {"action": a, "resource_type": "AccessRequest", "resource": "r", "context": context}
@@ -77,7 +69,12 @@ def _request_level(
 def create(
     session: Session, ctx: Context, body: AccessRequestCreate, *, requester: str
 ) -> AccessRequest:
-    facts = request_facts(body)
+    purpose = Purpose.of_fields(
+        body.purpose,
+        body.duo_category,
+        commercial=body.commercial,
+        irb_reference=body.irb_reference,
+    )
     dataset = session.get(DatasetRecord, body.dataset_id)
     if dataset is None:
         raise NotFound(f"no dataset {body.dataset_id}")
@@ -86,26 +83,25 @@ def create(
         session,
         ctx.policies,
         dataset.id,
-        facts,
+        purpose,
         as_of,
         threshold=ctx.settings.composition_threshold,
         vault=ctx.vault,
     )
     if result.eligible_count == 0:
         raise InvalidInput(
-            f"no image of dataset {dataset.name!r} may be used for {facts.purpose}: nothing "
-            "was filed",
+            f"no image of dataset {dataset.name!r} may be used for {purpose}: nothing was filed",
             excluded_by_reason=result.excluded_by_reason,
         )
     approvable, reasons, required, auto = _request_level(
-        ctx, facts, result.eligible_count, result.excluded_count
+        ctx, purpose, result.eligible_count, result.excluded_count
     )
     request = AccessRequest(
         id=str(uuid.uuid4()),
         requester_id=requester,
         dataset_id=dataset.id,
-        purpose=facts.purpose.ai or facts.purpose.duo or "",
-        duo_category=facts.purpose.duo if facts.purpose.ai else None,
+        purpose=purpose.code,
+        duo_category=purpose.category,
         justification=body.justification,
         irb_reference=body.irb_reference,
         commercial=body.commercial,
@@ -126,7 +122,7 @@ def create(
             "composition": result.composition,
             "timings_ms": result.timings_ms,
         },
-        classes=result.classes,
+        classes=[c.as_json() for c in result.classes],
         outcomes=result.outcomes,
     )
     session.add(request)
@@ -137,7 +133,7 @@ def create(
         {
             "request_id": request.id,
             "dataset_id": dataset.id,
-            "purpose": str(facts.purpose),
+            "purpose": purpose.text,
             "eligible_count": result.eligible_count,
             "excluded_count": result.excluded_count,
             "eligible_root": result.eligible_root.hex(),
@@ -301,7 +297,7 @@ def issue_grant(
     now = utcnow()
     expires = now + timedelta(days=ctx.settings.grant_days)
     grant_id = str(uuid.uuid4())
-    purpose = purpose_text(request)
+    purpose = decision.purpose_of(request).text
     claims = {
         "iss": ctx.settings.issuer,
         "sub": request.requester_id,

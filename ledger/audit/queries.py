@@ -21,7 +21,7 @@ from sqlmodel import col
 from ledger.consent import facts
 from ledger.consent.in_force import effective_consents
 from ledger.consent.models import Subject
-from ledger.consent.purposes import tree
+from ledger.consent.purposes import Purpose
 from ledger.errors import Gone, InvalidInput, NotFound
 from ledger.images.models import DatasetImage, Image
 from ledger.provenance.commitments import SubjectSalt, commit_with
@@ -183,7 +183,7 @@ def releases_without_consent(session: Session) -> tuple[list[UnconsentedRelease]
         if not isinstance(purpose, str) or not commitments:
             continue
         when = datetime.fromisoformat(event.time.replace("Z", "+00:00"))
-        request = tree().parse_request(purpose)
+        request = Purpose.parse(purpose)
         known = {c: by_commitment[c] for c in commitments if c in by_commitment}
         in_force = effective_consents(session, when, list(known.values()))
         for commitment, sid in known.items():

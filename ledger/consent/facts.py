@@ -21,7 +21,7 @@ from datetime import date
 from functools import lru_cache
 from typing import Any
 
-from ledger.consent.purposes import Request, tree
+from ledger.consent.purposes import Purpose, tree
 
 
 def _inside(values: frozenset[str], value: str | None, missing: bool) -> bool:
@@ -127,7 +127,7 @@ class Outcome:
 
 
 @lru_cache(maxsize=65_536)
-def permit_covers(purposes: tuple[str, ...], request: Request) -> bool:
+def permit_covers(purposes: tuple[str, ...], request: Purpose) -> bool:
     t = tree()
     ai = [p for p in purposes if t.branch(p) == "ai"]
     duo = [p for p in purposes if t.branch(p) == "duo"]
@@ -143,7 +143,7 @@ def permit_covers(purposes: tuple[str, ...], request: Request) -> bool:
 
 
 @lru_cache(maxsize=65_536)
-def deny_matches(purposes: tuple[str, ...], request: Request) -> bool:
+def deny_matches(purposes: tuple[str, ...], request: Purpose) -> bool:
     t = tree()
     ai = [p for p in purposes if t.branch(p) == "ai"]
     duo = [p for p in purposes if t.branch(p) == "duo"]
@@ -154,7 +154,7 @@ def deny_matches(purposes: tuple[str, ...], request: Request) -> bool:
 
 
 @lru_cache(maxsize=65_536)
-def legacy_covers(purposes: tuple[str, ...], request: Request) -> bool:
+def legacy_covers(purposes: tuple[str, ...], request: Purpose) -> bool:
     """A broad research permit (GRU/HMB) with no AI purpose, for an AI request: the
     consent engine does not count it, a policy may (DESIGN §3)."""
     t = tree()
@@ -165,7 +165,7 @@ def legacy_covers(purposes: tuple[str, ...], request: Request) -> bool:
 
 
 def decide(
-    facts: Iterable[ConsentFact], request: Request, image: ImageFacts | None = None
+    facts: Iterable[ConsentFact], request: Purpose, image: ImageFacts | None = None
 ) -> Outcome:
     """The consent algebra for one subject (and optionally one image)."""
     permits: list[ConsentFact] = []
@@ -187,7 +187,7 @@ def decide(
         elif legacy_covers(fact.purposes, request):
             legacy = True
         elif request.ai and permit_covers(
-            tuple(p for p in fact.purposes if tree().branch(p) == "ai"), Request(request.ai, None)
+            tuple(p for p in fact.purposes if tree().branch(p) == "ai"), Purpose(request.ai)
         ):
             limited.append(fact)
     if image is None and partial_denies and permits:

@@ -8,7 +8,9 @@ Two rules make it more than a tree walk:
 
 A request names at most one AI purpose and at most one DUO research category
 (``ai.training``, ``ai.training,DS:C34``, ``HMB``). ``DS`` always carries a disease
-qualifier (``DS:<code>``), and a qualified node covers only itself.
+qualifier (``DS:<code>``), and a qualified node covers only itself. What a request asks is
+a ``Purpose``: parsed once where the request comes in, passed on typed, and turned back
+into that text only where the text is stored, logged or signed.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ QUALIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
 
 
 @dataclass(frozen=True)
-class Purpose:
+class PurposeNode:
     code: str
     parent: str | None
     branch: str  # "ai" or "duo"
@@ -36,27 +38,16 @@ class Purpose:
     needs_qualifier: bool = False
 
 
-@dataclass(frozen=True)
-class Request:
-    """What a request asks for: an AI purpose and/or a DUO research category."""
-
-    ai: str | None
-    duo: str | None
-
-    def __str__(self) -> str:
-        return ",".join(c for c in (self.ai, self.duo) if c)
-
-
 class PurposeTree:
     def __init__(self, data: dict[str, Any]) -> None:
         self.version: str = data["version"]
-        self.purposes = {p["code"]: Purpose(**p) for p in data["purposes"]}
+        self.purposes = {p["code"]: PurposeNode(**p) for p in data["purposes"]}
         self.modifiers: dict[str, dict[str, str]] = {m["code"]: m for m in data["modifiers"]}
         for p in self.purposes.values():
             if p.parent is not None and p.parent not in self.purposes:
                 raise ValueError(f"purpose {p.code}: unknown parent {p.parent}")
 
-    def _base(self, code: str) -> tuple[Purpose, str | None]:
+    def _base(self, code: str) -> tuple[PurposeNode, str | None]:
         base, sep, qualifier = code.partition(":")
         purpose = self.purposes.get(base)
         if purpose is None:
@@ -105,18 +96,6 @@ class PurposeTree:
     def overlaps(self, a: str, b: str) -> bool:
         return a in self.path(b) or b in self.path(a)
 
-    def parse_request(self, text: str) -> Request:
-        codes = [c.strip() for c in text.replace(" ", ",").split(",") if c.strip()]
-        if not codes:
-            raise InvalidInput("purpose is empty; name an AI purpose such as ai.training")
-        ai = [c for c in codes if self.branch(c) == "ai"]
-        duo = [c for c in codes if self.branch(c) == "duo"]
-        if len(ai) > 1 or len(duo) > 1:
-            raise InvalidInput(
-                "a request names at most one AI purpose and one DUO research category"
-            )
-        return Request(ai[0] if ai else None, duo[0] if duo else None)
-
     def validate_modifiers(self, codes: list[str]) -> list[str]:
         unknown = [c for c in codes if c not in self.modifiers]
         if unknown:
@@ -146,3 +125,76 @@ class PurposeTree:
 def tree() -> PurposeTree:
     text = resources.files("ledger.consent").joinpath("purposes.json").read_text()
     return PurposeTree(json.loads(text))
+
+
+def purpose_text(code: str, category: str | None) -> str:
+    """A request's purpose as text from its two fields (``purpose``, ``duo_category``): the
+    form stored requests, log entries and grants carry (``ai.training,HMB``)."""
+    return f"{code},{category}" if category else code
+
+
+@dataclass(frozen=True, slots=True)
+class Purpose:
+    """What a request asks to do with images: one AI purpose and/or one DUO research
+    category, and the flags policies weigh with them (commercial use, an IRB reference).
+
+    The consent algebra reads the codes; Cedar reads all of it. Equal purposes are equal
+    values, so they key caches directly."""
+
+    ai: str | None
+    duo: str | None = None
+    commercial: bool = False
+    irb_reference: str | None = None
+
+    @classmethod
+    def parse(
+        cls, text: str, *, commercial: bool = False, irb_reference: str | None = None
+    ) -> Purpose:
+        """``ai.training``, ``ai.training,DS:C34`` or ``HMB`` (commas or spaces between
+        codes); an unknown or malformed code, or two codes of one branch, is an
+        InvalidInput naming it."""
+        t = tree()
+        codes = [c.strip() for c in text.replace(" ", ",").split(",") if c.strip()]
+        if not codes:
+            raise InvalidInput("purpose is empty; name an AI purpose such as ai.training")
+        ai = [c for c in codes if t.branch(c) == "ai"]
+        duo = [c for c in codes if t.branch(c) == "duo"]
+        if len(ai) > 1 or len(duo) > 1:
+            raise InvalidInput(
+                "a request names at most one AI purpose and one DUO research category"
+            )
+        return cls(ai[0] if ai else None, duo[0] if duo else None, commercial, irb_reference)
+
+    @classmethod
+    def of_fields(
+        cls,
+        code: str,
+        category: str | None,
+        *,
+        commercial: bool = False,
+        irb_reference: str | None = None,
+    ) -> Purpose:
+        """From a request's ``purpose`` and ``duo_category`` fields, as filed (where
+        ``purpose`` may name both) or as stored."""
+        return cls.parse(
+            purpose_text(code, category), commercial=commercial, irb_reference=irb_reference
+        )
+
+    @property
+    def text(self) -> str:
+        """The codes as one text, AI purpose first: what is stored, logged and signed."""
+        return ",".join(c for c in (self.ai, self.duo) if c)
+
+    def __str__(self) -> str:
+        return self.text
+
+    @property
+    def code(self) -> str:
+        """A stored request's ``purpose``: its AI purpose, or its DUO category if it names
+        no AI purpose."""
+        return self.ai or self.duo or ""
+
+    @property
+    def category(self) -> str | None:
+        """A stored request's ``duo_category``: the DUO category beside an AI purpose."""
+        return self.duo if self.ai else None

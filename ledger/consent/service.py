@@ -18,7 +18,7 @@ from ledger.clock import timestamp, utcnow
 from ledger.consent import facts, fhir, subjects
 from ledger.consent.in_force import effective_consents
 from ledger.consent.models import ConsentVersion, FhirConsent, Subject
-from ledger.consent.purposes import tree
+from ledger.consent.purposes import Purpose, tree
 from ledger.consent.schemas import (
     ConsentAmend,
     ConsentContent,
@@ -307,12 +307,12 @@ def permission(
 ) -> Permission:
     get_subject(session, subject_id)
     when = check_as_of(as_of)
-    request = tree().parse_request(purpose)
+    request = Purpose.parse(purpose)
     in_force = effective_consents(session, when, [subject_id]).get(subject_id, [])
     outcome = facts.decide(in_force, request)
     return Permission(
         subject_id=subject_id,
-        purpose=str(request),
+        purpose=request.text,
         as_of=when,
         permitted=outcome.permitted,
         reasons=outcome.reasons,

@@ -11,7 +11,6 @@ import random
 import uuid
 from collections import Counter
 from datetime import date, timedelta
-from typing import Any
 
 import numpy as np
 import pytest
@@ -19,11 +18,13 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from ledger.access import composition, decision, evaluation, image_rows
+from ledger.access.classes import Outcomes
 from ledger.clock import utcnow
 from ledger.config import Settings
 from ledger.consent import csv_import, in_force
 from ledger.consent import service as consents
 from ledger.consent.models import ConsentVersion, Subject
+from ledger.consent.purposes import Purpose
 from ledger.consent.schemas import ConsentAmend, WithdrawBody
 from ledger.db import bulk_insert, snapshot, transaction
 from ledger.dbtypes import table_of
@@ -117,7 +118,7 @@ def _population(engine: Engine, settings: Settings, patients: int = 90) -> str:
     return dataset.id
 
 
-def manifest_rows(session: Session, dataset_id: str) -> list[tuple[Any, ...]]:
+def manifest_rows(session: Session, dataset_id: str) -> list[image_rows.ImageRow]:
     """The dataset's images as the one-at-a-time path reads them, in manifest order."""
     order = list(
         session.execute(
@@ -152,7 +153,7 @@ def test_every_image_gets_the_answer_of_the_row_path(
     engine: Engine, varied: str, purpose: str, reads: str
 ) -> None:
     policies = load(default_directory())
-    request = decision.request_facts(purpose, None, False, None)
+    request = Purpose.parse(purpose)
     with snapshot(engine) as session:
         as_of = utcnow()
         result = evaluation.evaluate(session, policies, varied, request, as_of, threshold=0.1)
@@ -163,32 +164,32 @@ def test_every_image_gets_the_answer_of_the_row_path(
                 sorted(
                     f"{sid}:{f.consent_id}:{f.version};"
                     for sid, items in in_force.effective_consents(
-                        session, as_of, [r[1] for r in rows]
+                        session, as_of, [r.subject_id for r in rows]
                     ).items()
                     for f in items
                 )
             ).encode()
         ).hexdigest()
-    outcomes = evaluation.decode_outcomes(result.outcomes)
-    got = [result.classes[i]["reason_key"] for i in outcomes]
-    assert got == [c["reason_key"] for c in one_by_one]
-    assert [result.classes[i]["eligible"] for i in outcomes] == [c["eligible"] for c in one_by_one]
-    reasons = Counter(c["reason_key"] for c in one_by_one if not c["eligible"])
+    outcomes = result.per_image()
+    assert list(outcomes) == one_by_one  # eligibility, policies, reasons and facts alike
+    stored = Outcomes.stored([c.as_json() for c in result.classes], result.outcomes)
+    assert list(stored) == one_by_one  # what a request stores reads back the same
+    reasons = Counter(c.reason_key for c in one_by_one if not c.eligible)
     assert result.excluded_by_reason == dict(reasons)
     assert "image-erased" in reasons  # the population does exercise erasure
     assert 0 < result.eligible_count < len(rows)
-    kept = sorted(bytes(r[7]) for r, c in zip(rows, one_by_one, strict=True) if c["eligible"])
+    kept = sorted(bytes(r.leaf_hash) for r, c in zip(rows, one_by_one, strict=True) if c.eligible)
     assert result.eligible_root == root_hash(kept)
     assert result.consent_snapshot == expected_snapshot
     with snapshot(engine) as session:
-        subjects = list(dict.fromkeys(r[1] for r in rows))
+        subjects = list(dict.fromkeys(r.subject_id for r in rows))
         backwards = in_force.signatures(session, as_of, subjects[::-1])
     assert backwards.snapshot == expected_snapshot  # the same whatever order they are asked in
 
 
 def test_composition_counts_every_image_once(engine: Engine, varied: str, reads: str) -> None:
     policies = load(default_directory())
-    request = decision.request_facts("ai.training", None, False, None)
+    request = Purpose.parse("ai.training")
     with snapshot(engine) as session:
         result = evaluation.evaluate(session, policies, varied, request, utcnow(), threshold=0.1)
         data = columns.load(session, varied)

@@ -25,5 +25,6 @@ def test_rows_come_in_the_order_asked_and_a_study_finds_its_images(
         assert image is not None
         assert image.study_uid is not None
         study = image_rows.of_study(session, image.study_uid)
-    assert [r[0] for r in rows] == [*reversed(ids), ids[0]]  # unknown ids are left out
-    assert ids[0] in {r[0] for r in study}
+    assert [r.id for r in rows] == [*reversed(ids), ids[0]]  # unknown ids are left out
+    assert ids[0] in {r.id for r in study}
+    assert all(r.erased_at is None for r in study)

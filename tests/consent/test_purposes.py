@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.consent.facts import ConsentFact, ImageFacts, ScopeFact, decide
-from ledger.consent.purposes import Request, tree
+from ledger.consent.purposes import Purpose, tree
 from ledger.errors import InvalidInput
 
 T = tree()
@@ -29,7 +29,7 @@ def fact(decision: str, *purposes: str, scope: ScopeFact = ScopeFact(), n: int =
 
 
 def permitted(facts: list[ConsentFact], purpose: str, image: ImageFacts | None = None) -> bool:
-    return decide(facts, T.parse_request(purpose), image).permitted
+    return decide(facts, Purpose.parse(purpose), image).permitted
 
 
 def test_unknown_and_malformed_codes_are_refused() -> None:
@@ -37,7 +37,7 @@ def test_unknown_and_malformed_codes_are_refused() -> None:
         with pytest.raises(InvalidInput):
             T.validate(bad)
     with pytest.raises(InvalidInput):
-        T.parse_request("ai.training,ai.validation")
+        Purpose.parse("ai.training,ai.validation")
     with pytest.raises(InvalidInput):
         T.validate_modifiers(["XYZ"])
 
@@ -55,7 +55,7 @@ def test_narrower_deny_carves_out_of_broader_permit() -> None:
     facts = [fact("permit", "ai"), fact("deny", "ai.development", n=1)]
     assert permitted(facts, "ai.inference")
     assert not permitted(facts, "ai.training")
-    outcome = decide(facts, T.parse_request("ai.training"))
+    outcome = decide(facts, Purpose.parse("ai.training"))
     assert any("denied by consent c1" in r for r in outcome.reasons)
 
 
@@ -74,7 +74,7 @@ def test_duo_category_limits_research() -> None:
 
 
 def test_broad_research_consent_without_ai_is_left_to_policy() -> None:
-    outcome = decide([fact("permit", "GRU")], T.parse_request("ai.development"))
+    outcome = decide([fact("permit", "GRU")], Purpose.parse("ai.development"))
     assert not outcome.permitted
     assert outcome.legacy_research
     assert "legacy-research policy" in outcome.reasons[0]
@@ -93,13 +93,13 @@ def test_scope_limits_images_and_missing_attributes_fail_closed() -> None:
     assert permitted(deny_mr, "ai.training", ImageFacts("CT"))
     assert not permitted(deny_mr, "ai.training", ImageFacts("MR"))
     assert not permitted(deny_mr, "ai.training", ImageFacts(None))
-    outcome = decide(deny_mr, T.parse_request("ai.training"))
+    outcome = decide(deny_mr, Purpose.parse("ai.training"))
     assert outcome.permitted
     assert any("except images" in r for r in outcome.reasons)
 
 
 def test_no_consent_means_deny() -> None:
-    outcome = decide([], Request("ai.training", None))
+    outcome = decide([], Purpose("ai.training", None))
     assert not outcome.permitted
     assert outcome.reasons == ["no consent in force permits ai.training"]
 
@@ -135,7 +135,7 @@ def test_adding_a_deny_never_widens_what_is_permitted(
     req: tuple[str | None, str | None],
     image: ImageFacts | None,
 ) -> None:
-    request = Request(*req)
+    request = Purpose(*req)
     before = decide(_facts(spec), request, image).permitted
     after = decide(
         _facts([*spec, ("deny", [deny_purpose], deny_modality)]), request, image
@@ -151,7 +151,62 @@ def test_adding_a_permit_never_narrows_unless_denied(
     req: tuple[str | None, str | None],
     image: ImageFacts | None,
 ) -> None:
-    request = Request(*req)
+    request = Purpose(*req)
     before = decide(_facts(spec), request, image).permitted
     after = decide(_facts([*spec, ("permit", [permit_purpose], None)]), request, image).permitted
     assert after or not before
+
+
+@pytest.mark.parametrize(
+    "text", ["ai.training", "ai.training,HMB", "ai.generative,DS:C34", "HMB", "GRU"]
+)
+def test_a_purpose_reads_back_as_the_text_it_was_parsed_from(text: str) -> None:
+    purpose = Purpose.parse(text)
+    assert purpose.text == str(purpose) == text
+    assert Purpose.parse(purpose.text) == purpose
+    assert Purpose.of_fields(purpose.code, purpose.category) == purpose
+
+
+def test_codes_are_put_in_order_and_split_into_the_stored_fields() -> None:
+    for text in ("HMB,ai.training", " ai.training  HMB ", "HMB, ai.training,"):
+        purpose = Purpose.parse(text)
+        assert (purpose.ai, purpose.duo) == ("ai.training", "HMB")
+        assert purpose.text == "ai.training,HMB"
+        assert (purpose.code, purpose.category) == ("ai.training", "HMB")
+    research = Purpose.parse("HMB")
+    assert (research.ai, research.duo) == (None, "HMB")
+    assert (research.code, research.category) == ("HMB", None)  # stored as the purpose itself
+    assert Purpose.of_fields("ai.training", "DS:C34").duo == "DS:C34"
+    assert Purpose.of_fields("ai.training", None) == Purpose.of_fields("ai.training", "")
+    assert Purpose.of_fields("ai.training,HMB", None) == Purpose.parse("ai.training,HMB")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("ai.dreaming", "unknown purpose 'ai.dreaming'; see GET /v1/purposes for the codes"),
+        ("ai.training,hmb", "unknown purpose 'hmb'; see GET /v1/purposes for the codes"),
+        ("", "purpose is empty; name an AI purpose such as ai.training"),
+        (" , ", "purpose is empty; name an AI purpose such as ai.training"),
+        ("ai.training,DS", "purpose DS needs a qualifier, e.g. DS:C34"),
+        ("GRU:x", "purpose GRU takes no qualifier"),
+        (
+            "ai.training,ai.inference",
+            "a request names at most one AI purpose and one DUO research category",
+        ),
+        ("HMB,GRU", "a request names at most one AI purpose and one DUO research category"),
+    ],
+)
+def test_unknown_or_ambiguous_purposes_are_refused(text: str, message: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        Purpose.parse(text)
+    assert refused.value.detail == message
+
+
+def test_flags_travel_with_the_purpose_but_not_in_its_text() -> None:
+    plain = Purpose.parse("ai.training")
+    flagged = Purpose.parse("ai.training", commercial=True, irb_reference="IRB-2024-7")
+    assert (flagged.commercial, flagged.irb_reference) == (True, "IRB-2024-7")
+    assert flagged.text == plain.text == "ai.training"
+    assert flagged != plain
+    assert len({plain, flagged, Purpose.parse("ai.training")}) == 2  # a value: usable as a key
