@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ledger.consent.purposes import purpose_text
+
 
 class AccessRequestCreate(BaseModel):
     """What a pipeline asks for. ``as_of`` is not accepted: a decision is always taken now."""
@@ -62,6 +64,11 @@ class AccessRequestPublic(BaseModel):
     grant_id: str | None
     created_at: datetime
     decided_at: datetime | None
+
+    @property
+    def purpose_text(self) -> str:
+        """The purpose as one text (``ai.training,HMB``), as grants and the log carry it."""
+        return purpose_text(self.purpose, self.duo_category)
 
 
 class ReviewBody(BaseModel):

@@ -97,7 +97,7 @@ def list_(
         [
             (
                 r.id,
-                r.purpose + (f",{r.duo_category}" if r.duo_category else ""),
+                r.purpose_text,
                 r.evaluation.eligible_count,
                 r.evaluation.excluded_count,
                 f"{_approvals(r)}/{r.evaluation.required_approvals}",
