@@ -8,22 +8,23 @@ whichever door a request comes through.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
-
-from ledger.access import release
-from ledger.access.authorize import Authorizer
-from ledger.access.service import Context
-from ledger.access.slots import Slots
 from ledger.config import Settings
-from ledger.db import check_schema, make_engine, session_factory
-from ledger.images.columns import Vault
 from ledger.images.store import FilesystemStore, ObjectStore
 from ledger.keystore import KeyRing, load_keyring
-from ledger.policy.engine import PolicySet
-from ledger.policy.service import configured
 from ledger.provenance.checkpoints import LogTree
+
+if TYPE_CHECKING:  # the decision path is imported where it is built, not by CLI commands
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from ledger.access import release
+    from ledger.access.authorize import Authorizer
+    from ledger.access.service import Context
+    from ledger.access.slots import Slots
+    from ledger.images.columns import Vault
+    from ledger.policy.engine import PolicySet
 
 
 def keys(settings: Settings) -> KeyRing:
@@ -37,15 +38,21 @@ def store(settings: Settings) -> ObjectStore:
 
 def vault(settings: Settings, keyring: KeyRing | None = None) -> Vault:
     """Where datasets' packed columns are kept (``ledger.images.columns``)."""
+    from ledger.images.columns import Vault
+
     return Vault(store(settings), (keyring or keys(settings)).master_key)
 
 
 def policies(settings: Settings) -> PolicySet:
+    from ledger.policy.service import configured
+
     return configured(settings)
 
 
 def context(settings: Settings, keyring: KeyRing | None = None) -> Context:
     """What the decision path needs beyond a session, for the CLI and scripts."""
+    from ledger.access.service import Context
+
     keyring = keyring or keys(settings)
     return Context(settings, keyring, policies(settings), vault(settings, keyring))
 
@@ -66,12 +73,18 @@ class AppState:
     log_tree: LogTree = field(default_factory=LogTree)
 
     def vault(self) -> Vault:
+        from ledger.images.columns import Vault
+
         return Vault(self.store, self.keys.master_key)
 
     def context(self) -> Context:
+        from ledger.access.service import Context
+
         return Context(self.settings, self.keys, self.policies, self.vault())
 
     def release_desk(self) -> release.Desk:
+        from ledger.access import release
+
         return release.Desk(
             self.keys, self.policies, self.store, self.download_slots, self.write_sessions
         )
@@ -79,6 +92,10 @@ class AppState:
 
 def build(settings: Settings, *, check_db: bool = True) -> AppState:
     """The server's state; refuses an un-migrated database or a home without keys."""
+    from ledger.access.authorize import Authorizer
+    from ledger.access.slots import Slots
+    from ledger.db import check_schema, make_engine, session_factory
+
     keyring = keys(settings)
     engine = make_engine(settings.resolved_database_url)
     if check_db:

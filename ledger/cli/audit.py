@@ -129,7 +129,7 @@ def verify(
     json_out: JsonOpt = False,
 ) -> None:
     """Recompute hash chain and Merkle tree from every entry and check every checkpoint."""
-    from ledger.keystore import load_keyring
+    from ledger import wiring
     from ledger.provenance import bundle, checkpoints
     from ledger.provenance.integrity import verify_database
 
@@ -149,7 +149,7 @@ def verify(
         _report(report, json_out, {"origin": manifest.get("origin"), "source": str(bundle_path)})
         return
     settings = settings_for(home)
-    keys = pinned or checkpoints.verifiers(load_keyring(settings.keys_dir), settings.log_origin)
+    keys = pinned or checkpoints.verifiers(wiring.keys(settings), settings.log_origin)
     with read_only(home) as session:
         report = verify_database(session, keys, settings.log_origin, witnessed)
     _report(report, json_out, {"origin": settings.log_origin, "source": "database"})
@@ -162,11 +162,11 @@ def export(
     json_out: JsonOpt = False,
 ) -> None:
     """Write entries, checkpoints and public keys to one file for offline verification."""
-    from ledger.keystore import load_keyring
+    from ledger import wiring
     from ledger.provenance import bundle
 
     settings = settings_for(home)
-    keys = load_keyring(settings.keys_dir)
+    keys = wiring.keys(settings)
     with read_only(home) as session:
         done = bundle.export(session, out, keys, settings.log_origin)
     if json_out:
@@ -184,12 +184,12 @@ def export(
 @app.command("checkpoint")
 def checkpoint_(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Sign the current tree head now and print the signed note (save it to audit later)."""
-    from ledger.keystore import load_keyring
+    from ledger import wiring
     from ledger.provenance import checkpoints
     from ledger.provenance.schemas import CheckpointPublic
 
     settings = settings_for(home)
-    keys = load_keyring(settings.keys_dir)
+    keys = wiring.keys(settings)
     with unit_of_work(home) as session:
         record = checkpoints.create(session, checkpoints.LogTree(), keys, settings.log_origin)
         public = CheckpointPublic.of(record)
@@ -202,13 +202,12 @@ def checkpoint_(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
 @app.command("keys")
 def keys_(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Print the verifier keys checkpoints are signed with, to pin them with --key."""
-    from ledger.keystore import load_keyring
+    from ledger import wiring
     from ledger.provenance import checkpoints
 
     settings = settings_for(home)
     encoded = [
-        v.encode()
-        for v in checkpoints.verifiers(load_keyring(settings.keys_dir), settings.log_origin)
+        v.encode() for v in checkpoints.verifiers(wiring.keys(settings), settings.log_origin)
     ]
     if json_out:
         emit_json(encoded)

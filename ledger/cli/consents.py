@@ -42,9 +42,9 @@ def actor() -> str:
 
 
 def _pseudonym_key(home: Path | None) -> bytes:
-    from ledger.keystore import load_keyring
+    from ledger import wiring
 
-    return load_keyring(settings_for(home).keys_dir).pseudonym_key
+    return wiring.keys(settings_for(home)).pseudonym_key
 
 
 def _aware(value: datetime | None) -> datetime | None:

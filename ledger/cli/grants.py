@@ -108,12 +108,12 @@ def revocations_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Grants revoked and manifest instances no longer usable since a moment."""
+    from ledger import wiring
     from ledger.access import revocations
     from ledger.consent.service import check_as_of
-    from ledger.policy.service import configured
 
     moment = check_as_of(since) if since else utcnow() - timedelta(days=1)
-    policies = configured(settings_for(home))
+    policies = wiring.policies(settings_for(home))
     with read_only(home) as session:
         changes = revocations.changes(session, policies, moment, pipeline_id=None)
     if json_out:
@@ -132,10 +132,10 @@ def revocations_command(
 
 def impact(subject_id: str, home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Which grants, pipelines and models used a subject's images (after a withdrawal)."""
-    from ledger.policy.service import configured
+    from ledger import wiring
     from ledger.registry import service as registry
 
-    policies = configured(settings_for(home))
+    policies = wiring.policies(settings_for(home))
     with read_only(home) as session:
         report = registry.impact(session, policies, subject_id)
     if json_out:
@@ -168,10 +168,10 @@ def list_models(
     json_out: JsonOpt = False,
 ) -> None:
     """Registered models; ``--flagged`` for those whose data lost consent."""
-    from ledger.policy.service import configured
+    from ledger import wiring
     from ledger.registry import service as registry
 
-    policies = configured(settings_for(home))
+    policies = wiring.policies(settings_for(home))
     with read_only(home) as session:
         models = [registry.describe(session, policies, m) for m in registry.list_models(session)]
     models = [m for m in models if m.flagged or not flagged]
@@ -188,10 +188,10 @@ def list_models(
 @models_app.command("show")
 def show_model(model_id: str, home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """A model's lineage: grants, requests, datasets and what lost consent since."""
-    from ledger.policy.service import configured
+    from ledger import wiring
     from ledger.registry import service as registry
 
-    policies = configured(settings_for(home))
+    policies = wiring.policies(settings_for(home))
     with read_only(home) as session:
         model = registry.describe(session, policies, registry.get(session, model_id))
     if json_out:

@@ -83,16 +83,15 @@ def import_images(
         TimeElapsedColumn,
     )
 
+    from ledger import wiring
     from ledger.images import service
-    from ledger.images.store import FilesystemStore
-    from ledger.keystore import load_keyring
 
     if not path.exists():
         err_console.print(f"[bold red]error:[/] {path} does not exist")
         raise typer.Exit(2)
     settings = settings_for(home)
-    keys = load_keyring(settings.keys_dir)
-    store = FilesystemStore(settings.objects_dir)
+    keys = wiring.keys(settings)
+    store = wiring.store(settings)
     report: dict[str, Any] = {"imported": 0, "duplicates": [], "failed": [], "subjects_created": 0}
     progress = Progress(
         TextColumn("importing"),
@@ -239,15 +238,15 @@ def erase_subject(
     """Erase a subject: shred its image key, delete its images, unlink its log entries."""
     if not yes and not typer.confirm(f"Erase subject {subject_id}? This cannot be undone"):
         raise typer.Exit(1)
+    from ledger import wiring
     from ledger.images import service
-    from ledger.images.store import FilesystemStore
 
     settings = settings_for(home)
     with unit_of_work(home) as session:
         addresses = service.erase_subject(
             session, subject_id, actor=actor(), vault=columns_vault(settings)
         )
-    store = FilesystemStore(settings.objects_dir)
+    store = wiring.store(settings)
     for address in addresses:
         store.delete(address)
     if json_out:
