@@ -1,35 +1,33 @@
 """De-identification per DICOM PS3.15 Annex E, driven by the standard's table as data.
 
-The rules come from ``data/confidentiality_profile_attributes.json`` (table E.1-1: 621
-attributes, the basic profile's action and each option's action). Actions:
-
-* ``X`` remove, ``Z`` empty, ``D`` dummy value, ``K`` keep, ``U`` remap UID,
-  ``C`` clean (dates shifted; descriptors kept with identifying values redacted);
-* compound actions (``X/Z``, ``X/D``, ``Z/D``, ``X/Z/D``, ``X/Z/U*``) depend on the IOD's
-  type for the attribute, which a generic engine does not know: we take the choice that
-  keeps the attribute present (``D`` over ``Z`` over ``X``; ``U`` for ``U*``) so output
-  stays valid for any IOD, and the value carries nothing identifying either way.
+The rules come from table E.1-1 of the 2026c edition, read by ``deid_table`` (the 2024b
+table plus the 35 attributes added since). Actions: ``X`` remove, ``Z`` empty, ``D`` dummy
+value, ``K`` keep, ``U`` remap UID, ``C`` clean: dates shifted, free text cleaned by
+``deid_text`` (an allow-list of clinical words; a value left with nothing useful gets the
+basic profile's action instead). A compound action (``X/Z``, ...) becomes the choice that
+keeps the attribute present, so output stays valid for any IOD (``deid_table.compound``).
 
 Beyond the table: every private group is removed (unless ``retain_safe_private`` and the
 creator is on the safe list), curves (50xx) and overlays (60xx) are removed, sequences are
-walked recursively, PatientID/PatientName become the keyed pseudonym, UIDs become
+walked recursively (free text inside a cleaned sequence is cleaned too; SR Text Value is
+treated as a descriptor), PatientID/PatientName become the keyed pseudonym, UIDs become
 ``2.25.<HMAC>`` (consistent for one key and scope, e.g. a grant), dates move by a keyed
-per-patient offset that keeps intervals, and ``PatientIdentityRemoved`` plus
-``DeidentificationMethodCodeSequence`` (CID 7050) record what was done. Pixel data is
-never touched; images that may carry burned-in text are reported for quarantine.
+per-patient offset that keeps intervals, and ``PatientIdentityRemoved``,
+``DeidentificationMethod`` and ``DeidentificationMethodCodeSequence`` (CID 7050) record
+what was done. The pseudonym comes from PatientID; without one, from what else identifies
+the patient, never shared by files that may be of different people (``identity``). Pixel
+data is never touched; images that may carry burned-in text are reported for quarantine.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from functools import cache
-from importlib import resources
 from typing import Any
 
 from pydicom.dataelem import DataElement
@@ -38,29 +36,22 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
 
 from ledger.images.deid_options import Option as Option
+from ledger.images.deid_table import CID7050, descriptor_tags
+from ledger.images.deid_table import TABLE_EDITION as TABLE_EDITION
+from ledger.images.deid_table import rules as rules
+from ledger.images.deid_text import (
+    CODED,
+    FREE_TEXT_VRS,
+    HeaderValues,
+    TextCleaner,
+    header_values,
+)
 
-TABLE = "data/confidentiality_profile_attributes.json"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 MAX_SHIFT_DAYS = 3650
 DUMMY_DATE = "19000101"
 REDACTED = "REMOVED"
 
-
-# CID 7050 codes for what was applied.
-CID7050 = {
-    None: ("113100", "Basic Application Confidentiality Profile"),
-    Option.retain_long_modified_dates: (
-        "113107",
-        "Retain Longitudinal Temporal Information Modified Dates Option",
-    ),
-    Option.retain_patient_characteristics: ("113108", "Retain Patient Characteristics Option"),
-    Option.retain_device_identity: ("113109", "Retain Device Identity Option"),
-    Option.retain_institution_identity: ("113112", "Retain Institution Identity Option"),
-    Option.clean_descriptors: ("113105", "Clean Descriptors Option"),
-    Option.clean_structured_content: ("113104", "Clean Structured Content Option"),
-    Option.clean_graphics: ("113103", "Clean Graphics Option"),
-    Option.retain_safe_private: ("113111", "Retain Safe Private Option"),
-}
 
 DEFAULT_OPTIONS = frozenset(
     {
@@ -73,9 +64,8 @@ DEFAULT_OPTIONS = frozenset(
 # Private creators whose listed elements carry no identity (Retain Safe Private Option).
 SAFE_PRIVATE: dict[str, set[int]] = {}
 
-PATIENT_ID = Tag(0x0010, 0x0020)
-PATIENT_NAME = Tag(0x0010, 0x0010)
-TEXT_VRS = {"LO", "LT", "SH", "ST", "UT", "PN", "UC", "CS", "AE"}
+# PatientID values that name nobody: files holding them do not share a patient.
+NO_PATIENT_ID = frozenset({"", "UNKNOWN", "ANONYMOUS", "ANON", "NONE", "NULL", "N/A", "NA", "-"})
 DATE_RE = re.compile(r"^\d{8}$")
 
 
@@ -102,35 +92,27 @@ class Result:
     removed: int = 0
     replaced: int = 0
     uids: int = 0
+    edition: str = TABLE_EDITION  # of table E.1-1
+    pseudonym_basis: str = ""  # what the pseudonym was derived from (see ``identity``)
+    descriptors_cleaned: int = 0  # free-text values kept after cleaning
+    descriptors_removed: int = 0  # free-text values removed, emptied or given a dummy
+    words_replaced: int = 0  # words and patterns replaced in kept descriptors
 
 
-@cache
-def rules(options: frozenset[Option]) -> dict[int, str]:
-    """Tag → action for a set of options; the groups with ``xx`` apply to every group."""
-    text = resources.files("ledger.images").joinpath(TABLE).read_text()
-    out: dict[int, str] = {}
-    for row in json.loads(text):
-        tag_id = row["id"]
-        if len(tag_id) != 8 or "x" in tag_id:
-            continue  # 50xxxxxx, 60xx...: handled as groups; private: handled as parity
-        action = _compound(row["basicProfile"])
-        chosen = [row[o.value] for o in options if o.value in row]
-        if "C" in chosen:
-            action = "C"
-        elif "K" in chosen:
-            action = "K"
-        out[int(tag_id, 16)] = action
-    return out
+@dataclass
+class _File:
+    """What the walk over one file needs besides the engine."""
 
+    result: Result
+    shift: timedelta
+    header: HeaderValues
+    cleaner: TextCleaner | None = None
 
-def _compound(action: str) -> str:
-    if "/" not in action:
-        return action
-    parts = action.rstrip("*").split("/")
-    for preferred in ("U", "D", "Z", "X"):
-        if preferred in parts:
-            return preferred
-    return parts[0]
+    def clean(self, text: str, vr: str) -> tuple[str | None, int]:
+        if self.cleaner is None:
+            self.cleaner = TextCleaner(self.header)
+        done = self.cleaner.clean(text, vr)
+        return done.text, done.replaced
 
 
 class Deidentifier:
@@ -146,6 +128,9 @@ class Deidentifier:
         self.keys = Keys.derive(key)
         self.options = frozenset(options)
         self.rules = rules(self.options)
+        self.basic = rules(frozenset())
+        self.descriptors = descriptor_tags()
+        self.edition = TABLE_EDITION
         self.uid_scope = uid_scope.encode()
         self._uid_cache: dict[str, str] = {}
 
@@ -155,6 +140,33 @@ class Deidentifier:
             self.keys.patient, f"{issuer}|{patient_id}".encode(), hashlib.sha256
         ).hexdigest()
         return f"ANON-{digest[:20].upper()}"
+
+    def identity(self, ds: Dataset) -> tuple[str, str]:
+        """The pseudonym of the patient of ``ds`` and what it was derived from.
+
+        PatientID (with its issuer) when it names someone. Without it, files must not
+        share a pseudonym, and so a date shift, unless they share a patient: Other Patient
+        IDs, else Patient's Name with Birth Date, else the study (one pseudonym per study),
+        else the instance. Derived values are keyed apart from any PatientID."""
+        patient_id = str(ds.get("PatientID", "") or "")  # as is: pseudonyms stay as they were
+        if patient_id.strip().upper() not in NO_PATIENT_ID:
+            issuer = str(ds.get("IssuerOfPatientID", "") or "")
+            return self.pseudonym(patient_id, issuer), "PatientID"
+        others = _other_ids(ds)
+        if others:
+            other_id, other_issuer = others[0]
+            return self.pseudonym(f"other|{other_id}", f"\x00{other_issuer}"), "OtherPatientIDs"
+        name = "^".join(
+            p.strip() for p in _text(ds, "PatientName").upper().split("=")[0].split("^")
+        )
+        name, birth = name.rstrip("^"), _text(ds, "PatientBirthDate")
+        if name and birth:
+            return self.pseudonym(f"name|{name}|{birth}", "\x00"), "PatientName+PatientBirthDate"
+        for keyword in ("StudyInstanceUID", "SOPInstanceUID"):
+            uid = _text(ds, keyword)
+            if uid:
+                return self.pseudonym(f"{keyword}|{uid}", "\x00"), keyword
+        return self.pseudonym(secrets.token_hex(16), "\x00"), "none (random)"
 
     def uid(self, value: str) -> str:
         cached = self._uid_cache.get(value)
@@ -173,17 +185,15 @@ class Deidentifier:
     def apply(self, ds: Dataset) -> Result:
         """De-identify ``ds`` in place; ``Result.quarantined`` when pixels may show text."""
         result = Result()
-        patient_id = str(ds.get("PatientID", "") or "")
-        issuer = str(ds.get("IssuerOfPatientID", "") or "")
-        pseudonym = self.pseudonym(patient_id, issuer)
+        pseudonym, result.pseudonym_basis = self.identity(ds)
         shift = self.date_offset(pseudonym)
-        phi = _identifying_values(ds, self.rules)
-        self._walk(ds, result, shift, phi)
+        file = _File(result, shift, header_values(ds, self.rules))
+        self._walk(ds, file, cleaning=False)
         ds.PatientID = pseudonym
         ds.PatientName = pseudonym
         ds.PatientIdentityRemoved = "YES"
         codes = [CID7050[None]] + [CID7050[o] for o in sorted(self.options)]
-        ds.DeidentificationMethod = "ledger PS3.15 E.1 " + " ".join(c for c, _ in codes)
+        ds.DeidentificationMethod = self._method(result, [c for c, _ in codes])
         ds.DeidentificationMethodCodeSequence = Sequence([_code(*c) for c in codes])
         dates_kept = Option.retain_long_modified_dates in self.options
         ds.LongitudinalTemporalInformationModified = "MODIFIED" if dates_kept else "REMOVED"
@@ -200,7 +210,28 @@ class Deidentifier:
             result.reasons.append("secondary capture without BurnedInAnnotation NO")
         return result
 
-    def _walk(self, ds: Dataset, result: Result, shift: timedelta, phi: list[str]) -> None:
+    def _method(self, result: Result, codes: list[str]) -> list[str]:
+        """Deidentification Method (LO, 64 characters a value): the edition, the CID 7050
+        codes, what became of free text and where the pseudonym came from."""
+        out = [f"ledger PS3.15 {self.edition} Annex E table E.1-1", "CID 7050"]
+        for code in codes:
+            if len(out[-1]) + 1 + len(code) > 64:
+                out.append("CID 7050")
+            out[-1] += " " + code
+        if Option.clean_descriptors in self.options:
+            out.append(
+                f"descriptors: {result.descriptors_cleaned} cleaned by allow-list, "
+                f"{result.descriptors_removed} removed"
+            )
+        else:
+            out.append(f"descriptors: {result.descriptors_removed} removed, basic profile")
+        out.append(f"pseudonym from {result.pseudonym_basis}")
+        return out
+
+    def _walk(self, ds: Dataset, file: _File, cleaning: bool) -> None:
+        """``cleaning``: inside a sequence the table cleans, where free text the table
+        does not list is cleaned too (a Code Meaning, say), codes excepted."""
+        result = file.result
         for elem in list(ds):
             tag: BaseTag = elem.tag
             group = tag.group
@@ -216,23 +247,23 @@ class Deidentifier:
                 result.removed += 1
                 continue
             action = self.rules.get(int(tag))
+            if action is None and cleaning and elem.VR in FREE_TEXT_VRS and tag not in CODED:
+                self._clean_text(ds, elem, file, fallback="D")
+                continue
             if action is None or action == "K":
                 if elem.VR == "SQ":
                     for item in elem.value:
-                        self._walk(item, result, shift, phi)
+                        self._walk(item, file, cleaning)
                 continue
-            self._act(ds, elem, action, result, shift, phi)
+            self._act(ds, elem, action, file, cleaning)
 
     def _act(
-        self,
-        ds: Dataset,
-        elem: DataElement,
-        action: str,
-        result: Result,
-        shift: timedelta,
-        phi: list[str],
+        self, ds: Dataset, elem: DataElement, action: str, file: _File, cleaning: bool
     ) -> None:
         tag = elem.tag
+        result = file.result
+        if action in ("X", "Z", "D") and int(tag) in self.descriptors:
+            result.descriptors_removed += 1
         if action == "X":
             del ds[tag]
             result.removed += 1
@@ -242,9 +273,9 @@ class Deidentifier:
                 result.replaced += 1
             else:  # D, U, C: keep the structure, de-identify inside
                 for item in elem.value:
-                    self._walk(item, result, shift, phi)
+                    self._walk(item, file, cleaning or action == "C")
         elif action == "Z":
-            elem.value = None if elem.VR != "SQ" else Sequence()
+            elem.value = None
             result.replaced += 1
         elif action == "U":
             elem.value = _map_values(elem.value, self.uid)
@@ -252,21 +283,33 @@ class Deidentifier:
         elif action == "D":
             elem.value = _dummy(elem.VR)
             result.replaced += 1
-        elif action == "C":
-            elem.value = self._clean(elem, shift, phi)
+        elif action == "C" and elem.VR in FREE_TEXT_VRS:
+            self._clean_text(ds, elem, file, self.basic.get(int(tag), "D"))
+        elif action == "C" and elem.VR in ("DA", "DT", "TM"):
+            elem.value = _shift(elem, file.shift)
             result.replaced += 1
+        else:  # C on a value that cannot be shown clean (a code string, bytes)
+            self._act(ds, elem, self.basic.get(int(tag), "X"), file, cleaning)
 
-    def _clean(self, elem: DataElement, shift: timedelta, phi: list[str]) -> Any:
-        vr = elem.VR
-        if vr == "DA":
-            return _map_values(elem.value, lambda v: _shift_date(v, shift))
-        if vr == "DT":
-            return _map_values(elem.value, lambda v: _shift_date(v[:8], shift) + v[8:])
-        if vr == "TM":
-            return elem.value
-        if vr in TEXT_VRS:
-            return _map_values(elem.value, lambda v: _redact(str(v), phi))
-        return _dummy(vr)
+    def _clean_text(self, ds: Dataset, elem: DataElement, file: _File, fallback: str) -> None:
+        """Clean each value of a free-text element; with nothing useful left in any, the
+        basic profile's action (``fallback``) removes, empties or replaces it."""
+        kept: list[str] = []
+        for text in _values(elem.value):
+            cleaned, replaced = file.clean(text, elem.VR)
+            if cleaned:
+                kept.append(cleaned)
+                file.result.words_replaced += replaced
+        if not kept:
+            if fallback not in ("X", "Z", "D"):
+                fallback = "D"
+            if int(elem.tag) not in self.descriptors:
+                file.result.descriptors_removed += 1  # _act counts the table's own
+            self._act(ds, elem, fallback, file, cleaning=False)
+            return
+        elem.value = kept if len(kept) > 1 else kept[0]
+        file.result.descriptors_cleaned += 1
+        file.result.replaced += 1
 
     def _safe_private(self, ds: Dataset, elem: DataElement) -> bool:
         if Option.retain_safe_private not in self.options or not SAFE_PRIVATE:
@@ -329,33 +372,29 @@ def _dummy(vr: str) -> Any:
     return REDACTED
 
 
-def _identifying_values(ds: Dataset, table: dict[int, str]) -> list[str]:
-    """Values the profile removes anywhere in the file (names, ids, ...), to redact from
-    any descriptor that is kept. Longest first, so 'SMITH^JOHN' goes before 'JOHN'."""
-    found: set[str] = set()
-
-    def visit(d: Dataset) -> None:
-        for elem in d:
-            if elem.VR == "SQ":
-                for item in elem.value:
-                    visit(item)
-                continue
-            action = table.get(int(elem.tag))
-            if action in (None, "K", "C", "U") or elem.VR not in TEXT_VRS | {"DA", "DT"}:
-                continue
-            values = elem.value if isinstance(elem.value, list | tuple) else [elem.value]
-            for v in values:
-                text = str(v or "")
-                found.update(p for p in re.split(r"[\^=\s]+", text) if len(p) >= 3)
-                if len(text) >= 3:
-                    found.add(text)
-
-    visit(ds)
-    return sorted(found, key=len, reverse=True)
+def _values(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        return [str(v) for v in value if v not in (None, "")]
+    return [str(value)]
 
 
-def _redact(text: str, phi: list[str]) -> str:
-    for value in phi:
-        if value.lower() in text.lower():
-            text = re.sub(re.escape(value), "***", text, flags=re.IGNORECASE)
-    return text
+def _shift(elem: DataElement, shift: timedelta) -> Any:
+    if elem.VR == "DA":
+        return _map_values(elem.value, lambda v: _shift_date(v, shift))
+    if elem.VR == "DT":
+        return _map_values(elem.value, lambda v: _shift_date(v[:8], shift) + v[8:])
+    return elem.value  # TM: a time of day says nothing without its date
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    return str(ds.get(keyword, "") or "").strip()
+
+
+def _other_ids(ds: Dataset) -> list[tuple[str, str]]:
+    """Other Patient IDs (with their issuers, from the sequence) that name someone."""
+    found = [(v.strip(), "") for v in _values(ds.get("OtherPatientIDs"))]
+    for item in ds.get("OtherPatientIDsSequence") or []:
+        found.append((_text(item, "PatientID"), _text(item, "IssuerOfPatientID")))
+    return sorted((i, s) for i, s in found if i.upper() not in NO_PATIENT_ID)

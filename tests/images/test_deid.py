@@ -7,10 +7,13 @@ import os
 import re
 import shutil
 import subprocess
+from importlib import resources
 from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.datadict import dictionary_VR
+from pydicom.sequence import Sequence
 from pydicom.uid import SecondaryCaptureImageStorage
 from typer.testing import CliRunner
 
@@ -84,7 +87,7 @@ def test_default_options_shift_dates_keep_characteristics_clean_descriptors(tmp_
     assert a.StudyDate != "20240315"
     assert (day(b.StudyDate) - day(a.StudyDate)).days == 10  # intervals kept
     assert a.PatientSex == "F"
-    assert a.StudyDescription == "CT CHEST *** ***"
+    assert a.StudyDescription == "CT CHEST [REMOVED]"
     assert a.PatientID == b.PatientID
     assert a.PatientID.startswith("ANON-")
     codes = {item.CodeValue for item in a.DeidentificationMethodCodeSequence}
@@ -185,3 +188,151 @@ def test_cli_deid_folder_with_quarantine_and_junk(tmp_path: Path) -> None:
 
 def test_options_enum_covers_the_table_columns() -> None:
     assert {o.value for o in Option} >= {"rtnLongModifDatesOpt", "cleanDescOpt", "rtnSafePrivOpt"}
+
+
+# -- table E.1-1, 2026c edition ---------------------------------------------------------
+
+
+def _vr_2026c(tag: int, name: str) -> str:
+    """The VR of an attribute added by 2026c (pydicom's dictionary may predate it)."""
+    try:
+        return dictionary_VR(tag).split(" or ")[0]
+    except KeyError:
+        pass
+    if name.endswith("Sequence"):
+        return "SQ"
+    if name.endswith("DateTime"):
+        return "DT"
+    if name.endswith("UID"):
+        return "UI"
+    if name.endswith(("URI", "Reference")):
+        return "UR"
+    return "UT"
+
+
+def _additions() -> list[tuple[int, str, str]]:
+    rows = json.loads(
+        resources.files("ledger.images")
+        .joinpath("data/confidentiality_profile_additions_2026c.json")
+        .read_text()
+    )
+    return [(int(r["id"], 16), r["name"], r["basicProfile"]) for r in rows]
+
+
+def _plant_2026c(ds: pydicom.Dataset) -> None:
+    for tag, name, _ in _additions():
+        vr = _vr_2026c(tag, name)
+        if vr == "SQ":
+            item = pydicom.Dataset()
+            item.add_new(0x00700006, "ST", f"PHI{tag:08X}Q")  # Unformatted Text Value
+            item.add_new(0x0040B034, "DT", PLANTED_DATE + PLANTED_TIME)  # Annotation DateTime
+            ds.add_new(tag, vr, Sequence([item]))
+        elif vr == "DT":
+            ds.add_new(tag, vr, PLANTED_DATE + PLANTED_TIME)
+        elif vr == "UI":
+            ds.add_new(tag, vr, f"1.2.826.0.1.3680043.9.7777.{tag}")
+        elif vr == "UR":
+            ds.add_new(tag, vr, f"https://example.org/PHI{tag:08X}Q")
+        else:
+            ds.add_new(tag, vr, f"PHI{tag:08X}Q"[: 16 if vr == "SH" else None])
+
+
+def test_the_table_is_the_2026c_edition() -> None:
+    added = _additions()
+    assert len(added) == 35
+    for options in (frozenset(), DEFAULT_OPTIONS, frozenset(Option)):
+        table = rules(options)
+        assert all(tag in table for tag, _, _ in added)
+    assert rules(frozenset())[0x00100012] == "X"  # Name to Use
+    assert rules(frozenset())[0x300A0054] == "U"  # Table Top Position Alignment UID
+    assert Deidentifier(KEY).edition == "2026c"
+
+
+@pytest.mark.parametrize("options", [frozenset(), DEFAULT_OPTIONS, frozenset(Option)])
+def test_attributes_added_by_2026c_leave_nothing(
+    tmp_path: Path, options: frozenset[Option]
+) -> None:
+    ds = ct_dataset("MRN-2026")
+    _plant_2026c(ds)
+    for tag, _, _ in _additions():
+        assert tag in ds
+    engine = Deidentifier(KEY, options)
+    result = engine.apply(ds)
+    out = write(ds, tmp_path / "out.dcm")
+    raw = out.read_bytes()
+    assert PLANTED.findall(raw) == []
+    assert PLANTED_DATE.encode() not in raw
+    assert result.edition == "2026c"
+    method = pydicom.dcmread(out).DeidentificationMethod
+    assert method[0] == "ledger PS3.15 2026c Annex E table E.1-1"
+
+
+# -- pseudonyms without PatientID --------------------------------------------------------
+
+
+def _patient_files() -> list[tuple[str, pydicom.Dataset]]:
+    """26 files of six patients, none with a PatientID."""
+    files: list[tuple[str, pydicom.Dataset]] = []
+
+    def add(patient: str, count: int, study: str, **attrs: object) -> None:
+        for _ in range(count):
+            ds = ct_dataset(study_uid=study, rows=8)
+            del ds.PatientID
+            del ds.PatientName
+            del ds.PatientBirthDate
+            for keyword, value in attrs.items():
+                setattr(ds, keyword, value)
+            files.append((patient, ds))
+
+    one = {"PatientName": "ALPHA^ONE", "PatientBirthDate": "19600101"}
+    add("p1", 3, "1.2.826.0.1.3680043.9.1.11", **one)
+    add("p1", 2, "1.2.826.0.1.3680043.9.1.12", **one)  # a second study, same person
+    add("p2", 4, "1.2.826.0.1.3680043.9.1.21", PatientName="ALPHA^ONE", PatientBirthDate="19700101")
+    add("p3", 2, "1.2.826.0.1.3680043.9.1.31", OtherPatientIDs="OTHER-3")
+    add("p3", 2, "1.2.826.0.1.3680043.9.1.32", OtherPatientIDs="OTHER-3")
+    add("p4", 3, "1.2.826.0.1.3680043.9.1.41", PatientName="BETA^FOUR")  # no birth date
+    add("p4b", 2, "1.2.826.0.1.3680043.9.1.42", PatientName="BETA^FOUR")
+    add("p5", 4, "1.2.826.0.1.3680043.9.1.51")  # nothing at all
+    add("p6", 4, "1.2.826.0.1.3680043.9.1.61", PatientID="", **one | {"PatientName": "GAMMA^SIX"})
+    assert len(files) == 26
+    return files
+
+
+def test_files_without_patient_id_never_share_a_pseudonym_across_patients() -> None:
+    engine = Deidentifier(KEY)
+    seen: dict[str, set[str]] = {}
+    shifts: dict[str, set[str]] = {}
+    bases: dict[str, set[str]] = {}
+    for patient, ds in _patient_files():
+        result = engine.apply(ds)
+        seen.setdefault(patient, set()).add(ds.PatientID)
+        shifts.setdefault(patient, set()).add(ds.StudyDate)
+        bases.setdefault(patient, set()).add(result.pseudonym_basis)
+        assert f"pseudonym from {result.pseudonym_basis}" in ds.DeidentificationMethod
+    assert all(len(p) == 1 for p in seen.values()), seen  # one patient (or study): one
+    pseudonyms = [next(iter(p)) for p in seen.values()]
+    assert len(set(pseudonyms)) == len(seen) == 7  # p4's two studies are kept apart
+    assert len({next(iter(s)) for s in shifts.values()}) == 7  # and so are date shifts
+    assert bases == {
+        "p1": {"PatientName+PatientBirthDate"},
+        "p2": {"PatientName+PatientBirthDate"},
+        "p3": {"OtherPatientIDs"},
+        "p4": {"StudyInstanceUID"},
+        "p4b": {"StudyInstanceUID"},
+        "p5": {"StudyInstanceUID"},
+        "p6": {"PatientName+PatientBirthDate"},
+    }
+
+
+def test_patient_id_still_joins_one_patient_and_is_keyed_apart() -> None:
+    engine = Deidentifier(KEY)
+    a, b = ct_dataset("MRN-55"), ct_dataset("MRN-55")
+    b.PatientName = "SOMEONE^ELSE"  # PatientID decides, as before
+    assert engine.apply(a).pseudonym_basis == "PatientID"
+    engine.apply(b)
+    assert a.PatientID == b.PatientID == engine.pseudonym("MRN-55")
+    c = ct_dataset("", study_uid="1.2.826.0.1.3680043.9.1.99")
+    c.PatientName = "MRN-55"
+    del c.PatientBirthDate
+    assert engine.apply(c).pseudonym_basis == "StudyInstanceUID"
+    assert c.PatientID != a.PatientID
