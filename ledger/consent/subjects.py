@@ -66,8 +66,7 @@ def get_or_create(
         return existing, False
     new_id = str(uuid.uuid4())
     session.execute(
-        dialect.insert_ignoring_conflicts(session, Subject, ["pseudonym"])
-        .values(
+        dialect.insert_ignoring_conflicts(session, Subject, ["pseudonym"]).values(
             id=new_id,
             pseudonym=digest,
             sex=demographics.sex,
@@ -75,7 +74,6 @@ def get_or_create(
             site=demographics.site,
             created_at=utcnow(),
         )
-        .on_conflict_do_nothing(index_elements=["pseudonym"])
     )
     subject = session.execute(select(Subject).where(col(Subject.pseudonym) == digest)).scalar_one()
     created = subject.id == new_id
