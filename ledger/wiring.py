@@ -92,8 +92,8 @@ class AppState:
 
 def build(settings: Settings, *, check_db: bool = True) -> AppState:
     """The server's state; refuses an un-migrated database or a home without keys."""
+    from ledger.access import slots
     from ledger.access.authorize import Authorizer
-    from ledger.access.slots import Slots
     from ledger.db import check_schema, make_engine, session_factory
 
     keyring = keys(settings)
@@ -108,6 +108,6 @@ def build(settings: Settings, *, check_db: bool = True) -> AppState:
         keys=keyring,
         store=store(settings),
         policies=policies(settings),
-        download_slots=Slots(settings.max_concurrent_downloads),
+        download_slots=slots.for_engine(settings.max_concurrent_downloads, engine),
         authorizer=Authorizer(engine, keyring, settings.issuer),
     )
