@@ -10,6 +10,7 @@ from ledger.cli import (
     audit,
     consents,
     deid,
+    doctor,
     grants,
     images,
     keys,
@@ -44,6 +45,7 @@ app.add_typer(grants.grants_app, name="grants")
 app.add_typer(grants.models_app, name="models")
 app.command("revocations")(grants.revocations_command)
 consents.subjects_app.command("impact")(grants.impact)
+app.command("doctor")(doctor.doctor)
 
 
 def main() -> None:
