@@ -16,7 +16,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -24,8 +24,7 @@ import numpy.typing as npt
 ClassIndex = npt.NDArray[np.uint32]
 
 
-@dataclass(frozen=True, slots=True)
-class ConsentSummary:
+class ConsentSummary(NamedTuple):
     """What a subject's consents say about one image, as the policies read it."""
 
     permitted: bool
@@ -35,10 +34,13 @@ class ConsentSummary:
     modifiers: tuple[str, ...]  # of the permits that cover it, sorted
 
 
-@dataclass(frozen=True, slots=True)
-class ClassKey:
+class ClassKey(NamedTuple):
     """Everything Cedar reads about an image: equal keys get equal answers. ``consent``
-    is None for the images of an erased subject, which are refused without asking Cedar."""
+    is None for the images of an erased subject, which are refused without asking Cedar.
+
+    Keys, their summaries and ``ClassFacts`` are NamedTuples because every decision makes
+    and hashes them, cold authorize calls included: a tuple is built and hashed in C, a
+    frozen dataclass in Python (measured: a third of the time per key)."""
 
     consent: ConsentSummary | None
     modality: str = ""
@@ -53,8 +55,7 @@ class ClassKey:
 ERASED = ClassKey(None)  # the class of every image of an erased subject
 
 
-@dataclass(frozen=True, slots=True)
-class ClassFacts:
+class ClassFacts(NamedTuple):
     """What a stored class records about its images, for a person reading it later."""
 
     modality: str
