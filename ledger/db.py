@@ -51,7 +51,11 @@ def _sqlite_begin(conn: Connection) -> None:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create the one engine a process uses for ``url``."""
+    """Create the one engine a process uses for ``url``.
+
+    Statement parameters are left out of error messages: they hold what callers sent, and
+    an error's message ends up in the server log."""
+    kwargs.setdefault("hide_parameters", True)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":

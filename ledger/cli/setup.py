@@ -43,10 +43,18 @@ def init(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
 def _serve(settings: Settings, host: str | None, port: int | None) -> None:
     import uvicorn
 
+    from ledger.http.request_log import uvicorn_log_config
     from ledger.server import create_app
 
     app = create_app(settings)
-    uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_level="info")
+    uvicorn.run(
+        app,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level="info",
+        log_config=uvicorn_log_config(),
+        access_log=False,  # the ledger writes one line per request, without query strings
+    )
 
 
 def serve(home: HomeOpt = None, host: HostOpt = None, port: PortOpt = None) -> None:

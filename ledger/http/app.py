@@ -19,6 +19,7 @@ from ledger.config import Settings, get_settings
 from ledger.db import ping
 from ledger.http.middleware import BodyLimit
 from ledger.http.problems import install_error_handlers
+from ledger.http.request_log import RequestLog
 from ledger.policy.service import activate
 from ledger.provenance import checkpoints, merkle_workers
 from ledger.wiring import AppState
@@ -81,6 +82,7 @@ def create_app(
         json_limit=settings.max_json_bytes,
         upload_limit=settings.max_upload_bytes,
     )
+    app.add_middleware(RequestLog)  # outside the limits, so a 413 gets its line too
     _mount(app)
     for mount in mounts:
         mount(app)

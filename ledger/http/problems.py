@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.errors import Conflict, LedgerError, ServiceUnavailable
+from ledger.http.request_log import mark_logged
 
 log = logging.getLogger("ledger.http")
 
@@ -42,8 +43,12 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    # A refusal (4xx) is logged as the request's one line (http/request_log.py); a fault
+    # (5xx) adds its trace here.
     @app.exception_handler(LedgerError)
     async def _ledger(request: Request, exc: LedgerError) -> JSONResponse:
+        if exc.status >= 500:
+            log.error("%s on %s %s", exc.code, request.method, request.url.path, exc_info=exc)
         return problem_response(exc, request)
 
     @app.exception_handler(RequestValidationError)
@@ -64,19 +69,19 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(IntegrityError)
     async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
-        log.warning("integrity error on %s %s", request.method, request.url.path)
         return problem_response(
             Conflict("the change conflicts with existing data; nothing was written"), request
         )
 
     @app.exception_handler(OperationalError)
     async def _db_down(request: Request, exc: OperationalError) -> JSONResponse:
-        log.error("database error on %s %s: %s", request.method, request.url.path, type(exc))
+        log.error("database error on %s %s", request.method, request.url.path, exc_info=exc)
         return problem_response(ServiceUnavailable("the database is unavailable"), request)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
+        mark_logged(exc)  # Starlette re-raises it to the server: no second trace there
         err = LedgerError("an unexpected error occurred; it has been logged")
         err.status, err.code, err.title = 500, "internal", "Internal error"
         return problem_response(err, request)
