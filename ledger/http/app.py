@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from ledger import __version__, wiring
 from ledger.config import Settings, get_settings
 from ledger.db import ping
+from ledger.http import openapi
 from ledger.http.middleware import BodyLimit
 from ledger.http.problems import install_error_handlers
 from ledger.http.request_log import RequestLog
@@ -74,6 +75,8 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served offline by http/openapi.py
+        redoc_url=None,
     )
     app.state.ledger = state
     install_error_handlers(app)
@@ -83,6 +86,7 @@ def create_app(
         upload_limit=settings.max_upload_bytes,
     )
     app.add_middleware(RequestLog)  # outside the limits, so a 413 gets its line too
+    openapi.install(app)
     _mount(app)
     for mount in mounts:
         mount(app)
