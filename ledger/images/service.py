@@ -1,9 +1,11 @@
 """Ingesting DICOM instances and erasing subjects.
 
-Ingest order keeps the database honest: parse and validate everything first, then write
-the encrypted object (content-addressed, so a retry rewrites nothing), then index and log
-in the caller's transaction. A failure after the object write leaves only an unreadable,
-unreferenced blob, never an index row without its object.
+Ingest order keeps the database honest: parse and validate everything first
+(``images/validation.py``: a refused file answers 422 naming the attribute) and compute
+every index field, then write the encrypted object (content-addressed, so a retry
+rewrites nothing), then index and log in the caller's transaction. Nothing that depends
+on the file's content can fail after the object write; a database failure there leaves
+only an unreadable, unreferenced blob, never an index row without its object.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ledger.errors import InvalidInput, NotFound
 from ledger.images import columns
 from ledger.images.models import Image
 from ledger.images.store import ObjectStore, data_key, destroy_key, seal
+from ledger.images.validation import pixel_length_problem, validate
 from ledger.keystore import KeyRing
 from ledger.provenance import log
 from ledger.provenance.commitments import erase_salt, subject_commitment
@@ -63,35 +66,11 @@ def parse(data: bytes) -> Dataset:
         raise InvalidInput("not a DICOM Part 10 file (no DICM prefix)") from exc
     except Exception as exc:  # pydicom raises many types on corrupt input
         raise InvalidInput(f"truncated or corrupt DICOM file ({type(exc).__name__})") from exc
-    _check_pixel_length(ds)
-    if "SOPInstanceUID" not in ds:
-        raise InvalidInput("the file has no SOPInstanceUID (0008,0018)")
-    if not str(ds.get("PatientID", "") or "").strip():
-        raise InvalidInput("the file has no PatientID (0010,0020); cannot link it to a subject")
+    problem = pixel_length_problem(ds)
+    if problem is not None:
+        raise InvalidInput(f"{problem} (a truncated DICOM file)")
+    validate(ds)
     return ds
-
-
-def _check_pixel_length(ds: Dataset) -> None:
-    """pydicom reads a cut-off file without complaint; native pixel data shows it."""
-    meta = getattr(ds, "file_meta", None)
-    syntax = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
-    if "PixelData" not in ds or syntax is None or syntax.is_compressed:
-        return
-    try:
-        expected = (
-            int(ds.Rows)
-            * int(ds.Columns)
-            * int(ds.get("SamplesPerPixel", 1))
-            * int(ds.get("NumberOfFrames", 1) or 1)
-            * int(ds.BitsAllocated)
-            // 8
-        )
-    except (AttributeError, TypeError, ValueError):
-        return
-    if len(ds.PixelData) < expected:
-        raise InvalidInput(
-            f"truncated DICOM file: pixel data has {len(ds.PixelData)} of {expected} bytes"
-        )
 
 
 def _text(ds: Dataset, keyword: str, limit: int = 64) -> str | None:
@@ -115,6 +94,26 @@ def _demographics(ds: Dataset) -> subjects.Demographics:
     return subjects.Demographics(sex if sex in ("F", "M", "O") else None, year, None)
 
 
+def _index_fields(ds: Dataset) -> dict[str, Any]:
+    """The image's index entry as the validated file gives it."""
+    meta = getattr(ds, "file_meta", None)
+    syntax = str(meta.TransferSyntaxUID) if meta and "TransferSyntaxUID" in meta else None
+    return {
+        "study_uid": _text(ds, "StudyInstanceUID", MAX_UID),
+        "series_uid": _text(ds, "SeriesInstanceUID", MAX_UID),
+        "sop_uid": _text(ds, "SOPInstanceUID", MAX_UID),
+        "sop_class_uid": _text(ds, "SOPClassUID", MAX_UID),
+        "transfer_syntax": syntax,
+        "modality": (_text(ds, "Modality", 16) or "").upper() or None,
+        "body_part": (_text(ds, "BodyPartExamined", 64) or "").upper() or None,
+        "study_date": _study_date(ds),
+        "manufacturer": _text(ds, "Manufacturer"),
+        "burned_in": (_text(ds, "BurnedInAnnotation", 8) or "").upper() or None,
+        "rows": int(ds.Rows) if "Rows" in ds else None,
+        "columns": int(ds.Columns) if "Columns" in ds else None,
+    }
+
+
 def ingest(
     session: Session,
     store: ObjectStore,
@@ -132,32 +131,20 @@ def ingest(
         return Ingested(existing, duplicate=True, subject_created=False)
     ds = parse(data)
     issuer = _text(ds, "IssuerOfPatientID", 200) or default_issuer
+    demographics = _demographics(ds)
+    fields = _index_fields(ds)  # everything the file decides, before anything is written
     subject, created = subjects.get_or_create(
-        session, keys.pseudonym_key, issuer, str(ds.PatientID), _demographics(ds), actor=actor
+        session, keys.pseudonym_key, issuer, str(ds.PatientID), demographics, actor=actor
     )
     key = data_key(session, keys.master_key, subject.id)
     store.put(digest, seal(key, digest, data))
-    meta = getattr(ds, "file_meta", None)
     image = Image(
         id=str(uuid.uuid4()),
         subject_id=subject.id,
         sha256=digest,
         leaf_hash=image_leaf(digest),
-        study_uid=_text(ds, "StudyInstanceUID", MAX_UID),
-        series_uid=_text(ds, "SeriesInstanceUID", MAX_UID),
-        sop_uid=_text(ds, "SOPInstanceUID", MAX_UID),
-        sop_class_uid=_text(ds, "SOPClassUID", MAX_UID),
-        transfer_syntax=str(meta.TransferSyntaxUID)
-        if meta and "TransferSyntaxUID" in meta
-        else None,
-        modality=(_text(ds, "Modality", 16) or "").upper() or None,
-        body_part=(_text(ds, "BodyPartExamined", 64) or "").upper() or None,
-        study_date=_study_date(ds),
-        manufacturer=_text(ds, "Manufacturer"),
-        burned_in=(_text(ds, "BurnedInAnnotation", 8) or "").upper() or None,
-        rows=int(ds.Rows) if "Rows" in ds else None,
-        columns=int(ds.Columns) if "Columns" in ds else None,
         size_bytes=len(data),
+        **fields,
     )
     session.add(image)
     session.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 
 import pydicom
 import pytest
@@ -11,6 +12,7 @@ from pydicom.encaps import encapsulate
 from sqlalchemy import Engine, func, select
 
 from ledger.config import Settings
+from ledger.consent.models import Subject
 from ledger.db import snapshot, transaction
 from ledger.images.models import Image
 from ledger.images.store import FilesystemStore, data_key, unseal
@@ -19,6 +21,7 @@ from ledger.principals.models import Role
 from ledger.provenance import checkpoints
 from ledger.provenance.integrity import verify_database
 from ledger.provenance.merkle import root_hash
+from ledger.provenance.models import LogEntry
 from tests.conftest import MakePrincipal, auth
 from tests.images.dicom_factory import ct_dataset
 
@@ -121,6 +124,99 @@ def test_bad_files_store_nothing(
     assert fragment in r.json()["detail"]  # type: ignore[attr-defined]
     assert _count(engine) == 0
     assert not any(settings.objects_dir.rglob("*")) if settings.objects_dir.exists() else True
+
+
+def _invalid(kind: str) -> bytes:
+    """A file that parses as DICOM but holds an attribute ingest must refuse."""
+    ds = ct_dataset("MRN-BAD")
+    if kind == "birth-date-not-ascii":  # superscript digits: str.isdigit() says yes
+        return dicom_bytes(ds).replace(b"19500101", b"\xb9\xb2\xb3\xb20101", 1)
+    if kind == "patient-id-swallows-the-file":  # its length field runs to the end
+        data = dicom_bytes(ds)
+        at = data.index(b"\x10\x00\x20\x00LO")
+        return data[: at + 6] + struct.pack("<H", len(data) - at - 8) + data[at + 8 :]
+    if kind == "frames-not-a-number":
+        ds.NumberOfFrames = 12
+        data = dicom_bytes(ds)
+        return data.replace(b"\x28\x00\x08\x00IS\x02\x0012", b"\x28\x00\x08\x00IS\x02\x00xx")
+    changes = {
+        "rows-empty": ("Rows", None),
+        "rows-two-values": ("Rows", [64, 64]),
+        "columns-zero": ("Columns", 0),
+        "no-study-uid": ("StudyInstanceUID", ...),
+        "no-series-uid": ("SeriesInstanceUID", ...),
+        "no-sop-class": ("SOPClassUID", ...),
+        "sop-uid-path": ("SOPInstanceUID", "1.2.3/../../x"),
+        "uid-leading-zero": ("SeriesInstanceUID", "1.2.03.4"),
+        "uid-too-long": ("StudyInstanceUID", "1." + "2" * 63),
+        "patient-id-too-long": ("PatientID", "P" * 65),
+        "patient-id-two-values": ("PatientID", ["A", "B"]),
+        "name-group-too-long": ("PatientName", "DOE^" + "J" * 70),
+        "sex-unknown": ("PatientSex", "X"),
+    }
+    keyword, value = changes[kind]
+    if value is ...:
+        delattr(ds, keyword)
+    else:
+        setattr(ds, keyword, value)
+    return dicom_bytes(ds)
+
+
+def _stored(engine: Engine, settings: Settings) -> tuple[int, int, int, int]:
+    """Objects in the store, and image, subject and log rows."""
+    objects = sum(1 for p in settings.objects_dir.rglob("*") if p.is_file())
+    with snapshot(engine) as session:
+        rows = [
+            int(session.execute(select(func.count()).select_from(model)).scalar_one())
+            for model in (Image, Subject, LogEntry)
+        ]
+    return objects, rows[0], rows[1], rows[2]
+
+
+@pytest.mark.parametrize(
+    ("kind", "attribute"),
+    [
+        ("birth-date-not-ascii", "PatientBirthDate"),
+        ("patient-id-swallows-the-file", "PatientID"),
+        ("rows-empty", "Rows"),
+        ("rows-two-values", "Rows"),
+        ("columns-zero", "Columns"),
+        ("frames-not-a-number", "NumberOfFrames"),
+        ("no-study-uid", "StudyInstanceUID"),
+        ("no-series-uid", "SeriesInstanceUID"),
+        ("no-sop-class", "SOPClassUID"),
+        ("sop-uid-path", "SOPInstanceUID"),
+        ("uid-leading-zero", "SeriesInstanceUID"),
+        ("uid-too-long", "StudyInstanceUID"),
+        ("patient-id-too-long", "PatientID"),
+        ("patient-id-two-values", "PatientID"),
+        ("name-group-too-long", "PatientName"),
+        ("sex-unknown", "PatientSex"),
+    ],
+)
+def test_invalid_attributes_are_refused_before_anything_is_stored(
+    client: TestClient,
+    curator: dict[str, str],
+    engine: Engine,
+    settings: Settings,
+    kind: str,
+    attribute: str,
+) -> None:
+    first = _post(client, curator, dicom_bytes(ct_dataset("MRN-GOOD")))
+    assert first.status_code == 201, first.text  # type: ignore[attr-defined]
+    before = _stored(engine, settings)
+    assert before[:3] == (1, 1, 1)
+    r = _post(client, curator, _invalid(kind))
+    assert r.status_code == 422, r.text  # type: ignore[attr-defined]
+    assert r.headers["content-type"].startswith("application/problem+json")  # type: ignore[attr-defined]
+    body = r.json()  # type: ignore[attr-defined]
+    assert attribute in body["detail"]
+    assert attribute in [a["keyword"] for a in body["attributes"]]
+    assert "MRN-BAD" not in r.text  # type: ignore[attr-defined]  # values are never echoed
+    assert _stored(engine, settings) == before
+    again = _post(client, curator, _invalid(kind))  # a retry leaves nothing either
+    assert again.status_code == 422  # type: ignore[attr-defined]
+    assert _stored(engine, settings) == before
 
 
 def test_wrong_media_type(client: TestClient, curator: dict[str, str]) -> None:

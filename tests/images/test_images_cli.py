@@ -78,3 +78,26 @@ def test_cli_refuses_missing_paths_and_bad_dates(settings: Settings, tmp_path: P
     r = runner.invoke(app, ["deid", str(tmp_path / "nowhere"), str(tmp_path / "out")])
     assert r.exit_code == 2
     assert "does not exist" in " ".join(r.output.split())
+
+
+def test_import_names_the_attribute_of_a_refused_file_and_stores_nothing_of_it(
+    settings: Settings, tmp_path: Path
+) -> None:
+    src = tmp_path / "archive"
+    write(ct_dataset("P1", seed=1), src / "good.dcm")
+    bad = ct_dataset("P2", seed=2)
+    bad.SOPInstanceUID = "1.2.3/../../x"
+    write(bad, src / "bad-uid.dcm")
+    no_study = ct_dataset("P3", seed=3)
+    del no_study.StudyInstanceUID
+    write(no_study, src / "no-study.dcm")
+    code, out = _run(settings, "images", "import", str(src), "--json")
+    assert code == 1, out
+    report = json.loads(out)
+    assert report["imported"] == 1
+    failed = {f["file"]: f["reason"] for f in report["failed"]}
+    assert set(failed) == {"bad-uid.dcm", "no-study.dcm"}
+    assert "SOPInstanceUID (0008,0018)" in failed["bad-uid.dcm"]
+    assert "StudyInstanceUID (0020,000D) is missing" in failed["no-study.dcm"]
+    assert report["subjects_created"] == 1
+    assert sum(1 for p in settings.objects_dir.rglob("*") if p.is_file()) == 1
