@@ -16,6 +16,7 @@ from typing import Any
 
 from pydicom import dcmread
 
+from ledger.images import pixels
 from ledger.images.deid import Deidentifier
 from ledger.images.store import ObjectStore, unseal
 
@@ -46,6 +47,9 @@ def render(store: ObjectStore, engine: Deidentifier, item: Prepared) -> bytes:
     result = engine.apply(ds)
     if result.quarantined:
         raise Quarantined(result.reasons)
+    burned = pixels.check(ds)  # text OCR finds in an image at risk is refused, never masked
+    if burned.quarantine is not None:
+        raise Quarantined([burned.quarantine])
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=False)
     return out.getvalue()

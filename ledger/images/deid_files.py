@@ -1,28 +1,144 @@
-"""De-identify files and folders: the part of ``ledger deid`` that is not printing."""
+"""De-identify files and folders: the part of ``ledger deid`` that is not printing.
+
+Every file under the input ends in exactly one outcome, with a plain reason; one bad file
+never stops the batch:
+
+* **written**: de-identified to the same relative path under the output folder (and
+  **masked** too when burned-in text was masked in its pixels);
+* **quarantined**: de-identified like the rest but written under ``OUT/quarantine/`` for
+  a person to review, because its pixels may show text (``BurnedInAnnotation`` YES, a
+  secondary capture not marked NO, or OCR found text: ``ledger/images/pixels.py``);
+* **skipped**: not something to de-identify: not DICOM at all, or a DICOMDIR (a media
+  index that lists other files and holds their patients' names: never copied);
+* **failed**: DICOM we could not read, parse, de-identify or write; nothing is left
+  under the output folder for it.
+
+A dataset without a Part 10 header (no preamble and ``DICM``) is read anyway when it
+parses as a DICOM instance, and written with a proper header; when it does not parse it
+is skipped as not DICOM, by name.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
+import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from pydicom import dcmread
-from pydicom.errors import InvalidDicomError
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    MediaStorageDirectoryStorage,
+)
 
+from ledger.images import pixels
 from ledger.images.deid import Deidentifier
+from ledger.images.deid_options import BurnedIn
+from ledger.images.validation import pixel_length_problem
 
 QUARANTINE = "quarantine"
+
+# Reasons, worded once so the summary can count files by reason.
+NOT_DICOM = "not a DICOM file"
+DICOMDIR = "DICOMDIR (a media index, not an image: de-identify the files it lists)"
+UNREADABLE = "cannot read the file"
+CORRUPT = "corrupt DICOM file"
+NOT_INSTANCE = "DICOM file without an instance to de-identify"
+DEID_ERROR = "de-identification error"
+UNWRITABLE = "cannot write the de-identified file"
+NO_PART10 = "read without a Part 10 header"
+UNEXPECTED = "unexpected error (please report it)"
+
+
+class Outcome(StrEnum):
+    written = "written"
+    quarantined = "quarantined"
+    skipped = "skipped"
+    failed = "failed"
+
+
+@dataclass
+class FileReport:
+    """One input file's outcome. ``reasons`` are the categories the summary counts;
+    ``detail`` says what about this file; ``pixels`` is the burned-in text decision;
+    ``output`` is where it was written, relative to the output folder."""
+
+    file: str
+    outcome: Outcome
+    reasons: list[str] = field(default_factory=list)
+    detail: str | None = None
+    output: str | None = None
+    masked: bool = False
+    pixels: str | None = None
+    note: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"file": self.file, "outcome": self.outcome.value}
+        for key in ("reasons", "detail", "output", "pixels", "note"):
+            value = getattr(self, key)
+            if value:
+                out[key] = value
+        if self.masked:
+            out["masked"] = True
+        return out
 
 
 @dataclass
 class Summary:
-    processed: int = 0
-    quarantined: list[str] = field(default_factory=list)
-    skipped: list[dict[str, str]] = field(default_factory=list)
+    files: list[FileReport] = field(default_factory=list)
     removed: int = 0
     replaced: int = 0
     uids: int = 0
+    ocr_images: int = 0
+    ocr_seconds: float = 0.0
+
+    def of(self, outcome: Outcome) -> list[FileReport]:
+        return [f for f in self.files if f.outcome is outcome]
+
+    def by_reason(self, outcome: Outcome) -> dict[str, int]:
+        """Files per reason (a quarantined file may count under more than one)."""
+        counts = Counter(r for f in self.of(outcome) for r in f.reasons)
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    @property
+    def written(self) -> int:
+        return len(self.of(Outcome.written))
+
+    @property
+    def masked(self) -> int:
+        return sum(1 for f in self.files if f.masked)
+
+    @property
+    def failed(self) -> int:
+        return len(self.of(Outcome.failed))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "files_in": len(self.files),
+            "written": self.written,
+            "masked": self.masked,
+            "quarantined": len(self.of(Outcome.quarantined)),
+            "quarantined_by_reason": self.by_reason(Outcome.quarantined),
+            "skipped": len(self.of(Outcome.skipped)),
+            "skipped_by_reason": self.by_reason(Outcome.skipped),
+            "failed": self.failed,
+            "failed_by_reason": self.by_reason(Outcome.failed),
+            "removed": self.removed,
+            "replaced": self.replaced,
+            "uids": self.uids,
+            "ocr_images": self.ocr_images,
+            "ocr_seconds": round(self.ocr_seconds, 3),
+            "files": [f.as_dict() for f in self.files],
+        }
 
 
 def files_under(source: Path) -> Iterator[Path]:
@@ -35,29 +151,202 @@ def files_under(source: Path) -> Iterator[Path]:
             yield Path(root) / name
 
 
-def deidentify_file(
-    engine: Deidentifier, src: Path, dst_root: Path, rel: Path, summary: Summary
-) -> None:
+def _plain(exc: BaseException) -> str:
+    """An exception in words for a person: its message on one line, no traceback."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+class _Refused(Exception):
+    def __init__(self, outcome: Outcome, reason: str, detail: str | None = None) -> None:
+        super().__init__(reason)
+        self.outcome, self.reason, self.detail = outcome, reason, detail
+
+
+def read(src: Path) -> tuple[Dataset, str | None]:
+    """The dataset in ``src`` ready to de-identify and write, and a note when it had no
+    Part 10 header; ``_Refused`` (skipped or failed, with the reason) otherwise."""
     try:
-        ds = dcmread(src)
-    except (InvalidDicomError, EOFError, OSError, ValueError) as exc:
-        summary.skipped.append({"file": str(rel), "reason": f"not readable as DICOM: {exc}"})
-        return
-    if "PixelData" not in ds and "SOPClassUID" not in ds:
-        summary.skipped.append({"file": str(rel), "reason": "no DICOM dataset in the file"})
-        return
-    result = engine.apply(ds)
-    target = dst_root / (Path(QUARANTINE) / rel if result.quarantined else rel)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.partial")
-    ds.save_as(tmp, enforce_file_format=True)
-    tmp.replace(target)
-    summary.processed += 1
+        with src.open("rb") as handle:
+            head = handle.read(132)
+    except OSError as exc:
+        raise _Refused(Outcome.failed, UNREADABLE, _plain(exc)) from exc
+    note = None
+    if head[128:132] == b"DICM":
+        try:
+            ds = dcmread(src)
+        except Exception as exc:  # pydicom raises many types on corrupt input
+            raise _Refused(Outcome.failed, CORRUPT, _plain(exc)) from exc
+    else:
+        what = _not_dicom_hint(head)
+        try:
+            ds = dcmread(src, force=True)
+            _touch(ds)
+        except Exception as exc:
+            raise _Refused(Outcome.skipped, NOT_DICOM, what) from exc
+        if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
+            raise _Refused(Outcome.skipped, NOT_DICOM, what)
+        note = NO_PART10
+    meta = getattr(ds, "file_meta", None)
+    media_class = str(meta.get("MediaStorageSOPClassUID", "") or "") if meta is not None else ""
+    if media_class == MediaStorageDirectoryStorage or "DirectoryRecordSequence" in ds:
+        raise _Refused(Outcome.skipped, DICOMDIR)
+    missing = [k for k in ("SOPClassUID", "SOPInstanceUID") if not str(ds.get(k, "") or "")]
+    if missing:
+        raise _Refused(Outcome.failed, NOT_INSTANCE, f"no {' and no '.join(missing)}")
+    _complete_meta(ds)
+    problem = pixel_length_problem(ds)
+    if problem is not None:
+        raise _Refused(Outcome.failed, CORRUPT, problem)
+    return ds, note
+
+
+def _not_dicom_hint(head: bytes) -> str:
+    if head.startswith(b"PK\x03\x04"):
+        return "a zip archive: unpack it to de-identify the files inside"
+    if head.startswith(b"\x1f\x8b"):
+        return "a gzip file: unpack it to de-identify what it holds"
+    return "no Part 10 header, and not a DICOM dataset without one"
+
+
+def _touch(ds: Dataset) -> None:
+    """Convert every element, nested ones too: a corrupt value raises here. A dataset
+    read without a Part 10 header is touched at once (is it DICOM at all?); a Part 10
+    file only when the engine fails on it, to tell a corrupt file from an engine error."""
+    for _ in ds.iterall():
+        pass
+
+
+def _complete_meta(ds: Dataset) -> None:
+    """File meta a Part 10 file needs: the transfer syntax the data was read in, and the
+    media storage SOP class (the engine sets the instance UID it remaps)."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is None:
+        meta = ds.file_meta = FileMetaDataset()
+    if not str(meta.get("TransferSyntaxUID", "") or ""):
+        implicit, little = ds.original_encoding
+        if implicit:
+            meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        elif little is False:
+            meta.TransferSyntaxUID = ExplicitVRBigEndian
+        else:
+            meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+
+
+def deidentify_file(
+    engine: Deidentifier,
+    src: Path,
+    dst_root: Path,
+    rel: Path,
+    summary: Summary,
+    burned_in: BurnedIn = BurnedIn.quarantine,
+) -> FileReport:
+    """De-identify one file; its report is appended to ``summary`` and returned."""
+    report = FileReport(file=rel.as_posix(), outcome=Outcome.written)
+    summary.files.append(report)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom's warnings about odd input: outcomes say it
+        try:
+            _deidentify(engine, src, dst_root, rel, summary, burned_in, report)
+        except _Refused as refused:
+            report.outcome = refused.outcome
+            report.reasons = [refused.reason]
+            report.detail = refused.detail
+            report.output = None
+        except Exception as exc:  # a bug of ours must not stop the batch either
+            report.outcome = Outcome.failed
+            report.reasons = [UNEXPECTED]
+            report.detail = _plain(exc)
+            report.output = None
+    return report
+
+
+def _deidentify(
+    engine: Deidentifier,
+    src: Path,
+    dst_root: Path,
+    rel: Path,
+    summary: Summary,
+    burned_in: BurnedIn,
+    report: FileReport,
+) -> None:
+    ds, report.note = read(src)
+    try:
+        result = engine.apply(ds)
+    except Exception as exc:
+        _diagnose(src)
+        raise _Refused(Outcome.failed, DEID_ERROR, _plain(exc)) from exc
+    reasons = list(result.reasons) if result.quarantined else []
+    if not reasons:
+        check = pixels.check(ds, burned_in)
+        if check.at_risk is not None:
+            report.pixels = check.decision()
+        if check.frames:
+            summary.ocr_images += 1
+            summary.ocr_seconds += check.seconds
+        if check.quarantine is not None:
+            reasons.append(check.quarantine)
+        report.masked = check.masked > 0 and check.quarantine is None
+    target = dst_root / (Path(QUARANTINE) / rel if reasons else rel)
+    try:
+        _write(ds, target)
+    except _Refused:
+        _diagnose(src)
+        raise
+    report.output = target.relative_to(dst_root).as_posix()
+    if reasons:
+        report.outcome = Outcome.quarantined
+        report.reasons = reasons
     summary.removed += result.removed
     summary.replaced += result.replaced
     summary.uids += result.uids
-    if result.quarantined:
-        summary.quarantined.append(f"{rel}: {'; '.join(result.reasons)}")
+
+
+def _diagnose(src: Path) -> None:
+    """After the engine or the writer failed on ``src``: ``_Refused`` as a corrupt file
+    when one of its values cannot be read at all, else nothing (the failure stands)."""
+    try:
+        _touch(dcmread(src, force=True))
+    except Exception as exc:
+        raise _Refused(Outcome.failed, CORRUPT, _plain(exc)) from exc
+
+
+def _write(ds: Dataset, target: Path) -> None:
+    tmp = target.with_name(f".{target.name}.partial")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(tmp, enforce_file_format=True)
+        tmp.replace(target)
+    except Exception as exc:  # disk full, permissions, a value pydicom cannot encode
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise _Refused(Outcome.failed, UNWRITABLE, _plain(exc)) from exc
+
+
+# The worker processes' engine, output folder and burned-in mode: set in the parent just
+# before it forks them, so they inherit it rather than receive it pickled.
+_WORKER: tuple[Deidentifier, Path, BurnedIn] | None = None
+PARALLEL_FROM = 16  # files: fewer are done in the calling process
+
+
+def _work(item: tuple[Path, Path]) -> tuple[FileReport, Summary]:
+    assert _WORKER is not None
+    engine, target, burned_in = _WORKER
+    part = Summary()
+    report = deidentify_file(engine, item[0], target, item[1], part, burned_in)
+    part.files = []
+    return report, part
+
+
+def default_jobs() -> int:
+    """Worker processes for a batch: one per core, up to 8, where processes can fork."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return max(1, min(os.cpu_count() or 1, 8))
 
 
 def deidentify_tree(
@@ -65,15 +354,45 @@ def deidentify_tree(
     source: Path,
     target: Path,
     progress: Callable[[], None] | None = None,
+    *,
+    burned_in: BurnedIn = BurnedIn.quarantine,
+    jobs: int = 1,
 ) -> Summary:
     """Every file under ``source`` to the same relative path under ``target``; images that
-    may show burned-in text go under ``target/quarantine/`` for a person to review."""
+    may show burned-in text go under ``target/quarantine/`` for a person to review (or are
+    masked, with ``burned_in`` mask, when OCR finds the text).
+
+    With ``jobs`` > 1 (and at least ``PARALLEL_FROM`` files) the files are shared among
+    that many forked worker processes, each with a copy of ``engine``: the keyed
+    pseudonyms, UIDs and date shifts are the same in every process, and the summary lists
+    the files in the same order as one process would."""
+    global _WORKER
     if target.resolve().is_relative_to(source.resolve()) and source.is_dir():
         raise ValueError("the output folder must not be inside the input folder")
     summary = Summary()
-    for path in files_under(source):
-        rel = Path(path.name) if source.is_file() else path.relative_to(source)
-        deidentify_file(engine, path, target, rel, summary)
-        if progress is not None:
-            progress()
+    items = [
+        (path, Path(path.name) if source.is_file() else path.relative_to(source))
+        for path in files_under(source)
+    ]
+    if jobs <= 1 or len(items) < PARALLEL_FROM or default_jobs() == 1:
+        for path, rel in items:
+            deidentify_file(engine, path, target, rel, summary, burned_in)
+            if progress is not None:
+                progress()
+        return summary
+    _WORKER = (engine, target, burned_in)
+    try:
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            chunk = max(1, min(8, len(items) // (jobs * 8)))
+            for report, part in pool.imap(_work, items, chunksize=chunk):
+                summary.files.append(report)
+                summary.removed += part.removed
+                summary.replaced += part.replaced
+                summary.uids += part.uids
+                summary.ocr_images += part.ocr_images
+                summary.ocr_seconds += part.ocr_seconds
+                if progress is not None:
+                    progress()
+    finally:
+        _WORKER = None
     return summary

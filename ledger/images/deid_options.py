@@ -17,3 +17,10 @@ class Option(StrEnum):
     clean_structured_content = "cleanStructContOpt"
     clean_graphics = "cleanGraphOpt"
     retain_safe_private = "rtnSafePrivOpt"
+
+
+class BurnedIn(StrEnum):
+    """What to do with an image whose pixels OCR finds text in (``ledger/images/pixels.py``)."""
+
+    quarantine = "quarantine"
+    mask = "mask"

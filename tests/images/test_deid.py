@@ -169,11 +169,11 @@ def test_cli_deid_folder_with_quarantine_and_junk(tmp_path: Path) -> None:
             "--basic",
         ],
     )
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 1, r.output  # the truncated file failed; the batch went on
     summary = json.loads(r.output[r.output.index("{") :])
-    assert summary["processed"] == 3
-    assert len(summary["quarantined"]) == 1
-    assert {s["file"] for s in summary["skipped"]} == {"notes.txt", "truncated.dcm"}
+    assert (summary["files_in"], summary["written"], summary["quarantined"]) == (5, 2, 1)
+    outcomes = {f["file"]: f["outcome"] for f in summary["files"]}
+    assert (outcomes["notes.txt"], outcomes["truncated.dcm"]) == ("skipped", "failed")
     assert (tmp_path / "out" / "quarantine" / "b" / "3.dcm").exists()
     assert oct(key.stat().st_mode & 0o777) == "0o600"
     for path in (tmp_path / "out").rglob("*.dcm"):
