@@ -38,6 +38,12 @@ class InvalidInput(LedgerError):
     status, code, title = 422, "invalid-input", "Invalid input"
 
 
+class InvalidJson(InvalidInput):
+    """A body that is not UTF-8 JSON, or nests too deep to parse: one answer for all."""
+
+    code, title = "invalid-json", "Invalid JSON"
+
+
 class Unauthenticated(LedgerError):
     status, code, title = 401, "unauthenticated", "Authentication required"
 

@@ -11,6 +11,7 @@ from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
 from ledger.errors import InvalidInput
+from ledger.limits import label_problem
 
 T = TypeVar("T")
 MAX_LIMIT = 1000
@@ -30,9 +31,12 @@ def encode_cursor(value: object) -> str:
 def decode_cursor(cursor: str) -> str:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+        value = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput("cursor is not one this server issued") from exc
+    if label_problem(value):  # cursors carry identifiers: never NUL or other controls
+        raise InvalidInput("cursor is not one this server issued")
+    return value
 
 
 def paginate(

@@ -26,7 +26,9 @@ CORE = {
     "dbtypes",
     "dialect",
     "errors",
+    "fields",
     "keystore",
+    "limits",
     "packed",
     "pagination",
 }

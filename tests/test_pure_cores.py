@@ -24,6 +24,7 @@ PURE = [
     "ledger.canonical",
     "ledger.clock",
     "ledger.errors",
+    "ledger.limits",
 ]
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ledger.consent.purposes import purpose_text
+from ledger.fields import FreeText, Identifier, Name
 
 
 class AccessRequestCreate(BaseModel):
@@ -15,13 +16,13 @@ class AccessRequestCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset_id: str = Field(min_length=1, max_length=36)
-    purpose: str = Field(min_length=1, max_length=64, examples=["ai.training"])
-    duo_category: str | None = Field(
+    dataset_id: Identifier = Field(min_length=1, max_length=36)
+    purpose: Identifier = Field(min_length=1, max_length=64, examples=["ai.training"])
+    duo_category: Identifier | None = Field(
         default=None, max_length=128, description="A DUO research category, e.g. DS:MONDO_0005061"
     )
-    justification: str = Field(min_length=10, max_length=10_000)
-    irb_reference: str | None = Field(default=None, max_length=200)
+    justification: FreeText = Field(min_length=10, max_length=10_000)
+    irb_reference: Name | None = Field(default=None, max_length=200)
     commercial: bool = Field(default=False, description="Will the result be used commercially?")
 
 
@@ -74,7 +75,7 @@ class AccessRequestPublic(BaseModel):
 class ReviewBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    comment: str = Field(min_length=1, max_length=10_000)
+    comment: FreeText = Field(min_length=1, max_length=10_000)
 
 
 class GrantIssued(BaseModel):

@@ -33,6 +33,7 @@ from joserfc.jwk import OKPKey
 from ledger.clock import utcnow
 from ledger.errors import Forbidden
 from ledger.keystore import KeyRing
+from ledger.limits import json_too_deep
 
 if TYPE_CHECKING:  # the SDK imports this module and must not load pydantic
     from ledger.config import JwsAlg
@@ -83,7 +84,10 @@ def keys_from_jwks(jwks: Mapping[str, Any]) -> dict[str, OKPKey]:
 def _header(token: str) -> dict[str, Any]:
     try:
         encoded = token.split(".")[0]
-        header = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+        raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        if json_too_deep(raw):  # before parsing: deep nesting exhausts the parser's stack
+            raise InvalidToken("not a compact JWS (its header nests too deep)")
+        header = json.loads(raw)
     except (ValueError, IndexError, binascii.Error) as exc:
         raise InvalidToken("not a compact JWS") from exc
     if not isinstance(header, dict):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -73,14 +75,6 @@ def deid(
 
     Every file is written, quarantined, skipped or failed, with a reason. Exit code: 0
     when no file failed, 1 when any did, 2 for a usage error (nothing written)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
     from ledger.images.deid import DEFAULT_OPTIONS, Deidentifier
     from ledger.images.deid_files import default_jobs, deidentify_tree, files_under
 
@@ -99,22 +93,14 @@ def deid(
     engine = Deidentifier(_key(key, create_key), options, uid_scope=scope)
     total = sum(1 for _ in files_under(source))
     started = time.perf_counter()
-    progress = Progress(
-        TextColumn("de-identifying"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        disable=json_out or total < 10 or not err_console.is_terminal,  # long runs, people
-    )
+    show = not json_out and total >= 10 and err_console.is_terminal  # long runs, people
     try:
-        with progress:
-            task = progress.add_task("deid", total=total)
+        with _progress(total, show) as advance:
             summary = deidentify_tree(
                 engine,
                 source,
                 target,
-                lambda: progress.advance(task),
+                advance,
                 burned_in=burned_in,
                 jobs=jobs if jobs > 0 else default_jobs(),
             )
@@ -137,6 +123,32 @@ def deid(
         _print_summary(summary, elapsed, target, edition, options, burned_in)
     if summary.failed:
         raise typer.Exit(1)
+
+
+@contextmanager
+def _progress(total: int, show: bool) -> Iterator[Callable[[], None] | None]:
+    """A progress bar on stderr, redrawn at most ten times a second from the calling
+    thread (no refresh thread: the batch may fork worker processes)."""
+    if not show:
+        yield None
+        return
+    from rich import progress as rp
+
+    columns = (rp.TextColumn("de-identifying"), rp.BarColumn(), rp.MofNCompleteColumn())
+    bar = rp.Progress(*columns, rp.TimeElapsedColumn(), console=err_console, auto_refresh=False)
+    drawn = [0.0]
+
+    def advance() -> None:
+        bar.advance(task)
+        now = time.monotonic()
+        if now - drawn[0] >= 0.1:
+            bar.refresh()
+            drawn[0] = now
+
+    with bar:
+        task = bar.add_task("deid", total=total)
+        yield advance
+        bar.refresh()
 
 
 LISTED = 20  # files listed per outcome in the printed summary; --json lists them all

@@ -42,7 +42,7 @@ from ledger.clock import utcnow
 from ledger.consent import subjects
 from ledger.consent.models import ConsentVersion
 from ledger.consent.purposes import PurposeTree, tree
-from ledger.consent.schemas import ConsentContent, ImportReport, Source
+from ledger.consent.schemas import ConsentContent, ImportReport, Source, SubjectCreate
 from ledger.consent.service import log_data_with, version_values
 from ledger.db import bulk_insert
 from ledger.dbtypes import table_of
@@ -149,6 +149,19 @@ def _content(t: PurposeTree, get: dict[str, str]) -> ConsentContent:
     return content
 
 
+def _patient(get: dict[str, str]) -> subjects.PatientRef:
+    """The row's patient, checked by the JSON API's own validator (``SubjectCreate``)."""
+    checked = SubjectCreate(
+        issuer=get["issuer"],
+        patient_id=get["patient_id"],
+        sex=get.get("sex") or None,
+        birth_year=get.get("birth_year") or None,  # text: validated and parsed as the API does
+        site=get.get("site") or None,
+    )
+    demographics = subjects.Demographics(checked.sex, checked.birth_year, checked.site)
+    return subjects.PatientRef(checked.issuer, checked.patient_id, demographics)
+
+
 def parse(text: str) -> Parsed:
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = [h.strip() for h in reader.fieldnames or []]
@@ -179,12 +192,9 @@ def parse(text: str) -> Parsed:
             key = tuple(get.get(c, "") for c in CONSENT_COLUMNS)
             content = contents.get(key) or _content(t, get)
             contents[key] = content
-            year = get.get("birth_year")
-            demographics = subjects.Demographics(
-                get.get("sex") or None, int(year) if year else None, get.get("site") or None
-            )
             if not get["issuer"] or not get["patient_id"]:
                 raise ValueError("issuer and patient_id are required")
+            patient = _patient(get)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first.get("loc", ()))
@@ -196,7 +206,6 @@ def parse(text: str) -> Parsed:
         except ValueError as exc:
             parsed.error(line, str(exc))
             continue
-        patient = subjects.PatientRef(get["issuer"], get["patient_id"], demographics)
         parsed.rows.append(Row(line, patient, content))
     if not parsed.rows and not parsed.errors:
         parsed.error(2, "the file has a header but no rows")

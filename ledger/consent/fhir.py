@@ -33,6 +33,7 @@ from ledger.consent.models import ConsentVersion
 from ledger.consent.purposes import tree
 from ledger.consent.schemas import Decision, Scope
 from ledger.errors import InvalidInput
+from ledger.limits import instant_problem
 
 PURPOSE_SYSTEM = "urn:ledger:purpose"
 MODIFIER_SYSTEM = "urn:ledger:modifier"
@@ -96,13 +97,18 @@ def _instant(text: str | None, element: str, *, end: bool = False) -> datetime |
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
-            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            return moment if not end else moment.replace(hour=23, minute=59, second=59)
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            value = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            if end:
+                value = value.replace(hour=23, minute=59, second=59)
+        else:
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
         raise _error(element, f"cannot read {text!r} as a date or instant") from exc
     if value.tzinfo is None:
         raise _error(element, "an instant needs a time zone")
+    problem = instant_problem(value)
+    if problem:
+        raise _error(element, f"{text!r} {problem}")
     return value
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ledger.consent.decisions import Decision as Decision
+from ledger.fields import FreeText, Identifier, Instant, Name
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MODALITY = re.compile(r"^[A-Z0-9]{1,16}$")
@@ -26,17 +27,18 @@ class Source(StrEnum):
     fhir = "fhir"
 
 
-class SubjectCreate(Strict):
-    issuer: str = Field(min_length=1, max_length=200, description="Assigning authority.")
-    patient_id: str = Field(min_length=1, max_length=200, description="Stored only as HMAC.")
+class SubjectLookup(Strict):
+    issuer: Identifier = Field(min_length=1, max_length=200, description="Assigning authority.")
+    patient_id: Identifier = Field(min_length=1, max_length=200, description="Stored only as HMAC.")
+
+
+class SubjectCreate(SubjectLookup):
+    """A patient and their coarse demographics: the one validator of the JSON API, the CSV
+    import (``csv_import``) and FHIR."""
+
     sex: str | None = Field(default=None, pattern="^(F|M|O|U)$")
     birth_year: int | None = Field(default=None, ge=1870, le=2200)
-    site: str | None = Field(default=None, max_length=100)
-
-
-class SubjectLookup(Strict):
-    issuer: str = Field(min_length=1, max_length=200)
-    patient_id: str = Field(min_length=1, max_length=200)
+    site: Name | None = Field(default=None, max_length=100)
 
 
 class SubjectPublic(BaseModel):
@@ -87,8 +89,8 @@ class ConsentContent(Strict):
     purposes: list[str] = Field(min_length=1, max_length=32)
     scope: Scope = Field(default_factory=Scope)
     modifiers: list[str] = Field(default_factory=list, max_length=16)
-    valid_from: datetime | None = Field(default=None, description="Default: now.")
-    valid_until: datetime | None = None
+    valid_from: Instant | None = Field(default=None, description="Default: now.")
+    valid_until: Instant | None = None
     evidence_sha256: str | None = Field(default=None, description="SHA-256 of the signed form.")
 
     @field_validator("evidence_sha256")
@@ -113,17 +115,17 @@ class ConsentContent(Strict):
 
 
 class ConsentCreate(ConsentContent):
-    subject_id: str = Field(min_length=1, max_length=36)
+    subject_id: Identifier = Field(min_length=1, max_length=36)
 
 
 class ConsentAmend(ConsentContent):
     """A correction: the whole new content; the old version stays in history."""
 
-    reason: str = Field(min_length=1, max_length=500, description="Why it was corrected.")
+    reason: FreeText = Field(min_length=1, max_length=500, description="Why it was corrected.")
 
 
 class WithdrawBody(Strict):
-    reason: str | None = Field(default=None, max_length=500)
+    reason: FreeText | None = Field(default=None, max_length=500)
 
 
 class ConsentPublic(BaseModel):

@@ -34,6 +34,7 @@ from ledger.consent.schemas import (
 )
 from ledger.consent.terms import terms_key
 from ledger.errors import Conflict, InvalidInput, NotFound
+from ledger.limits import instant_problem
 from ledger.provenance import log
 from ledger.provenance.commitments import subject_commitment
 
@@ -284,6 +285,9 @@ def check_as_of(as_of: datetime | None) -> datetime:
         return now
     if as_of.tzinfo is None:
         raise InvalidInput("as_of needs a time zone, e.g. 2026-01-01T00:00:00Z")
+    problem = instant_problem(as_of)
+    if problem:
+        raise InvalidInput(f"as_of {problem}")
     if as_of > now + CLOCK_SKEW:
         raise InvalidInput("as_of is in the future; consent can only be answered up to now")
     return min(as_of, now)

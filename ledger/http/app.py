@@ -18,7 +18,7 @@ from ledger import __version__, wiring
 from ledger.config import Settings, get_settings
 from ledger.db import ping
 from ledger.http import openapi
-from ledger.http.middleware import BodyLimit
+from ledger.http.middleware import BodyLimit, InputGuard
 from ledger.http.problems import install_error_handlers
 from ledger.http.request_log import RequestLog
 from ledger.policy.service import activate
@@ -80,6 +80,7 @@ def create_app(
     )
     app.state.ledger = state
     install_error_handlers(app)
+    app.add_middleware(InputGuard)  # inside BodyLimit (added after it), which bounds its reads
     app.add_middleware(
         BodyLimit,
         json_limit=settings.max_json_bytes,

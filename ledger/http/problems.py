@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ledger.errors import Conflict, LedgerError, ServiceUnavailable
+from ledger.errors import Conflict, InvalidJson, LedgerError, ServiceUnavailable
 from ledger.http.request_log import mark_logged
 
 log = logging.getLogger("ledger.http")
@@ -53,7 +53,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        err = LedgerError("the request does not match the schema", errors=_validation_errors(exc))
+        errors = _validation_errors(exc)
+        if any(e["type"] == "json_invalid" for e in errors):
+            # Normally refused earlier, by http/middleware.py: the same answer either way.
+            return problem_response(InvalidJson("the body is not valid JSON"), request)
+        err = LedgerError("the request does not match the schema", errors=errors)
         err.status, err.code, err.title = 422, "invalid-request", "Invalid request"
         return problem_response(err, request)
 

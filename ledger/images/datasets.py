@@ -21,6 +21,7 @@ from ledger.consent.schemas import StudyDateRange
 from ledger.db import bulk_insert, driver_rows
 from ledger.dbtypes import table_of
 from ledger.errors import Conflict, InvalidInput, NotFound
+from ledger.fields import Identifier, Name
 from ledger.images import columns
 from ledger.images.models import DatasetImage, DatasetRecord, Image
 from ledger.provenance import log, merkle_workers
@@ -29,15 +30,16 @@ MAX_EXPLICIT = 1_000_000
 
 
 class DatasetFilter(StudyDateRange):
-    modalities: list[str] = Field(default_factory=list)
-    body_parts: list[str] = Field(default_factory=list)
-    sites: list[str] = Field(default_factory=list)
+    modalities: list[Identifier] = Field(default_factory=list)
+    body_parts: list[Identifier] = Field(default_factory=list)
+    sites: list[Name] = Field(default_factory=list)
 
 
 class DatasetCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Name = Field(min_length=1, max_length=200)
+    # Plain strings: up to a million of them, and an unknown id is refused anyway.
     image_ids: list[str] | None = Field(default=None, max_length=MAX_EXPLICIT)
     filter: DatasetFilter | None = None
 

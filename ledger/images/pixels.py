@@ -124,11 +124,6 @@ class PixelCheck:
     detail: str = ""
     seconds: float = 0.0
 
-    @property
-    def checked(self) -> bool:
-        """OCR read the image (whatever it decided)."""
-        return bool(self.frames) and self.quarantine not in (OCR_UNAVAILABLE, UNDECODABLE)
-
     def decision(self) -> str:
         """One line for a person: why the image was checked and what was decided."""
         if self.at_risk is None:
@@ -215,6 +210,7 @@ def _check(ds: Dataset, mode: BurnedIn, result: PixelCheck) -> None:
     except Exception as exc:  # pydicom raises many types for pixel data it cannot decode
         result.quarantine = UNDECODABLE
         result.detail = f"not checked: {_plain(exc)}"
+        result.frames = []  # none was read
         return
     try:
         result.words = [w for index, frame in frames for w in read_words(program, frame, index)]

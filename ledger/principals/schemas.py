@@ -6,13 +6,19 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ledger.fields import Name
 from ledger.principals.models import PrincipalKind, Role
 
 
 class PrincipalCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200, description="Unique display name.")
+    name: Name = Field(
+        min_length=1,
+        max_length=200,
+        description="Unique display name: printable text, no control, bidi or zero-width "
+        "characters (they would let one name pose as another).",
+    )
     kind: PrincipalKind = Field(default=PrincipalKind.person)
     roles: list[Role] = Field(min_length=1, description="One or more roles.")
 

@@ -23,6 +23,7 @@ from ledger.access.models import AccessRequest, Grant, GrantImage
 from ledger.clock import utcnow
 from ledger.consent.models import Subject
 from ledger.errors import Conflict, Forbidden, InvalidInput, NotFound
+from ledger.fields import FreeText, Identifier, Name
 from ledger.images.models import Image
 from ledger.policy.engine import PolicySet
 from ledger.principals.models import Principal
@@ -35,18 +36,20 @@ USAGES = ("training", "validation", "fine_tuning", "testing")
 class GrantUse(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    grant_id: str = Field(min_length=1, max_length=64)
-    usage: str = Field(default="training", description=f"one of {', '.join(USAGES)}")
+    grant_id: Identifier = Field(min_length=1, max_length=64)
+    usage: Identifier = Field(
+        default="training", max_length=32, description=f"one of {', '.join(USAGES)}"
+    )
 
 
 class ModelCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
-    version: str = Field(min_length=1, max_length=64)
+    name: Name = Field(min_length=1, max_length=200)
+    version: Name = Field(min_length=1, max_length=64)
     artefact_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the weights")
     grants: list[GrantUse] = Field(min_length=1, max_length=100)
-    description: str | None = Field(default=None, max_length=2000)
+    description: FreeText | None = Field(default=None, max_length=2000)
 
 
 class ModelGrantPublic(BaseModel):
@@ -197,16 +200,22 @@ def describe(session: Session, policies: PolicySet, record: ModelRecord) -> Mode
     )
 
 
-def list_models(session: Session, limit: int = 200) -> list[ModelRecord]:
+def list_models(
+    session: Session, limit: int = 200, *, registered_by: str | None = None
+) -> list[ModelRecord]:
+    """Newest first; only those ``registered_by`` a pipeline when given
+    (``access.visibility.owner_filter``)."""
+    query = select(ModelRecord)
+    if registered_by is not None:
+        query = query.where(col(ModelRecord.registered_by) == registered_by)
     return list(
-        session.execute(
-            select(ModelRecord).order_by(col(ModelRecord.created_at).desc()).limit(limit)
-        ).scalars()
+        session.execute(query.order_by(col(ModelRecord.created_at).desc()).limit(limit)).scalars()
     )
 
 
 def impact(session: Session, policies: PolicySet, subject_id: str) -> dict[str, Any]:
-    """Which grants, pipelines and models used this subject's images (withdrawal's impact report)."""
+    """Which grants, pipelines and models used this subject's images (a withdrawal's impact
+    report)."""
     subject = session.get(Subject, subject_id)
     if subject is None:
         raise NotFound(f"no subject {subject_id}")

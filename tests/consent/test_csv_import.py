@@ -93,6 +93,18 @@ def test_import_over_api(
         (HEADER + "urn:h,P1,permit,ai,,,,,,,,extra\n", 2, "more fields"),
         (HEADER + "urn:h,P1,permit,ai,,,,,,,\nurn:h,P1,deny,ai,,,,,,,\n", 3, "contradicts line 2"),
         (HEADER, 2, "no rows"),
+        # Demographics and identifiers: the JSON API's validator (SubjectCreate) for both.
+        (HEADER + "urn:h,P1,permit,ai,,,,,Q,,\n", 2, "sex"),
+        (HEADER + "urn:h,P1,permit,ai,,,,,,-5,\n", 2, "birth_year"),
+        (HEADER + "urn:h,P1,permit,ai,,,,,,99999999999999999999,\n", 2, "birth_year"),
+        (HEADER + "urn:h,P1,permit,ai,,,,,,19x0,\n", 2, "birth_year"),
+        (HEADER + "urn:h,P1,permit,ai,,,,,,," + "s" * 5000 + "\n", 2, "site"),
+        (HEADER + "urn:h,P1,permit,ai,,,,,,,nor\u202eth\n", 2, "site"),
+        (HEADER + "urn:h,P1,permit,ai,,,,,,,no\x00rth\n", 2, "site"),
+        (HEADER + "urn:h,P\x001,permit,ai,,,,,,,\n", 2, "patient_id"),
+        (HEADER + "u" * 300 + ",P1,permit,ai,,,,,,,\n", 2, "issuer"),
+        (HEADER + "urn:h,P1,permit,ai,,,,9999-12-31T23:59:59-14:00,,,\n", 2, "valid_until"),
+        (HEADER + "urn:h,P1,permit,ai,,,,0001-01-01,,,\n", 2, "valid_until"),
     ],
 )
 def test_bad_files_import_nothing(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -23,6 +22,7 @@ from ledger.consent.schemas import (
     WithdrawBody,
 )
 from ledger.errors import NotFound, UnsupportedMediaType
+from ledger.fields import Instant
 from ledger.http.deps import SessionDep, StateDep
 from ledger.http.idempotency import run_once
 from ledger.http.security import Registrar, RegistrarOrOversight
@@ -34,7 +34,7 @@ IdempotencyKey = Annotated[
     Header(alias="Idempotency-Key", description="Retry-safe key; a repeat replays the answer."),
 ]
 AsOf = Annotated[
-    datetime | None,
+    Instant | None,
     Query(description="Instant (with zone) to answer for; default now. Past answers never change."),
 ]
 

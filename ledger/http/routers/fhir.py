@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ledger.consent import service
-from ledger.errors import InvalidInput, UnsupportedMediaType
+from ledger.errors import InvalidJson, UnsupportedMediaType
 from ledger.http.deps import SessionDep, StateDep
 from ledger.http.security import Registrar, RegistrarOrOversight
 
@@ -44,8 +44,8 @@ async def post_fhir_consent(
             declared = value.strip().strip('"')
     try:
         resource = json.loads(await request.body())
-    except ValueError as exc:
-        raise InvalidInput("the body is not valid JSON") from exc
+    except ValueError as exc:  # http/middleware.py refuses it first; the same answer here
+        raise InvalidJson("the body is not valid JSON") from exc
 
     out = await run_in_threadpool(
         service.import_fhir,

@@ -8,7 +8,6 @@ refusals; a refusal is answered here with problem+json.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, Query
@@ -19,8 +18,10 @@ from ledger.access import release, revocations, visibility
 from ledger.access.authorize import FLUSH_AT
 from ledger.access.models import Grant
 from ledger.errors import NotFound
+from ledger.fields import FreeText, Identifier, Instant
 from ledger.http.deps import SessionDep, StateDep
 from ledger.http.security import Pipeline, PipelineOrOversight, Steward
+from ledger.limits import MAX_INT
 
 router = APIRouter(tags=["release"])
 
@@ -35,7 +36,9 @@ T = TypeVar("T")
 class ArchiveBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    sop_instance_uids: list[str] = Field(min_length=1, max_length=MAX_BATCH)
+    sop_instance_uids: list[Annotated[Identifier, Field(max_length=64)]] = Field(
+        min_length=1, max_length=MAX_BATCH
+    )
 
 
 @router.get("/v1/grants/{grant_id}")
@@ -71,7 +74,7 @@ def manifest(
     state: StateDep,
     caller: Pipeline,
     grant_token: GrantHeader = None,
-    start: Annotated[int, Query(ge=0, description="first position (cursor)")] = 0,
+    start: Annotated[int, Query(ge=0, le=MAX_INT, description="first position (cursor)")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
 ) -> dict[str, Any]:
     """One page of the grant's manifest: de-identified instance UIDs in leaf order, each
@@ -150,7 +153,7 @@ def download_archive(
 class RevokeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: FreeText = Field(min_length=1, max_length=2000)
 
 
 @router.post("/v1/grants/{grant_id}/revoke")
@@ -166,7 +169,7 @@ def list_revocations(
     state: StateDep,
     caller: PipelineOrOversight,
     since: Annotated[
-        datetime,
+        Instant,
         Query(description="ISO 8601 with time zone; use the previous answer's `until`"),
     ],
 ) -> dict[str, Any]:
@@ -183,8 +186,8 @@ def list_revocations(
 class AuthorizeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    purpose: str = Field(min_length=1, max_length=200, examples=["ai.inference"])
-    study_instance_uid: str = Field(min_length=1, max_length=64)
+    purpose: Identifier = Field(min_length=1, max_length=200, examples=["ai.inference"])
+    study_instance_uid: Identifier = Field(min_length=1, max_length=64)
     commercial: bool = False
 
 

@@ -14,6 +14,7 @@ from ledger.http.deps import SessionDep, StateDep
 from ledger.http.security import Curator, CuratorOrOversight, Erasure
 from ledger.images import datasets, service
 from ledger.images.datasets import DatasetCreate, DatasetPublic
+from ledger.limits import MAX_INT
 
 router = APIRouter(tags=["images"])
 
@@ -96,7 +97,7 @@ def get_manifest(
     dataset_id: str,
     session: SessionDep,
     caller: CuratorOrOversight,
-    start: Annotated[int, Query(ge=0)] = 0,
+    start: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> dict[str, Any]:
     """The manifest in leaf order, a page at a time; recompute the root from all leaves

@@ -5,7 +5,7 @@ since even pseudonymous events are nobody else's business."""
 from __future__ import annotations
 
 import base64
-import binascii
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -16,6 +16,7 @@ from sqlmodel import col
 from ledger.errors import InvalidInput, NotFound
 from ledger.http.deps import SessionDep, StateDep
 from ledger.http.security import Auditing
+from ledger.limits import MAX_INT
 from ledger.provenance import checkpoints
 from ledger.provenance.models import LogEntry
 from ledger.provenance.schemas import (
@@ -47,7 +48,9 @@ NOTE_MEDIA = "text/plain; charset=utf-8"
 )
 def get_checkpoint(
     session: SessionDep,
-    size: Annotated[int | None, Query(ge=0, description="A stored size; default newest.")] = None,
+    size: Annotated[
+        int | None, Query(ge=0, le=MAX_INT, description="A stored size; default newest.")
+    ] = None,
     format: Annotated[str, Query(pattern="^(note|json)$")] = "note",
 ) -> Response:
     """The newest signed checkpoint as a C2SP signed note (``format=json`` for JSON)."""
@@ -68,7 +71,7 @@ def post_checkpoint(session: SessionDep, state: StateDep, caller: Auditing) -> C
 def get_entries(
     session: SessionDep,
     caller: Auditing,
-    start: Annotated[int, Query(ge=0)] = 0,
+    start: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> EntriesPage:
     """Entries ``start`` to ``start + limit - 1``, with the bytes that were hashed."""
@@ -101,11 +104,24 @@ def _tree_size(session: SessionDep, state: StateDep, requested: int | None) -> i
     return requested
 
 
-def _leaf_index(session: SessionDep, leaf_hash: str) -> int:
+HEX_DIGEST = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def _digest(leaf_hash: str) -> bytes:
+    """A SHA-256 leaf hash given in hex (64 digits) or base64 (as this API writes it)."""
+    if HEX_DIGEST.match(leaf_hash):
+        return bytes.fromhex(leaf_hash)
     try:
         digest = base64.b64decode(leaf_hash, validate=True)
-    except binascii.Error as exc:
-        raise InvalidInput("leaf_hash must be base64") from exc
+    except ValueError as exc:  # binascii.Error, and non-ASCII text
+        raise InvalidInput("leaf_hash must be a SHA-256 digest in base64 or hex") from exc
+    if len(digest) != 32:
+        raise InvalidInput("leaf_hash must be a SHA-256 digest in base64 or hex (32 bytes)")
+    return digest
+
+
+def _leaf_index(session: SessionDep, leaf_hash: str) -> int:
+    digest = _digest(leaf_hash)
     seq = session.execute(
         select(col(LogEntry.seq)).where(col(LogEntry.leaf_hash) == digest).limit(1)
     ).scalar_one_or_none()
@@ -118,9 +134,12 @@ def _leaf_index(session: SessionDep, leaf_hash: str) -> int:
 def inclusion(
     session: SessionDep,
     state: StateDep,
-    index: Annotated[int | None, Query(ge=0, description="Entry index.")] = None,
-    leaf_hash: Annotated[str | None, Query(description="Or the entry's leaf hash.")] = None,
-    tree_size: Annotated[int | None, Query(ge=1)] = None,
+    index: Annotated[int | None, Query(ge=0, le=MAX_INT, description="Entry index.")] = None,
+    leaf_hash: Annotated[
+        str | None,
+        Query(max_length=100, description="Or the entry's leaf hash (base64 or hex)."),
+    ] = None,
+    tree_size: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
 ) -> InclusionProof:
     """Proof that one entry is in the tree of ``tree_size`` (default: newest checkpoint)."""
     if (index is None) == (leaf_hash is None):
@@ -144,8 +163,10 @@ def inclusion(
 def consistency(
     session: SessionDep,
     state: StateDep,
-    first: Annotated[int, Query(ge=1, description="The older tree size.")],
-    second: Annotated[int | None, Query(ge=1, description="Default: newest checkpoint.")] = None,
+    first: Annotated[int, Query(ge=1, le=MAX_INT, description="The older tree size.")],
+    second: Annotated[
+        int | None, Query(ge=1, le=MAX_INT, description="Default: newest checkpoint.")
+    ] = None,
 ) -> ConsistencyProof:
     """Proof that the tree of size ``first`` is a prefix of the tree of size ``second``."""
     size = _tree_size(session, state, second)

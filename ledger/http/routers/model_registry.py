@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 
+from ledger.access import visibility
 from ledger.http.deps import SessionDep, StateDep
 from ledger.http.idempotency import run_once
 from ledger.http.security import Pipeline, PipelineOrOversight, RegistrarOrOversight
@@ -45,10 +46,10 @@ def list_models(
     flagged: Annotated[bool | None, Query(description="only models that lost consent")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 200,
 ) -> list[ModelPublic]:
-    """Registered models, newest first, each with its lineage and ``flagged`` state."""
-    out = [
-        service.describe(session, state.policies, m) for m in service.list_models(session, limit)
-    ]
+    """Registered models, newest first, each with its lineage and ``flagged`` state;
+    pipelines see the models they registered."""
+    mine = service.list_models(session, limit, registered_by=visibility.owner_filter(caller))
+    out = [service.describe(session, state.policies, m) for m in mine]
     return [m for m in out if flagged is None or m.flagged == flagged]
 
 
@@ -57,8 +58,12 @@ def get_model(
     model_id: str, session: SessionDep, state: StateDep, caller: PipelineOrOversight
 ) -> ModelPublic:
     """A model's lineage: grants → requests → datasets, policy hash and ``as_of`` of each
-    decision, and how many of its images no longer have consent."""
-    return service.describe(session, state.policies, service.get(session, model_id))
+    decision, and how many of its images no longer have consent. Pipelines see their own."""
+    record = service.get(session, model_id)
+    visibility.ensure_visible(
+        caller, record.registered_by, "this model was registered by another pipeline"
+    )
+    return service.describe(session, state.policies, record)
 
 
 @router.get("/v1/subjects/{subject_id}/impact")

@@ -25,7 +25,7 @@ def create_principal(body: PrincipalCreate, session: SessionDep, caller: Admin) 
 def list_principals(
     session: SessionDep,
     caller: Auditing,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Page[PrincipalPublic]:
     """All principals, oldest identifier first, one page at a time."""
