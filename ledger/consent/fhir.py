@@ -1,18 +1,20 @@
-"""FHIR Consent in (R4/R4B and R5) and out (R5).
+"""FHIR Consent in (R4/R4B and R5): validation and mapping onto the ledger's consents.
 
-Resources are validated with ``fhir.resources`` first, then mapped element by element.
-Anything in a provision we cannot honour (actors, actions, security labels, data
-references, unknown codings...) is a 422 naming the element: importing a consent while
-silently dropping a restriction would permit more than the patient agreed to.
+Resources are validated with ``fhir.resources`` first, then mapped element by element
+(``fhir_elements`` says what happens to each). Anything the ledger cannot honour
+(grantee, actors, actions, security labels, data references, unknown codings...) is a 422
+naming the element: importing a consent while silently dropping a restriction would
+permit more than the patient agreed to.
 
 Mapping (both versions):
 
-* ``patient`` (R4) / ``subject`` (R5) identifier: ``system`` is the issuer, ``value`` the
-  patient id (system ``urn:ledger:subject`` names an existing subject by its id);
-* root decision: R5 ``decision``, R4 ``provision.type``; validity: ``period`` (R5) and/or
-  the root provision's ``period``;
+* the patient (R4 ``patient``, R5 ``subject``): ``fhir_patient``;
+* root decision: R5 ``decision``, R4 the root ``provision.type``; R4 ``policyRule`` and R5
+  ``regulatoryBasis`` v3-ActCode OPTIN/OPTOUT say the same (a contradiction is a 422);
+  validity: ``period`` (R5) and/or the root provision's ``period``;
 * provision ``purpose`` codings: ``urn:ledger:purpose`` codes, DUO codes
   (``http://purl.obolibrary.org/obo/duo``, purposes or modifiers), ``urn:ledger:modifier``;
+  a consent naming no purpose the ledger knows is a 422 listing what it found;
 * provision ``code`` codings from DICOM (``http://dicom.nema.org/resources/ontology/DCM``)
   limit the modalities; ``dataPeriod`` limits study dates;
 * nested provisions become consents of their own: exceptions with the opposite decision
@@ -22,25 +24,31 @@ Mapping (both versions):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from fhir.resources.consent import Consent as ConsentR5
 from fhir.resources.R4B.consent import Consent as ConsentR4B
 from pydantic import ValidationError
 
-from ledger.consent.models import ConsentVersion
+from ledger.consent import fhir_elements as elements
+from ledger.consent.fhir_checks import (
+    ACCEPTED_PURPOSES,
+    DCM_SYSTEM,
+    DUO_SYSTEM,
+    MODIFIER_SYSTEM,
+    PURPOSE_SYSTEM,
+    audit,
+    decision_of,
+    modifier_extensions,
+    provisions_of,
+    purpose_problems,
+)
+from ledger.consent.fhir_patient import Patient, Resolver, identify
 from ledger.consent.purposes import tree
 from ledger.consent.schemas import Decision, Scope
 from ledger.errors import InvalidInput
 from ledger.limits import instant_problem
-
-PURPOSE_SYSTEM = "urn:ledger:purpose"
-MODIFIER_SYSTEM = "urn:ledger:modifier"
-SUBJECT_SYSTEM = "urn:ledger:subject"
-DUO_SYSTEM = "http://purl.obolibrary.org/obo/duo"
-DCM_SYSTEM = "http://dicom.nema.org/resources/ontology/DCM"
-PROVISION_KEYS = {"id", "type", "period", "purpose", "dataPeriod", "code", "provision"}
 
 
 def _error(element: str, message: str) -> InvalidInput:
@@ -60,10 +68,15 @@ class Part:
 @dataclass
 class Mapped:
     fhir_version: str
-    issuer: str | None
-    patient_id: str | None
-    subject_id: str | None
+    patient: Patient
+    status: str
     parts: list[Part] = field(default_factory=list)
+    identifiers: list[tuple[str, str]] = field(default_factory=list)  # (system, value)
+    date: tuple[datetime | None, datetime | None] = (None, None)  # dateTime / date, as a range
+
+    @property
+    def patient_key(self) -> str:
+        return "patient" if self.fhir_version == "R4" else "subject"
 
 
 def detect_version(resource: dict[str, Any], declared: str | None) -> str:
@@ -138,7 +151,11 @@ def _purposes(codings: list[dict[str, Any]], element: str) -> tuple[list[str], l
         elif system == DUO_SYSTEM and code in modifiers_by_duo:
             modifiers.append(modifiers_by_duo[code])
         else:
-            raise _error(at, f"cannot map coding {system}|{code} to a purpose or modifier")
+            raise _error(
+                at,
+                f"cannot map coding {system}|{code} to a purpose or modifier; accepted code "
+                f"systems: {ACCEPTED_PURPOSES}",
+            )
     return purposes, modifiers
 
 
@@ -164,11 +181,6 @@ def _walk(
     out: list[Part],
     period: tuple[datetime | None, datetime | None],
 ) -> None:
-    unknown = sorted(set(provision) - PROVISION_KEYS)
-    if unknown:
-        raise _error(
-            f"{element}.{unknown[0]}", "this element cannot be honoured; nothing was imported"
-        )
     purposes, modifiers = _purposes(provision.get("purpose") or [], f"{element}.purpose")
     modalities = _modalities(provision.get("code") or [], f"{element}.code")
     data_period = provision.get("dataPeriod") or {}
@@ -214,109 +226,99 @@ def _opposite(decision: Decision) -> Decision:
     return Decision.deny if decision == Decision.permit else Decision.permit
 
 
-def parse(resource: Any, declared_version: str | None = None) -> Mapped:
-    """Validate and map a Consent resource; raises InvalidInput naming the element."""
+def date_range(text: str | None, element: str) -> tuple[datetime | None, datetime | None]:
+    """A FHIR date or dateTime (YYYY, YYYY-MM, YYYY-MM-DD or an instant) as [start, end)."""
+    if not text:
+        return None, None
+    try:
+        if len(text) == 4:
+            year = int(text)
+            return datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
+        if len(text) == 7:
+            year, month = int(text[:4]), int(text[5:])
+            return (
+                datetime(year, month, 1, tzinfo=UTC),
+                datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC),
+            )
+    except ValueError as exc:
+        raise _error(element, f"cannot read {text!r} as a date") from exc
+    moment = _instant(text, element)
+    assert moment is not None
+    return moment, moment + (timedelta(days=1) if len(text) == 10 else timedelta(seconds=1))
+
+
+def _identifiers(resource: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        (str(i["system"]), str(i["value"]))
+        for i in resource.get("identifier") or []
+        if isinstance(i, dict) and i.get("system") and i.get("value")
+    ]
+
+
+def _raise(problems: list[dict[str, Any]]) -> None:
+    if not problems:
+        return
+    first = problems[0]
+    more = f" (and {len(problems) - 1} more: see errors)" if len(problems) > 1 else ""
+    raise InvalidInput(
+        f"{first['element']}: {first['msg']}{more}; nothing was imported", errors=problems
+    )
+
+
+def parse(
+    resource: Any,
+    declared_version: str | None = None,
+    resolve: Resolver | None = None,
+    *,
+    statuses: tuple[str, ...] = ("active",),
+) -> Mapped:
+    """Validate and map a Consent resource; raises InvalidInput naming every element it
+    cannot honour (``errors``), the first one in ``detail``."""
     if not isinstance(resource, dict):
         raise _error("Consent", "the body must be a JSON object")
     version = detect_version(resource, declared_version)
     _validate(resource, version)
-    if resource.get("status") != "active":
-        raise _error(
-            "status", f"only active consents can be imported, got {resource.get('status')!r}"
+    problems: list[dict[str, Any]] = []
+    audit(resource, elements.ROOT[version], "", problems)
+    provisions = provisions_of(resource, version)
+    for at, node in provisions:
+        audit(node, elements.PROVISION[version], f"{at}.", problems)
+        try:
+            _modalities(node.get("code") or [], f"{at}.code")
+        except InvalidInput as exc:
+            problems += exc.extra["errors"]
+    modifier_extensions(resource, "", problems)
+    status = resource.get("status")
+    if status not in statuses:
+        problems.append(
+            {
+                "element": "status",
+                "msg": f"{status!r} cannot be recorded here; send "
+                + " or ".join(repr(s) for s in statuses),
+            }
         )
-    ref_key = "patient" if version == "R4" else "subject"
-    identifier = (resource.get(ref_key) or {}).get("identifier") or {}
-    system, value = identifier.get("system"), identifier.get("value")
-    if not system or not value:
-        raise _error(f"{ref_key}.identifier", "system and value are required to find the patient")
-    mapped = Mapped(version, None, None, None)
-    if system == SUBJECT_SYSTEM:
-        mapped.subject_id = str(value)
-    else:
-        mapped.issuer, mapped.patient_id = str(system), str(value)
+    key = "patient" if version == "R4" else "subject"
+    patient, found = identify(resource, key, resolve)
+    problems += found
+    decision = decision_of(resource, version, problems)
+    purpose_problems(provisions, version, problems)
+    if version == "R5" and len(resource.get("provision") or []) > 1:
+        problems.append(
+            {
+                "element": "provision",
+                "msg": "exactly one root provision (with nested exceptions) is supported",
+            }
+        )
+    _raise(problems)
+    assert decision is not None
+    mapped = Mapped(version, patient, str(status), identifiers=_identifiers(resource))
+    date_key = "dateTime" if version == "R4" else "date"
+    mapped.date = date_range(resource.get(date_key), date_key)
     top = resource.get("period") or {}
     period = (
         _instant(top.get("start"), "period.start"),
         _instant(top.get("end"), "period.end", end=True),
     )
-    if version == "R4":
-        root = resource.get("provision")
-        if not isinstance(root, dict) or not root.get("type"):
-            raise _error("provision.type", "the root provision must say permit or deny")
-        _walk(root, "provision", Decision(root["type"]), None, version, mapped.parts, period)
-        return mapped
-    if resource.get("decision") not in ("permit", "deny"):
-        raise _error("decision", "say permit or deny")
-    provisions = resource.get("provision") or []
-    if len(provisions) != 1:
-        raise _error(
-            "provision", "exactly one root provision (with nested exceptions) is supported"
-        )
-    _walk(
-        provisions[0],
-        "provision[0]",
-        Decision(resource["decision"]),
-        None,
-        version,
-        mapped.parts,
-        period,
-    )
+    root_at, root = provisions[0]
+    _walk(root, root_at, decision, None, version, mapped.parts, period)
     return mapped
-
-
-def _coding_list(row: ConsentVersion) -> list[dict[str, str]]:
-    codings = [{"system": PURPOSE_SYSTEM, "code": p} for p in row.purposes]
-    codings += [{"system": MODIFIER_SYSTEM, "code": m} for m in row.modifiers]
-    return codings
-
-
-def _provision(row: ConsentVersion, parent: ConsentVersion | None) -> dict[str, Any]:
-    out: dict[str, Any] = {"purpose": _coding_list(row)}
-    scope = row.scope or {}
-    if scope.get("modalities"):
-        out["code"] = [{"coding": [{"system": DCM_SYSTEM, "code": m}]} for m in scope["modalities"]]
-    if scope.get("study_date_from") or scope.get("study_date_to"):
-        out["dataPeriod"] = {
-            k: v
-            for k, v in (
-                ("start", scope.get("study_date_from")),
-                ("end", scope.get("study_date_to")),
-            )
-            if v
-        }
-    if parent is not None and (row.valid_from, row.valid_until) != (
-        parent.valid_from,
-        parent.valid_until,
-    ):
-        out["period"] = _period(row)
-    return out
-
-
-def _period(row: ConsentVersion) -> dict[str, str]:
-    period = {"start": row.valid_from.isoformat().replace("+00:00", "Z")}
-    end = row.withdrawn_at or row.valid_until
-    if end:
-        period["end"] = end.isoformat().replace("+00:00", "Z")
-    return period
-
-
-def to_r5(consent_id: str, rows: list[ConsentVersion]) -> dict[str, Any]:
-    """An R5 Consent for a consent (and the exceptions imported with it), current state."""
-    root, exceptions = rows[0], rows[1:]
-    provision = _provision(root, None)
-    nested = [_provision(r, root) for r in exceptions]
-    if nested:
-        provision["provision"] = nested
-    resource: dict[str, Any] = {
-        "resourceType": "Consent",
-        "id": consent_id,
-        "meta": {"versionId": str(root.version)},
-        "status": "active" if root.status == "active" else "inactive",
-        "subject": {"identifier": {"system": SUBJECT_SYSTEM, "value": root.subject_id}},
-        "date": root.recorded_at.date().isoformat(),
-        "period": _period(root),
-        "decision": root.decision,
-        "provision": [provision],
-    }
-    ConsentR5.model_validate(resource)  # what we send must be valid R5
-    return resource

@@ -60,14 +60,51 @@ class ConsentVersion(SQLModel, table=True):
 
 
 class FhirConsent(SQLModel, table=True):
-    """The FHIR resource a consent was imported from, kept verbatim."""
+    """A consent that came in (or was last updated) as FHIR: which consents it made.
+
+    The resource itself is in ``fhir_consent_versions``, sealed under the subject's data key;
+    nothing here names the patient (architecture: no direct identifier at rest in clear)."""
 
     __tablename__ = "fhir_consents"
 
     consent_id: str = Field(sa_column=Column(String(36), primary_key=True))
-    fhir_version: str = Field(sa_column=Column(String(8), nullable=False))
+    subject_id: str = Field(
+        sa_column=Column(String(36), ForeignKey("subjects.id"), nullable=False, index=True)
+    )
     parts: list[str] = Field(
         sa_column=Column(JSONType, nullable=False),
         description="Consent ids made from it: the root first, then nested exceptions.",
     )
-    resource: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
+
+
+class FhirConsentVersion(SQLModel, table=True):
+    """The FHIR resource as received for one version of the root consent, sealed (AES-GCM
+    under the subject's data key: erasure shreds it with the images). ``digest`` is a keyed
+    hash of its pseudonymised content (re-posting the same resource finds it); ``date_*``
+    bound the consent's own date (``dateTime``/``date``) for search."""
+
+    __tablename__ = "fhir_consent_versions"
+
+    consent_id: str = Field(
+        sa_column=Column(String(36), ForeignKey("fhir_consents.consent_id"), primary_key=True)
+    )
+    version: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    fhir_version: str = Field(sa_column=Column(String(8), nullable=False))
+    sealed: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    digest: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    date_start: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    date_end: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+
+
+class FhirIdentifier(SQLModel, table=True):
+    """A Consent's business identifier, as a keyed hash of ``system|value``: conditional
+    create (``If-None-Exist: identifier=...``) and search find the consent by it."""
+
+    __tablename__ = "fhir_identifiers"
+
+    digest: str = Field(sa_column=Column(String(64), primary_key=True))
+    consent_id: str = Field(
+        sa_column=Column(
+            String(36), ForeignKey("fhir_consents.consent_id"), nullable=False, index=True
+        )
+    )

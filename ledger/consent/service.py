@@ -3,7 +3,6 @@ the same transaction; nothing is ever updated in place."""
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -13,11 +12,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from ledger.canonical import canonical
 from ledger.clock import timestamp, utcnow
-from ledger.consent import facts, fhir, subjects
+from ledger.consent import facts, subjects
 from ledger.consent.in_force import effective_consents
-from ledger.consent.models import ConsentVersion, FhirConsent, Subject
+from ledger.consent.models import ConsentVersion, Subject
 from ledger.consent.purposes import Purpose, tree
 from ledger.consent.schemas import (
     ConsentAmend,
@@ -220,7 +218,12 @@ def history(session: Session, consent_id: str) -> list[ConsentVersion]:
 
 
 def amend(
-    session: Session, consent_id: str, body: ConsentAmend, *, actor: str | None
+    session: Session,
+    consent_id: str,
+    body: ConsentAmend,
+    *,
+    actor: str | None,
+    source: Source = Source.api,
 ) -> ConsentVersion:
     """Correct a consent: a new version with the full new content."""
     previous = current(session, consent_id)
@@ -233,7 +236,7 @@ def amend(
             previous.subject_id,
             body,
             event="amended",
-            source=Source.api,
+            source=source,
             actor=actor,
             now=utcnow(),
             reason=body.reason,
@@ -339,57 +342,3 @@ def subject_consents(session: Session, subject_id: str) -> list[ConsentVersion]:
 
 def count(session: Session) -> int:
     return int(session.execute(select(func.count()).select_from(ConsentVersion)).scalar_one())
-
-
-def import_fhir(
-    session: Session,
-    key: bytes,
-    resource: Any,
-    declared_version: str | None,
-    *,
-    actor: str | None,
-) -> dict[str, Any]:
-    """A FHIR Consent becomes one consent per provision, all or nothing."""
-    mapped = fhir.parse(resource, declared_version)
-    if mapped.subject_id is not None:
-        subject_id = get_subject(session, mapped.subject_id).id
-    else:
-        assert mapped.issuer is not None
-        assert mapped.patient_id is not None
-        subject_id = create_subject(
-            session,
-            key,
-            SubjectCreate(issuer=mapped.issuer, patient_id=mapped.patient_id),
-            actor=actor,
-        ).id
-    evidence = hashlib.sha256(canonical(resource)).hexdigest()
-    rows = []
-    for part in mapped.parts:
-        body = ConsentCreate(
-            subject_id=subject_id,
-            decision=part.decision,
-            purposes=part.purposes,
-            modifiers=part.modifiers,
-            scope=part.scope,
-            valid_from=part.valid_from,
-            valid_until=part.valid_until,
-            evidence_sha256=evidence,
-        )
-        rows.append(record(session, body, actor=actor, source=Source.fhir))
-    session.add(
-        FhirConsent(
-            consent_id=rows[0].consent_id,
-            fhir_version=mapped.fhir_version,
-            parts=[r.consent_id for r in rows],
-            resource=resource,
-        )
-    )
-    session.flush()
-    return fhir.to_r5(rows[0].consent_id, rows)
-
-
-def fhir_resource(session: Session, consent_id: str) -> dict[str, Any]:
-    """The consent (with the exceptions imported alongside it) as an R5 Consent, now."""
-    stored = session.get(FhirConsent, consent_id)
-    ids = stored.parts if stored is not None else [consent_id]
-    return fhir.to_r5(consent_id, [current(session, i) for i in ids])

@@ -8,6 +8,7 @@ into one shape. The offending input is never echoed: it may carry patient data.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,7 +25,22 @@ log = logging.getLogger("ledger.http")
 PROBLEM = "application/problem+json"
 
 
+# Routes under a path prefix may answer errors in a format of their own (the FHIR routes
+# answer OperationOutcome to FHIR clients); a renderer returning None leaves problem+json.
+ErrorRenderer = Callable[[LedgerError, Request], JSONResponse | None]
+_renderers: dict[str, ErrorRenderer] = {}
+
+
+def render_errors_under(prefix: str, renderer: ErrorRenderer) -> None:
+    _renderers[prefix] = renderer
+
+
 def problem_response(error: LedgerError, request: Request) -> JSONResponse:
+    for prefix, renderer in _renderers.items():
+        if request.url.path.startswith(prefix):
+            answer = renderer(error, request)
+            if answer is not None:
+                return answer
     headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
     return JSONResponse(
         error.problem(instance=request.url.path),

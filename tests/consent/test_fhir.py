@@ -111,7 +111,8 @@ def test_r4_import_maps_patient_type_period_and_nested_deny(
 ) -> None:
     r = _post(client, registrar, R4, FHIR + "; fhirVersion=4.0")
     assert r.status_code == 201, r.text
-    sid = r.json()["subject"]["identifier"]["value"]
+    assert r.headers["content-type"] == FHIR + "; fhirVersion=4.0"
+    sid = r.json()["patient"]["identifier"]["value"]
     ok = client.get(
         f"/v1/subjects/{sid}/permissions",
         params={"purpose": "ai.training,DS:C34"},
@@ -133,18 +134,33 @@ def test_r4_import_maps_patient_type_period_and_nested_deny(
     assert same["id"] == sid
 
 
-def test_r5_round_trip(client: TestClient, registrar: dict[str, str]) -> None:
+def test_r5_round_trip(client: TestClient, registrar: dict[str, str], engine: Engine) -> None:
     first = _post(client, registrar, R5).json()
     got = client.get(f"/v1/fhir/Consent/{first['id']}", headers=registrar)
     assert got.status_code == 200
     assert got.json() == first
-    again = _post(
-        client, registrar, {k: v for k, v in got.json().items() if k not in ("id", "meta")}
-    )
-    assert again.status_code == 201, again.text
-    second = again.json()
-    for key in ("subject", "decision", "provision", "period", "status"):
-        assert second[key] == first[key]
+    for key in ("category", "date", "period", "decision", "provision"):
+        assert first[key] == R5[key]
+    # The export posted back, or the same resource again: the same consent, nothing new.
+    for body in (got.json(), {k: v for k, v in got.json().items() if k not in ("id", "meta")}, R5):
+        again = _post(client, registrar, body)
+        assert again.status_code == 200, again.text
+        assert again.json() == first
+    with snapshot(engine) as session:
+        assert session.execute(select(func.count()).select_from(ConsentVersion)).scalar_one() == 2
+
+
+def test_r4_without_type_takes_the_decision_from_policy_rule(
+    client: TestClient, registrar: dict[str, str]
+) -> None:
+    r4 = _with(R4, ["provision", "type"], None)
+    r4 = _with(r4, ["policyRule", "coding", 0, "code"], "OPTOUT")
+    r4 = _with(r4, ["provision", "provision"], None)
+    r = _post(client, registrar, r4)
+    assert r.status_code == 201, r.text
+    sid = r.json()["patient"]["identifier"]["value"]
+    state = client.get(f"/v1/subjects/{sid}/consents", headers=registrar).json()
+    assert [c["decision"] for c in state["consents"]] == ["deny"]
 
 
 def test_withdrawn_consent_reads_back_inactive(
@@ -174,7 +190,14 @@ def _with(base: dict[str, Any], path: list[Any], value: Any) -> dict[str, Any]:
     [
         (_with(R5, ["resourceType"], "Patient"), "resourceType"),
         (_with(R5, ["status"], "draft"), "status"),
-        (_with(R5, ["subject"], {"reference": "Patient/1"}), "subject.identifier"),
+        (_with(R5, ["subject"], {"reference": "Patient/1"}), "subject.reference"),
+        (_with(R5, ["grantee"], [{"reference": "Practitioner/1"}]), "grantee"),
+        (_with(R5, ["regulatoryBasis"], [{"coding": [{"code": "OPTOUT"}]}]), "regulatoryBasis[0]"),
+        (_with(R5, ["implicitRules"], "http://example.org/rules"), "implicitRules"),
+        (
+            _with(R5, ["modifierExtension"], [{"url": "http://x", "valueBoolean": True}]),
+            "modifierExtension",
+        ),
         (_with(R5, ["decision"], None), "decision"),
         (
             _with(R5, ["provision", 0, "actor"], [{"reference": {"reference": "Org/1"}}]),
@@ -182,7 +205,7 @@ def _with(base: dict[str, Any], path: list[Any], value: Any) -> dict[str, Any]:
         ),
         (
             _with(R5, ["provision", 0, "purpose", 0], {"system": "http://x", "code": "y"}),
-            "provision[0].purpose[0]",
+            "provision[0].purpose",
         ),
         (
             _with(
@@ -204,7 +227,9 @@ def _with(base: dict[str, Any], path: list[Any], value: Any) -> dict[str, Any]:
             ),
             "provision[0].provision[0].provision[0]",
         ),
-        (_with(R4, ["provision", "type"], None), "provision.type"),
+        (_with(_with(R4, ["provision", "type"], None), ["policyRule"], None), "provision.type"),
+        (_with(R4, ["provision", "type"], "maybe"), "provision.type"),
+        (_with(R4, ["policyRule", "coding", 0, "code"], "OPTOUT"), "policyRule"),
         (_with(R4, ["provision", "provision", 0, "type"], "permit"), "provision.provision[0].type"),
         (
             _with(
