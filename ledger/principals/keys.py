@@ -29,6 +29,7 @@ class Caller:
     name: str
     kind: str
     roles: frozenset[str]
+    key_id: str | None = None  # the API key presented, when the caller presented one
 
     def has(self, *roles: Role | str) -> bool:
         return bool(self.roles.intersection(str(r) for r in roles))
@@ -57,4 +58,5 @@ def resolve_key(session: Session, key: str) -> Caller:
     principal = session.get(Principal, row.principal_id)
     if principal is None or principal.disabled:
         raise Unauthenticated("this principal is disabled")
-    return Caller(principal.id, principal.name, principal.kind, frozenset(principal.roles))
+    roles = frozenset(principal.roles)
+    return Caller(principal.id, principal.name, principal.kind, roles, key_id=row.id)

@@ -16,6 +16,7 @@ from ledger.web.pages import PREFIX, AnyViewer, check_csrf, render, see_other
 from ledger.web.sessions import (
     COOKIE,
     LOGIN_CSRF_COOKIE,
+    NOTICES,
     WRONG_KEY_DELAY,
     csrf_ok,
     sign_in,
@@ -60,9 +61,10 @@ def _login_page(
 def login_form(
     request: Request,
     next_: Annotated[str | None, Query(alias="next")] = None,
-    why: str | None = None,
+    why: Annotated[str | None, Query(max_length=32)] = None,
 ) -> HTMLResponse:
-    return _login_page(request, 200, why, next_)
+    """The sign-in form; ``why`` names a known notice (any other text is not shown)."""
+    return _login_page(request, 200, NOTICES.get(why or ""), next_)
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -100,7 +102,7 @@ def logout(
 ) -> Response:
     check_csrf(viewer, csrf)
     sign_out(session, viewer)
-    response = see_other(f"{PREFIX}/login?why=Signed+out.")
+    response = see_other(f"{PREFIX}/login?why=signed-out")
     response.delete_cookie(COOKIE, path=PREFIX)
     return response
 

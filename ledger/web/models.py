@@ -19,6 +19,10 @@ class WebSession(SQLModel, table=True):
     principal_id: str = Field(
         sa_column=Column(String(36), ForeignKey("principals.id"), nullable=False, index=True)
     )
+    # The key it was opened with: revoking or rotating that key ends the session.
+    api_key_id: str | None = Field(
+        default=None, sa_column=Column(String(32), ForeignKey("api_keys.id"))
+    )
     csrf: str = Field(sa_column=Column(String(64), nullable=False))
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)

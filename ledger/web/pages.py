@@ -14,11 +14,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from ledger.errors import LedgerError, Unauthenticated
+from ledger.errors import LedgerError
 from ledger.http.deps import SessionDep
 from ledger.principals.models import Role
 from ledger.web import charts
-from ledger.web.sessions import COOKIE, Viewer, csrf_ok, lookup
+from ledger.web.sessions import COOKIE, NoSession, Viewer, csrf_ok, lookup
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -29,9 +29,11 @@ PREFIX = "/console"
 
 
 class SignInRequired(Exception):
-    def __init__(self, path: str, message: str) -> None:
+    """Redirect to the login page, which says ``why`` (a code of ``sessions.NOTICES``)."""
+
+    def __init__(self, path: str, why: str) -> None:
         self.path = path
-        self.message = message
+        self.why = why
 
 
 class PageError(Exception):
@@ -45,8 +47,8 @@ class PageError(Exception):
 def current_viewer(request: Request, session: SessionDep) -> Viewer:
     try:
         viewer = lookup(session, request.cookies.get(COOKIE))
-    except Unauthenticated as exc:
-        raise SignInRequired(request.url.path, exc.detail) from exc
+    except NoSession as exc:
+        raise SignInRequired(request.url.path, exc.why) from exc
     request.state.viewer = viewer
     return viewer
 
@@ -112,7 +114,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:
-        return see_other(f"{PREFIX}/login?next={quote(exc.path)}&why={quote(exc.message)}")
+        return see_other(f"{PREFIX}/login?next={quote(exc.path)}&why={exc.why}")
 
     @app.exception_handler(PageError)
     async def _page_error(request: Request, exc: PageError) -> Response:

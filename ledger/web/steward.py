@@ -67,7 +67,9 @@ def request_page(
     viewer: Overseer,
     done: str | None = None,
 ) -> HTMLResponse:
-    return _request_page(request, session, request_id, done=done)
+    # Only the outcomes this console redirects with: a link cannot make it say anything else.
+    shown = done if done in ("approved", "rejected") else None
+    return _request_page(request, session, request_id, done=shown)
 
 
 @router.post("/requests/{request_id}/approve")

@@ -17,7 +17,7 @@ from ledger.principals.models import Role
 from ledger.web.models import WebSession
 from ledger.web.sessions import COOKIE
 from tests.access.test_access_api import _file
-from tests.conftest import MakePrincipal
+from tests.conftest import MakePrincipal, auth
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -166,3 +166,78 @@ def test_registrar_records_a_withdrawal(
         action.group(1), data={"csrf": csrf, "subject_id": subject.group(1), "reason": "again"}
     )
     assert twice.status_code == 409
+
+
+def test_rotating_a_key_ends_the_console_sessions_opened_with_it(
+    client: TestClient, make_principal: MakePrincipal
+) -> None:
+    admin, key = make_principal(Role.admin), make_principal(Role.auditor)
+    sign_in(client, key)
+    assert client.get("/console/audit").status_code == 200
+    me = client.get("/v1/principals/me", headers=auth(key)).json()["id"]
+    rotated = client.post(f"/v1/principals/{me}/keys", headers=auth(admin))
+    assert rotated.status_code == 201, rotated.text
+    assert client.get("/v1/principals/me", headers=auth(key)).status_code == 401
+    r = client.get("/console/audit", follow_redirects=False)
+    assert r.status_code == 303
+    assert "why=key-revoked" in r.headers["location"]
+    assert "revoked" in client.get(r.headers["location"]).text
+    client.cookies.clear()
+    sign_in(client, rotated.json()["api_key"])
+    assert client.get("/console/audit").status_code == 200
+
+
+def test_disabling_a_principal_ends_its_console_sessions(
+    client: TestClient, make_principal: MakePrincipal
+) -> None:
+    admin, key = make_principal(Role.admin), make_principal(Role.auditor)
+    sign_in(client, key)
+    me = client.get("/v1/principals/me", headers=auth(key)).json()["id"]
+    assert client.post(f"/v1/principals/{me}/disable", headers=auth(admin)).status_code == 200
+    r = client.get("/console/audit", follow_redirects=False)
+    assert r.status_code == 303
+    assert "why=" in r.headers["location"]
+
+
+@pytest.mark.parametrize(
+    "why", ["Your+account+is+locked.+Call+0800-FAKE", "%3Cb%3Ebold%3C/b%3E", "signed-out%00"]
+)
+def test_login_page_shows_only_known_notices(client: TestClient, why: str) -> None:
+    r = client.get(f"/console/login?why={why}")
+    assert r.status_code in (200, 422)
+    assert "0800-FAKE" not in r.text
+    assert "bold" not in r.text
+    assert 'role="alert"' not in r.text
+
+
+def test_login_page_notices_by_code(client: TestClient, make_principal: MakePrincipal) -> None:
+    assert "Signed out." in client.get("/console/login?why=signed-out").text
+    csrf = sign_in(client, make_principal(Role.auditor))
+    r = client.post("/console/logout", data={"csrf": csrf}, follow_redirects=False)
+    assert r.headers["location"].endswith("why=signed-out")
+    assert "Signed out." in client.get(r.headers["location"]).text
+    client.cookies.clear()
+    r = client.get("/console/audit", follow_redirects=False)
+    assert "why=sign-in" in r.headers["location"]
+
+
+def test_nul_in_the_api_key_field_is_refused_not_stored(client: TestClient, engine: Engine) -> None:
+    form = client.get("/console/login")
+    token = CSRF.search(form.text)
+    assert token
+    r = client.post("/console/login", data={"api_key": "ldg_00\x0000_x", "csrf": token.group(1)})
+    assert r.status_code in (401, 422)
+    with snapshot(engine) as session:
+        assert session.execute(select(WebSession)).first() is None
+
+
+def test_request_page_shows_only_known_outcomes(
+    client: TestClient, pending: str, make_principal: MakePrincipal
+) -> None:
+    sign_in(client, make_principal(Role.steward))
+    r = client.get(f"/console/requests/{pending}?done=hacked+by+mallory")
+    assert r.status_code == 200
+    assert "mallory" not in r.text
+    assert (
+        "The request was approved." in client.get(f"/console/requests/{pending}?done=approved").text
+    )
