@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 import time
 import zipfile
@@ -47,6 +48,19 @@ __all__ = [
 
 GRANT_HEADER = "Ledger-Grant"
 REFUSED_MEMBER = "ledger-refused.json"
+# A DICOM UID (PS3.5 §9.1): digits and dots, at most 64 characters. Files are named
+# ``<uid>.dcm``; anything else a server sends is never used as a file name.
+UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+NOT_A_UID = "not a DICOM UID: ignored, no file was touched"
+
+
+def _local_file(folder: Path, uid: object) -> Path | None:
+    """``folder/<uid>.dcm``, or None when ``uid`` is no DICOM UID (so the path could
+    leave the folder: ``../x``, an absolute path, a drive)."""
+    if not isinstance(uid, str) or len(uid) > 64 or not UID.match(uid):
+        return None
+    path = folder / f"{uid}.dcm"
+    return path if path.parent == folder else None
 
 
 class LedgerAPIError(Exception):
@@ -236,8 +250,12 @@ class LedgerClient:
         report = DownloadReport(target)
         wanted: list[str] = []
         for item in self.manifest(grant):
-            path = target / f"{item['sop_instance_uid']}.dcm"
-            if not item["available"]:
+            path = _local_file(target, item["sop_instance_uid"])
+            if path is None:
+                report.refused.append(
+                    {"sop_instance_uid": item["sop_instance_uid"], "reason": NOT_A_UID}
+                )
+            elif not item["available"]:
                 if path.exists():
                     path.unlink()
                     report.removed.append(item["sop_instance_uid"])
@@ -274,11 +292,12 @@ class LedgerClient:
                     if name == REFUSED_MEMBER:
                         refused = json.loads(archive.read(name))
                         continue
-                    if "/" in name or not name.endswith(".dcm"):
-                        continue  # never write outside the folder
+                    path = _local_file(target, name.removesuffix(".dcm"))
+                    if path is None or not name.endswith(".dcm"):
+                        continue  # never write outside the folder, nor a stray name in it
                     partial = target / f".{name}.partial"
                     partial.write_bytes(archive.read(name))
-                    partial.replace(target / name)
+                    partial.replace(path)
                     got += 1
         return got, refused
 
@@ -320,10 +339,10 @@ class LedgerClient:
             if folder is None:
                 continue
             for uid in entry["sop_instance_uids"]:
-                path = Path(folder) / f"{uid}.dcm"
-                if path.exists():
-                    path.unlink()
-                    deleted.append(path)
+                found = _local_file(Path(folder), uid)  # None: not a UID, never a path
+                if found is not None and found.exists():
+                    found.unlink()
+                    deleted.append(found)
         return deleted
 
     def register_model(
