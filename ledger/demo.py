@@ -19,7 +19,7 @@ from ledger.config import Settings
 from ledger.consent import csv_import, service, subjects
 from ledger.consent.models import ConsentVersion
 from ledger.consent.schemas import ConsentContent, Decision, Scope, WithdrawBody
-from ledger.db import make_engine, transaction
+from ledger.db import make_engine, redacted, transaction
 from ledger.home import init_home
 from ledger.images import datasets, synthetic
 from ledger.images import service as images
@@ -47,6 +47,7 @@ DEMO_ISSUER = "urn:oid:2.16.840.1.113883.19.5.99999.1"
 @dataclass
 class Demo:
     home: str
+    database: str = ""  # its URL, password hidden
     keys: dict[str, str] = field(default_factory=dict)
     subjects: int = 0
     consents: int = 0
@@ -55,6 +56,7 @@ class Demo:
     dataset_id: str | None = None
     request_id: str | None = None
     walkthrough_patient: str | None = None
+    example_subject: str | None = None  # DEMO00001's subject id, for the printed examples
 
 
 def _demo_consents(rng: random.Random) -> list[csv_import.Row]:
@@ -186,7 +188,11 @@ def walkthrough(demo: Demo, base: str) -> str:
 
 def build_demo(settings: Settings) -> Demo:
     created = init_home(settings)
-    demo = Demo(home=created.home, keys={"admin": created.admin.api_key})
+    demo = Demo(
+        home=created.home,
+        database=redacted(created.database_url),
+        keys={"admin": created.admin.api_key},
+    )
     engine = make_engine(settings.resolved_database_url)
     try:
         with transaction(engine) as session:
@@ -259,6 +265,8 @@ def build_demo(settings: Settings) -> Demo:
             )
             demo.request_id = request.id
             demo.walkthrough_patient = _patient_in(session, keys.pseudonym_key, request)
+            example = subjects.find(session, keys.pseudonym_key, DEMO_ISSUER, "DEMO00001")
+            demo.example_subject = example.id if example is not None else None
         with transaction(engine) as session:
             # Sign the demo's history at once, so /v1/log/checkpoint answers from the start.
             checkpoints.create(session, checkpoints.LogTree(), keys, settings.log_origin)

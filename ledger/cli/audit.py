@@ -130,6 +130,7 @@ def verify(
 ) -> None:
     """Recompute hash chain and Merkle tree from every entry and check every checkpoint."""
     from ledger import wiring
+    from ledger.db import redacted
     from ledger.provenance import bundle, checkpoints
     from ledger.provenance.integrity import verify_database
 
@@ -149,10 +150,18 @@ def verify(
         _report(report, json_out, {"origin": manifest.get("origin"), "source": str(bundle_path)})
         return
     settings = settings_for(home)
+    # Name the database read: a home and LEDGER_DATABASE_URL can point at different ones.
+    database = redacted(settings.resolved_database_url)
+    if not json_out:
+        console.print(f"Database: {database}", highlight=False, soft_wrap=True)
     keys = pinned or checkpoints.verifiers(wiring.keys(settings), settings.log_origin)
     with read_only(home) as session:
         report = verify_database(session, keys, settings.log_origin, witnessed)
-    _report(report, json_out, {"origin": settings.log_origin, "source": "database"})
+    _report(
+        report,
+        json_out,
+        {"origin": settings.log_origin, "source": "database", "database": database},
+    )
 
 
 @app.command("export")

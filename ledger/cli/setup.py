@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -71,19 +72,27 @@ def demo(
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Set up, print, exit.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Create a demo installation with one principal per role, print keys, then serve."""
+    """Create a demo installation with one principal per role, print keys, then serve.
+
+    The database is LEDGER_DATABASE_URL when set (an empty one: the demo refuses a
+    database that has principals), else SQLite in the demo's home; the output names it."""
     from ledger.config import Settings
     from ledger.demo import DEMO_ISSUER, build_demo, walkthrough
     from ledger.keystore import write_secret
 
     home = home or Path(tempfile.mkdtemp(prefix="ledger-demo-"))
-    settings = Settings(home=home, database_url=None)
+    settings = Settings(home=home)
     made = build_demo(settings)
+    # Commands as this interpreter's environment runs them, activated or not.
+    python = Path(sys.executable).absolute()
+    ledger_cmd = python.parent / "ledger"
+    ledger = str(ledger_cmd) if ledger_cmd.exists() else f"{python} -m ledger"
     base = f"http://{host or settings.host}:{port or settings.port}"
     if json_out:
         emit_json(
             {
                 "home": made.home,
+                "database": made.database,
                 "url": base,
                 "keys": made.keys,
                 "subjects": made.subjects,
@@ -98,6 +107,7 @@ def demo(
         console.print(
             f"Demo home: [bold]{made.home}[/]  (export LEDGER_HOME={made.home})", soft_wrap=True
         )
+        console.print(f"Database: {made.database}", highlight=False, soft_wrap=True)
         console.print(
             f"{made.subjects} synthetic patients, {made.consents} consents "
             f"({made.withdrawn} withdrawn), {made.images} DICOM images, dataset "
@@ -125,7 +135,7 @@ def demo(
             f'application/json\' -d \'{{"issuer":"{DEMO_ISSUER}","patient_id":'
             f'"DEMO00001"}}\' {base}/v1/subjects/lookup',
             f"curl -s -H 'Authorization: Bearer {registrar}' "
-            f"'{base}/v1/subjects/<id>/permissions?purpose=ai.training'",
+            f"'{base}/v1/subjects/{made.example_subject}/permissions?purpose=ai.training'",
             f"curl -s -H 'Authorization: Bearer {made.keys['curator']}' "
             f"{base}/v1/datasets/{made.dataset_id}",
             f"curl -s -H 'Authorization: Bearer {made.keys['steward']}' "
@@ -134,7 +144,7 @@ def demo(
             f'application/json\' -d \'{{"comment":"approved for the demo"}}\' '
             f"{base}/v1/access-requests/{made.request_id}/approve",
             f"curl -s {base}/v1/log/checkpoint   # signed tree head of the log",
-            f"ledger audit verify --home {made.home}",
+            f"{ledger} audit verify --home {made.home}",
             f"open {base}/docs   # interactive OpenAPI",
         ):
             console.print(f"  {line}", highlight=False, soft_wrap=True)
@@ -142,8 +152,8 @@ def demo(
         write_secret(script, walkthrough(made, base).encode())  # it holds API keys: 0600
         console.print(
             "\nEnd to end (request → approve → download → a patient withdraws → release "
-            f"refused, revocation listed): in a second terminal run\n  python {script}\n"
-            "or paste:\n",
+            f"refused, revocation listed): in a second terminal run\n  {python} {script}\n"
+            "or paste into that Python:\n",
             highlight=False,
             soft_wrap=True,
         )

@@ -107,3 +107,46 @@ def test_demo_sets_up_every_role(tmp_path: Path) -> None:
     assert done.exit_code == 0, done.output
     keys = json.loads(done.stdout)["keys"]
     assert {"admin", "registrar", "curator", "steward", "pipeline", "auditor"} <= set(keys)
+
+
+def test_demo_uses_the_configured_database_and_prints_working_commands(
+    tmp_path: Path, db_url: str
+) -> None:
+    from sqlalchemy import create_engine, func, select
+
+    from ledger.consent.models import Subject
+    from ledger.db import redacted
+
+    env = {"LEDGER_DATABASE_URL": db_url, "LEDGER_HOME": str(tmp_path / "elsewhere")}
+    home = tmp_path / "d"
+    done = runner.invoke(app, ["demo", "--home", str(home), "--no-serve"], env=env)
+    assert done.exit_code == 0, done.output
+    out = done.output
+    assert f"Database: {redacted(db_url)}" in out
+    # The commands it prints work without an activated virtual environment.
+    bin_dir = Path(sys.executable).absolute().parent
+    assert f"{bin_dir / 'ledger'} audit verify --home {home.resolve()}" in out
+    assert f"{Path(sys.executable).absolute()} {home.resolve() / 'walkthrough.py'}" in out
+    # The permissions example names a real subject, not a placeholder to paste.
+    assert "<id>" not in out
+    line = next(x for x in out.splitlines() if "/permissions?purpose=" in x)
+    subject_id = line.split("/v1/subjects/")[1].split("/permissions")[0]
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            assert (
+                conn.execute(
+                    select(func.count()).select_from(Subject).where(Subject.id == subject_id)
+                ).scalar_one()
+                == 1
+            )
+    finally:
+        engine.dispose()
+
+    verified = runner.invoke(app, ["audit", "verify", "--home", str(home), "--json"], env=env)
+    assert verified.exit_code == 0, verified.output
+    report = json.loads(verified.stdout)
+    assert report["ok"] is True
+    assert report["database"] == redacted(db_url)
+    plain = runner.invoke(app, ["audit", "verify", "--home", str(home)], env=env)
+    assert redacted(db_url) in plain.output
