@@ -351,12 +351,12 @@ def _spellings(ds: Dataset) -> set[str]:
 
 
 def _ocr_text(path: Path, spread: bool) -> str:
-    """OCR of the frames the check samples, or (``spread``) of every fifth frame and the
+    """OCR of the frames the check samples, or (``spread``) of every tenth frame and the
     last too: frames the check did not read, to show the mask covers them as well."""
     program = need_tesseract()
     ds = pydicom.dcmread(path)
     count = pixels.frame_count(ds)
-    frames = sorted({*range(0, count, 5), count - 1}) if spread else pixels.sample_frames(count)
+    frames = sorted({*range(0, count, 10), count - 1}) if spread else pixels.sample_frames(count)
     words = [
         w.text for i in frames for w in pixels.read_words(program, pixels.decode_frame(ds, i), i)
     ]
