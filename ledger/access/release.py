@@ -76,10 +76,10 @@ class NoLongerEligible(Gone):
 
     code = "no-longer-eligible"
 
-    def __init__(self, refused: dict[str, Any]) -> None:
+    def __init__(self, refused: Refused) -> None:
         super().__init__(
-            "this instance may no longer be released: " + "; ".join(refused["reasons"]),
-            policy_ids=refused["policy_ids"],
+            "this instance may no longer be released: " + "; ".join(refused.reasons),
+            policy_ids=list(refused.policy_ids),
         )
 
 
@@ -90,6 +90,26 @@ class NotReleasable(Conflict):
 
     def __init__(self, reasons: list[str]) -> None:
         super().__init__("this instance cannot be safely de-identified: " + "; ".join(reasons))
+
+
+@dataclass(frozen=True)
+class Refused:
+    """An instance a release call withholds, and why."""
+
+    sop_instance_uid: str
+    policy_ids: tuple[str, ...]
+    reasons: tuple[str, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        """As ``ledger-refused.json`` lists it."""
+        return {
+            "sop_instance_uid": self.sop_instance_uid,
+            "policy_ids": list(self.policy_ids),
+            "reasons": list(self.reasons),
+        }
+
+
+QUARANTINED_BY_INDEX = ("a secondary capture not marked BurnedInAnnotation NO",)
 
 
 @dataclass(frozen=True)
@@ -187,7 +207,7 @@ def prepare(
     instances: Sequence[Instance],
     *,
     actor: str,
-) -> tuple[list[Prepared], list[dict[str, Any]]]:
+) -> tuple[list[Prepared], list[Refused]]:
     """Re-check ``instances`` now; log the release of those still eligible (one entry for
     the batch) and return them with their data keys, plus the refused ones with reasons."""
     classes = eligibility_now(session, policies, opened, instances)
@@ -205,29 +225,17 @@ def prepare(
         )
     }
     allowed: list[tuple[Instance, Any]] = []
-    refused: list[dict[str, Any]] = []
+    refused: list[Refused] = []
     for instance, cls in zip(instances, classes, strict=True):
         row = rows[instance.image_id]
         if cls.eligible and _may_show_text(row.sop_class_uid, row.burned_in):
             # Known from the index before anything is decrypted, so the batch's log entry
             # never counts a file that de-identification would then withhold.
-            refused.append(
-                {
-                    "sop_instance_uid": instance.deid_uid,
-                    "policy_ids": ["deid-quarantine"],
-                    "reasons": ["a secondary capture not marked BurnedInAnnotation NO"],
-                }
-            )
+            refused.append(Refused(instance.deid_uid, ("deid-quarantine",), QUARANTINED_BY_INDEX))
         elif cls.eligible:
             allowed.append((instance, row))
         else:
-            refused.append(
-                {
-                    "sop_instance_uid": instance.deid_uid,
-                    "policy_ids": list(cls.policy_ids),
-                    "reasons": list(cls.reasons),
-                }
-            )
+            refused.append(Refused(instance.deid_uid, cls.policy_ids, cls.reasons))
     if not allowed:
         return [], refused
     subject_ids = sorted({row.subject_id for _, row in allowed})
@@ -371,7 +379,7 @@ def download(
 
         def stream() -> Iterator[bytes]:
             try:
-                yield from zip_stream(desk.store, engine, ready, refused)
+                yield from zip_stream(desk.store, engine, ready, [r.as_json() for r in refused])
             finally:
                 desk.slots.give(grant_id)
 
