@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from ledger.consent.fhir_export import address, identifier_digest
-from ledger.consent.models import FhirConsent, FhirConsentVersion, FhirIdentifier
+from ledger.consent.models import FhirConsent, FhirConsentVersion, FhirIdentifier, Subject
 
 
 class Sealer(Protocol):
@@ -92,8 +92,15 @@ def kept(
 
 
 def by_identifier(session: Session, key: bytes, system: str, value: str) -> str | None:
-    row = session.get(FhirIdentifier, identifier_digest(key, system, value))
-    return row.consent_id if row is not None else None
+    """The consent this business identifier names, unless its subject was erased."""
+    found = session.execute(
+        select(col(FhirIdentifier.consent_id))
+        .join(FhirConsent, col(FhirConsent.consent_id) == col(FhirIdentifier.consent_id))
+        .join(Subject, col(Subject.id) == col(FhirConsent.subject_id))
+        .where(col(FhirIdentifier.digest) == identifier_digest(key, system, value))
+        .where(col(Subject.erased_at).is_(None))
+    ).scalar_one_or_none()
+    return str(found) if found is not None else None
 
 
 def by_digest(session: Session, subject_id: str, digest: str) -> list[tuple[str, int]]:

@@ -336,6 +336,8 @@ def test_no_identifier_at_rest_and_erasure_makes_it_gone(
     stored = _database_bytes(engine)
     for value in (*SECRETS, CONSENT_ID["value"]):
         assert value.encode() not in stored, value
-    # The same patient sent again is a new subject: the old one can no longer be found.
-    again = _post(client, registrar, "/v1/fhir", _bundle(_consent(identifier=[]))).json()
+    # The same patient and consent sent again make a new subject and consent: the old ones
+    # can no longer be found, by the patient's identifier or the consent's.
+    again = _post(client, registrar, "/v1/fhir", _bundle(_consent())).json()
     assert again["entry"][0]["response"]["location"] != f"Patient/{sid}"
+    assert again["entry"][1]["response"]["status"] == "201 Created"
