@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -46,12 +47,21 @@ def _ledger() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "ledger"]
 
 
-def _timed(argv: list[str]) -> float:
-    started = time.perf_counter()
+CPU: dict[str, list[float]] = {}
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the command and its workers
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(argv: list[str], name: str = "") -> float:
+    started, cpu = time.perf_counter(), _cpu()
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv[:3])} failed: {done.stderr.strip()[-300:]}")
+    CPU.setdefault(name, []).append(_cpu() - cpu)
     return elapsed
 
 
@@ -65,12 +75,11 @@ def commands(src: Path, tmp: Path, runs: int, key: Path) -> dict[str, float]:
     for run in range(runs):
         out = tmp / f"ledger-{run}"
         times["ledger deid"].append(
-            _timed([*_ledger(), "deid", str(src), str(out), "--key", str(key)])
+            _timed([*_ledger(), "deid", str(src), str(out), "--key", str(key)], "ledger deid")
         )
         shutil.rmtree(out, ignore_errors=True)
-        times["ledger deid --jobs 1"].append(
-            _timed([*_ledger(), "deid", str(src), str(out), "--key", str(key), "--jobs", "1"])
-        )
+        one = [*_ledger(), "deid", str(src), str(out), "--key", str(key), "--jobs", "1"]
+        times["ledger deid --jobs 1"].append(_timed(one, "ledger deid --jobs 1"))
         theirs = tmp / f"dicognito-{run}"
         shutil.copytree(src, theirs / "in")  # dicognito's input is a copy: same bytes
         times["python -m dicognito"].append(
@@ -82,7 +91,8 @@ def commands(src: Path, tmp: Path, runs: int, key: Path) -> dict[str, float]:
                     "--output-directory",
                     str(theirs / "out"),
                     str(theirs / "in"),
-                ]
+                ],
+                "python -m dicognito",
             )
         )
         shutil.rmtree(out, ignore_errors=True)
@@ -136,6 +146,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     tmp = Path(tempfile.mkdtemp(prefix="ledger-bench-deid-"))
     try:
         src = tmp / "in"
@@ -169,7 +180,11 @@ def main() -> None:
         for name in ("ledger deid", "ledger deid --jobs 1", "python -m dicognito"):
             label = f"{name}:" if name != "ledger deid" else f"ledger deid ({cores} jobs):"
             rate = args.files / medians[name]
-            print(f"{label:26s}{rate:7.1f} files/s ({medians[name]:.2f} s, process start included)")
+            cpu = statistics.median(CPU[name])
+            print(
+                f"{label:26s}{rate:7.1f} files/s ({medians[name]:.2f} s, process start "
+                f"included; {cpu:.2f} s of CPU)"
+            )
         for name in ("ledger deid", "ledger deid --jobs 1"):
             ratio = args.files / medians[name] / theirs
             verdict = "yes" if ratio >= RATIO_GOAL else "NO"
