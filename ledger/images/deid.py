@@ -46,8 +46,9 @@ from ledger.images.deid_text import (
     TextCleaner,
     header_values,
 )
+from ledger.images.sop_classes import SECONDARY_CAPTURE as SECONDARY_CAPTURE
+from ledger.images.sop_classes import is_secondary_capture
 
-SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 MAX_SHIFT_DAYS = 3650
 DUMMY_DATE = "19000101"
 REDACTED = "REMOVED"
@@ -205,7 +206,7 @@ class Deidentifier:
         if burned == "YES":
             result.quarantined = True
             result.reasons.append("BurnedInAnnotation is YES")
-        elif sop_class.startswith(SECONDARY_CAPTURE) and burned != "NO":
+        elif is_secondary_capture(sop_class) and burned != "NO":
             result.quarantined = True
             result.reasons.append("secondary capture without BurnedInAnnotation NO")
         return result

@@ -64,11 +64,11 @@ from pydicom.pixels.utils import pixel_array
 from pydicom.uid import ExplicitVRLittleEndian
 
 from ledger.images.deid_options import BurnedIn
+from ledger.images.sop_classes import is_secondary_capture
 from ledger.images.validation import frame_count
 
 AT_RISK_MODALITIES = frozenset({"US", "XA", "RF", "ES", "SC", "OT", "XC"})
 AT_RISK_UNLESS_NO = frozenset({"DX", "CR", "MG"})
-SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 VISIBLE_LIGHT = "1.2.840.10008.5.1.4.1.1.77.1"
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
@@ -144,7 +144,7 @@ def at_risk(ds: Dataset) -> str | None:
     sop_class = str(ds.get("SOPClassUID", "") or "").strip()
     if burned == "YES":
         return BURNED_IN_YES
-    if sop_class == SECONDARY_CAPTURE or sop_class.startswith(SECONDARY_CAPTURE + "."):
+    if is_secondary_capture(sop_class):
         return "secondary capture"
     if sop_class.startswith(VISIBLE_LIGHT + "."):
         return "visible-light image"

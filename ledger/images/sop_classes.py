@@ -1,0 +1,12 @@
+"""SOP classes that decide how an image is treated before release."""
+
+from __future__ import annotations
+
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+
+
+def is_secondary_capture(sop_class: str | None) -> bool:
+    """Secondary Capture and its multi-frame kinds (``...1.7`` and ``...1.7.n``), not the
+    visible-light classes (``...1.77...``) that share the text prefix."""
+    uid = (sop_class or "").strip()
+    return uid == SECONDARY_CAPTURE or uid.startswith(SECONDARY_CAPTURE + ".")
