@@ -7,9 +7,11 @@ than in every decorator:
   tree holds ``security.authenticate``), so ``/docs`` can send an API key;
 * every error a route can answer, each as RFC 9457 ``application/problem+json`` with the
   ``Problem`` schema: 401 where it authenticates, 403 where it checks roles, 404 where a
-  path names something, 422 where it takes parameters or a body, 413 where it takes a
-  body, 409 where it writes (a conflicting concurrent write), 503 where it reads the
-  database, and what its service raises beyond those (``SERVICE_ERRORS``);
+  path names something, 422 where it takes parameters or a body (or reads the raw
+  request), 413 where it takes a body, 415 where it reads that body itself, 409 where it
+  writes (a conflicting concurrent write), 503 where it reads the database, and what its
+  service raises beyond those (``SERVICE_ERRORS``); success statuses beside the declared
+  one (``ALSO_SUCCEEDS``);
 * ``/docs`` (Swagger UI) and ``/redoc`` from assets the app serves itself, from the
   ``fastapi-offline`` package (Swagger UI: Apache-2.0; ReDoc and the package: MIT).
 """
@@ -56,9 +58,7 @@ DESCRIPTIONS = {
 # errors their services raise (tests/http/test_openapi.py checks every entry names a
 # route).
 SERVICE_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
-    ("POST", "/v1/images"): (415,),
-    ("POST", "/v1/consents/import"): (415,),
-    ("POST", "/v1/fhir/Consent"): (404, 415),
+    ("POST", "/v1/fhir/Consent"): (404,),
     ("POST", "/v1/subjects/lookup"): (404,),
     ("POST", "/v1/consents"): (404,),
     ("POST", "/v1/datasets"): (404,),
@@ -73,6 +73,13 @@ SERVICE_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/v1/log/proofs/inclusion"): (404,),
     ("GET", "/v1/audit/subjects/{item_id}/lineage"): (410,),
     ("GET", "/v1/audit/subjects/{item_id}/prov"): (410,),
+}
+
+
+# Answers a route gives besides its declared success status.
+ALSO_SUCCEEDS: dict[tuple[str, str], tuple[int, str]] = {
+    ("POST", "/v1/subjects"): (200, "The patient was registered before: the same subject."),
+    ("POST", "/v1/images"): (200, "The same bytes were stored before (`duplicate: true`)."),
 }
 
 
@@ -129,10 +136,14 @@ def statuses(route: Any, method: str, operation: dict[str, Any]) -> set[int]:
         found.add(403)
     if route.dependant.path_params:
         found.add(404)
-    if operation.get("parameters") or "requestBody" in operation:
+    # A route taking the raw request reads (and checks) input FastAPI does not see.
+    reads_request = route.dependant.request_param_name is not None
+    if operation.get("parameters") or "requestBody" in operation or reads_request:
         found.add(422)
     if "requestBody" in operation:
         found.add(413)
+        if reads_request:
+            found.add(415)  # it takes one media type, and checks it itself
     if SESSION in calls:
         found.add(503)
     writes = method not in ("GET", "HEAD", "OPTIONS")
@@ -164,6 +175,11 @@ def document(schema: dict[str, Any], routes: list[Any]) -> None:
             if authenticate in _calls(route.dependant):
                 operation["security"] = [{SCHEME: []}]
             responses = operation.setdefault("responses", {})
+            also = ALSO_SUCCEEDS.get((method, route.path_format))
+            if also is not None:
+                status, description = also
+                declared = next(r for code, r in responses.items() if code.startswith("2"))
+                responses.setdefault(str(status), {**declared, "description": description})
             for status in sorted(statuses(route, method, operation)):
                 answer = {"description": DESCRIPTIONS[status], "content": body}
                 if status == 422 or str(status) not in responses:

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from ledger.errors import NotFound
-from ledger.http.openapi import SCHEME, SERVICE_ERRORS, Problem, api_routes
+from ledger.http.openapi import ALSO_SUCCEEDS, SCHEME, SERVICE_ERRORS, Problem, api_routes
 from ledger.http.security import RequireRoles
 
 METHODS = {"get", "post", "put", "patch", "delete"}
@@ -94,7 +94,9 @@ def test_every_route_documents_the_errors_it_can_answer(
     assert "HTTPValidationError" not in schemas  # FastAPI's shape: never what we answer
 
 
-def test_service_errors_name_routes_that_exist(document: dict[str, Any]) -> None:
+def test_service_errors_and_other_successes_name_routes_that_exist(
+    document: dict[str, Any],
+) -> None:
     operations = {(m.upper(), p): op for m, p, op in _operations(document)}
     for (method, path), statuses in SERVICE_ERRORS.items():
         assert (method, path) in operations, f"{method} {path} is no route"
@@ -102,6 +104,11 @@ def test_service_errors_name_routes_that_exist(document: dict[str, Any]) -> None
             assert str(status) in operations[method, path]["responses"]
     archive = operations["POST", "/v1/grants/{grant_id}/archive"]["responses"]
     assert {"410", "429"} <= set(archive)
+    for path in ("/v1/images", "/v1/consents/import"):  # they read their body themselves
+        assert "415" in operations["POST", path]["responses"]
+    for (method, path), (status, _) in ALSO_SUCCEEDS.items():
+        answers = operations[method, path]["responses"]
+        assert answers[str(status)]["content"] == answers["201"]["content"]
 
 
 def test_the_problem_schema_is_what_errors_carry(client: TestClient) -> None:
