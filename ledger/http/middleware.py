@@ -15,7 +15,7 @@ from ledger.limits import MAX_INT, MAX_JSON_DEPTH, json_too_deep
 # The routes that take uploads (DICOM, CSV) rather than JSON: only these get the upload
 # limit, whatever a request's Content-Type says. tests/http/test_hardening.py checks the
 # list against the request bodies the OpenAPI document declares.
-UPLOAD_PATHS = frozenset({"/v1/images", "/v1/consents/import"})
+UPLOAD_PATHS = frozenset({"/v1/images", "/v1/consents/import", "/v1/dicomweb/studies"})
 
 
 class _TooLarge(BaseException):
