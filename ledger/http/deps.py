@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from ledger.access.service import Context
 from ledger.wiring import AppState
 
-__all__ = ["AppState", "ContextDep", "SessionDep", "StateDep", "app_state"]
+__all__ = ["AppState", "ContextDep", "SessionDep", "StateDep", "WriteSessionDep", "app_state"]
 
 
 def app_state(request: Request) -> AppState:
@@ -26,8 +26,16 @@ def _session(request: Request) -> Iterator[Session]:
     Scope ``function`` makes the commit happen before the response is sent, so a client
     never sees success for a change that then failed to commit.
     """
+    yield from _unit_of_work(request, readonly=request.method in ("GET", "HEAD", "OPTIONS"))
+
+
+def _write_session(request: Request) -> Iterator[Session]:
+    """A write transaction whatever the method: for reads that log what they release."""
+    yield from _unit_of_work(request, readonly=False)
+
+
+def _unit_of_work(request: Request, *, readonly: bool) -> Iterator[Session]:
     state = app_state(request)
-    readonly = request.method in ("GET", "HEAD", "OPTIONS")
     factory = state.read_sessions if readonly else state.write_sessions
     with factory() as session:
         try:
@@ -46,5 +54,7 @@ def _context(request: Request) -> Context:
 
 
 SessionDep = Annotated[Session, Depends(_session, scope="function")]
+# A GET that appends to the log (a release) needs a transaction that commits.
+WriteSessionDep = Annotated[Session, Depends(_write_session, scope="function")]
 StateDep = Annotated[AppState, Depends(app_state)]
 ContextDep = Annotated[Context, Depends(_context)]

@@ -19,7 +19,7 @@ from ledger.access.authorize import FLUSH_AT
 from ledger.access.models import Grant
 from ledger.errors import NotFound
 from ledger.fields import FreeText, Identifier, Instant
-from ledger.http.deps import SessionDep, StateDep
+from ledger.http.deps import SessionDep, StateDep, WriteSessionDep
 from ledger.http.security import Pipeline, PipelineOrOversight, Steward
 from ledger.limits import MAX_INT
 
@@ -99,7 +99,7 @@ def manifest(
 def instance(
     grant_id: str,
     uid: str,
-    session: SessionDep,
+    session: WriteSessionDep,  # a GET that logs the release: its transaction commits
     state: StateDep,
     caller: Pipeline,
     grant_token: GrantHeader = None,
