@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from ledger.config import Settings
 from ledger.http import app as api
-from ledger.web import pages as console
+from ledger.web import console
 
 
 def create_app(settings: Settings | None = None, *, check_db: bool = True) -> FastAPI:
