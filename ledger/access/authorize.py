@@ -77,7 +77,8 @@ class Authorizer:
         self._cache: dict[tuple[Any, ...], _Cached] = {}
         self._purposes: dict[tuple[str, bool], Purpose] = {}
         self._pending: list[tuple[bytes, str, str]] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _pending
+        self._flush_lock = threading.Lock()  # one flush at a time, from take to commit
 
     # -- the decision ---------------------------------------------------------------------
     def _purpose(self, text: str, commercial: bool) -> Purpose:
@@ -204,35 +205,39 @@ class Authorizer:
         return len(self._pending)
 
     def flush_pending(self, sessions: Callable[[], Session]) -> int:
-        """Flush in a transaction of its own (the caller's may be read-only)."""
-        if not self._pending:
-            return 0
-        with sessions() as session:
-            done = self.flush(session)
-            session.commit()
-        return done
+        """Append one log entry for the decisions taken since the last flush, in a
+        transaction of its own (the caller's may be read-only).
 
-    def flush(self, session: Session) -> int:
-        """Append one log entry for the decisions taken since the last flush."""
-        with self._lock:
-            batch, self._pending = self._pending, []
-        if not batch:
-            return 0
-        try:
-            log.append(
-                session,
-                "authorize.decisions",
-                {
-                    "count": len(batch),
-                    "permits": sum(1 for _, kind, _ in batch if kind == "permit"),
-                    "denies": sum(1 for _, kind, _ in batch if kind == "deny"),
-                    "unknown_studies": sum(1 for _, kind, _ in batch if kind == "unknown"),
-                    "tokens_root": root_hash([h for h, _, _ in batch]).hex(),
-                    "pipelines": sorted({pid for _, _, pid in batch}),
-                },
-            )
-        except BaseException:
+        Returns only once the batch is durable: flushes are serialised end to end (take,
+        append, commit), so a concurrent flush waits for the one holding the decisions it
+        would have logged. A batch whose append or commit fails is put back in front of
+        the pending decisions, to be logged by the next flush."""
+        with self._flush_lock:
             with self._lock:
-                self._pending = batch + self._pending
-            raise
-        return len(batch)
+                batch, self._pending = self._pending, []
+            if not batch:
+                return 0
+            try:
+                with sessions() as session:
+                    self._append(session, batch)
+                    session.commit()
+            except BaseException:
+                with self._lock:
+                    self._pending = batch + self._pending
+                raise
+            return len(batch)
+
+    @staticmethod
+    def _append(session: Session, batch: list[tuple[bytes, str, str]]) -> None:
+        log.append(
+            session,
+            "authorize.decisions",
+            {
+                "count": len(batch),
+                "permits": sum(1 for _, kind, _ in batch if kind == "permit"),
+                "denies": sum(1 for _, kind, _ in batch if kind == "deny"),
+                "unknown_studies": sum(1 for _, kind, _ in batch if kind == "unknown"),
+                "tokens_root": root_hash([h for h, _, _ in batch]).hex(),
+                "pipelines": sorted({pid for _, _, pid in batch}),
+            },
+        )
