@@ -1,0 +1,236 @@
+"""DICOMweb: what a pipeline gets through the ledger's WADO-RS under a grant, against the
+same originals straight from Orthanc's WADO-RS, in one run; and ``images sync`` from
+Orthanc into the ledger against Orthanc's own WADO-RS export rate.
+
+Goals: ledger WADO-RS (decrypt + de-identify + stream, every release check, one log entry
+per call) >= 0.5x Orthanc's WADO-RS of the originals, in instances/s and MB/s. The sync
+figure (QIDO, then one WADO-RS call per instance, then validate + encrypt + index + log
+each in its own transaction) is printed beside Orthanc's study-level export rate, for
+reading rather than as a goal.
+
+Both servers run as processes on loopback (``ledger serve`` on SQLite; Debian's Orthanc
+with its DICOMweb plugin, which needs ``apt-get install orthanc orthanc-dicomweb``); one
+client fetches study by study, reading each multipart answer to the end. Each side is
+fetched ``--runs`` times, alternating, and the median counts.
+Usage: python bench/dicomweb.py [--studies 12] [--per-study 10] [--size 512] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+
+from ledger.client import LedgerClient
+from ledger.config import Settings
+from ledger.consent import csv_import
+from ledger.db import make_engine, transaction, upgrade
+from ledger.images import datasets, dicomweb_sync, multipart, synthetic
+from ledger.images.store import FilesystemStore
+from ledger.keystore import create_keys, load_keyring
+from ledger.principals import service as principals
+from ledger.principals.models import PrincipalKind, Role
+from ledger.principals.schemas import PrincipalCreate
+from tests.orthanc import Orthanc
+from tests.servers import Server
+
+GOAL = 0.5
+ISSUER = "urn:bench:hospital"
+ACCEPT = {"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}
+
+
+def _files(studies: int, per_study: int, size: int) -> list[bytes]:
+    rng = random.Random(7)
+    out = []
+    for s in range(studies):
+        for n in range(per_study):
+            out.append(
+                synthetic.instance(
+                    patient_id=f"B{s:04d}",
+                    issuer=ISSUER,
+                    modality="CT",
+                    body_part="CHEST",
+                    study_date=date(2024, 1, 1 + s % 28),
+                    study_uid=f"1.2.826.0.77.{s}",
+                    series_uid=f"1.2.826.0.77.{s}.1",
+                    number=n + 1,
+                    rng=rng,
+                    size=size,
+                )
+            )
+    return out
+
+
+def _principal(settings: Settings, role: Role, name: str) -> str:
+    engine = make_engine(settings.resolved_database_url)
+    kind = PrincipalKind.pipeline if role == Role.pipeline else PrincipalKind.person
+    with transaction(engine) as session:
+        key = principals.create(
+            session, PrincipalCreate(name=name, kind=kind, roles=[role]), actor=None
+        ).api_key
+    engine.dispose()
+    return key
+
+
+def _fetch_all(
+    http: httpx.Client, base: str, studies: list[str], headers: dict[str, str]
+) -> tuple[int, int, float]:
+    """Instances, bytes and seconds to retrieve every study (study-level WADO-RS)."""
+    count = size = 0
+    started = time.perf_counter()
+    for study in studies:
+        r = http.get(f"{base}/studies/{study}", headers={**headers, **ACCEPT})
+        r.raise_for_status()
+        parts = multipart.split(r.content, multipart.boundary_of(r.headers["content-type"]))
+        count += len(parts)
+        size += sum(len(p.data) for p in parts)
+    return count, size, time.perf_counter() - started
+
+
+def _study_uids(http: httpx.Client, base: str, headers: dict[str, str]) -> list[str]:
+    r = http.get(f"{base}/studies", headers={**headers, "Accept": "application/dicom+json"})
+    r.raise_for_status()
+    return [item["0020000D"]["Value"][0] for item in r.json()]
+
+
+def _line(label: str, n: int, size: int, seconds: float, extra: str = "") -> None:
+    print(
+        f"{label:34s}{n / seconds:8.1f} instances/s {size / seconds / 1e6:8.1f} MB/s"
+        f"  ({n} in {seconds:.2f} s){extra}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--studies", type=int, default=12)
+    parser.add_argument("--per-study", type=int, default=10)
+    parser.add_argument("--size", type=int, default=512, help="pixels square (16-bit)")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="bench-dicomweb-"))
+    home = root / "home"
+    create_keys(home / "keys")
+    url = f"sqlite:///{root / 'ledger.db'}"
+    upgrade(url)
+    settings = Settings(home=home, database_url=url, checkpoint_interval=0, hash_worker=False)
+    files = _files(args.studies, args.per_study, args.size)
+    total_mb = sum(map(len, files)) / 1e6
+    print(
+        f"{len(files)} CT instances ({args.studies} studies, {args.size}x{args.size}, "
+        f"{total_mb:.1f} MB); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
+
+    pacs = Orthanc(root / "orthanc").start()
+    server: Server | None = None
+    try:
+        pacs.upload(files)
+        with httpx.Client(auth=pacs.auth, timeout=300) as http:
+            pacs_studies = _study_uids(http, pacs.dicomweb, {})
+            _, _, export = _fetch_all(http, pacs.dicomweb, pacs_studies, {})  # warm
+            n_export, b_export, export = _fetch_all(http, pacs.dicomweb, pacs_studies, {})
+
+        # Sync Orthanc -> ledger, in process (as `ledger images sync` runs it).
+        engine = make_engine(url)
+        keys = load_keyring(settings.keys_dir)
+        source = dicomweb_sync.Source(pacs.dicomweb, user=pacs.auth[0], password=pacs.auth[1])
+        state = dicomweb_sync.State(dicomweb_sync.state_path(home, source), source.url)
+        started = time.perf_counter()
+        report = dicomweb_sync.sync(
+            source,
+            state=state,
+            transaction=lambda: transaction(engine),
+            store=FilesystemStore(settings.objects_dir),
+            keys=keys,
+            default_issuer=ISSUER,
+            actor="bench",
+        )
+        synced = time.perf_counter() - started
+        assert report.stored == len(files), report.as_json()
+
+        # Consents, a dataset, a request, an approval: a grant over every instance.
+        rows = "".join(f"{ISSUER},B{s:04d},permit,ai,\n" for s in range(args.studies))
+        with transaction(engine) as session:
+            csv_import.import_rows(
+                session,
+                keys.pseudonym_key,
+                csv_import.parse("issuer,patient_id,decision,purposes,modifiers\n" + rows),
+                actor="bench",
+            )
+            dataset = datasets.create(
+                session,
+                datasets.DatasetCreate(
+                    name="bench", filter=datasets.DatasetFilter(modalities=["CT"])
+                ),
+                actor="bench",
+            ).id
+        engine.dispose()
+        pipeline_key = _principal(settings, Role.pipeline, "bench-pipeline")
+        steward_key = _principal(settings, Role.steward, "bench-steward")
+        server = Server(home, url, root / "server.log")
+        server.start().wait_ready()
+        pipeline = LedgerClient(server.url, pipeline_key)
+        request = pipeline.request_access(
+            dataset, "ai.training", "Benchmark the DICOMweb release path of the ledger."
+        )
+        approved = httpx.post(
+            f"{server.url}/v1/access-requests/{request['id']}/approve",
+            headers={"Authorization": f"Bearer {steward_key}"},
+            json={"comment": "bench"},
+            timeout=60,
+        )
+        approved.raise_for_status()
+        grant = pipeline.wait_for_grant(request["id"], poll=0.2)
+        headers = {"Authorization": f"Bearer {pipeline_key}", "Ledger-Grant": grant.token}
+        base = f"{server.url}/v1/grants/{grant.id}/dicomweb"
+
+        ledger_runs, pacs_runs = [], []
+        with (
+            httpx.Client(timeout=300) as http,
+            httpx.Client(auth=pacs.auth, timeout=300) as direct,
+        ):
+            studies = _study_uids(http, base, headers)
+            assert len(studies) == args.studies, studies
+            _fetch_all(http, base, studies[:1], headers)  # warm
+            for _ in range(args.runs):
+                ledger_runs.append(_fetch_all(http, base, studies, headers))
+                pacs_runs.append(_fetch_all(direct, pacs.dicomweb, pacs_studies, {}))
+    finally:
+        if server is not None:
+            server.stop()
+        pacs.stop()
+
+    def median(runs: list[tuple[int, int, float]]) -> tuple[int, int, float]:
+        seconds = statistics.median(r[2] for r in runs)
+        return runs[0][0], runs[0][1], seconds
+
+    n_l, b_l, s_l = median(ledger_runs)
+    n_o, b_o, s_o = median(pacs_runs)
+    assert n_l == n_o == len(files), (n_l, n_o)
+    print()
+    _line("Orthanc WADO-RS (originals):", n_o, b_o, s_o)
+    _line("ledger WADO-RS under a grant:", n_l, b_l, s_l)
+    ratio = s_o / s_l
+    ratio_mb = (b_l / s_l) / (b_o / s_o)
+    verdict = "yes" if ratio >= GOAL else "NO"
+    print(
+        f"{'ledger / Orthanc:':34s}{ratio:8.2f}x instances/s, {ratio_mb:.2f}x MB/s "
+        f"(goal >= {GOAL})  {verdict}"
+    )
+    print()
+    _line("Orthanc WADO-RS export:", n_export, b_export, export)
+    _line("ledger images sync from Orthanc:", report.stored, report.bytes, synced)
+    print(f"{'sync / Orthanc export:':34s}{export / synced:8.2f}x (for reading; no goal)")
+
+
+if __name__ == "__main__":
+    main()
