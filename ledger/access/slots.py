@@ -61,8 +61,7 @@ class SharedSlots(Slots):
     """The same limit, counted by PostgreSQL across every server on the database.
 
     Each slot taken holds one connection (outside the request pool, so downloads never
-    starve requests of connections); giving it back closes that connection, which frees
-    the lock."""
+    starve requests of connections); giving it back unlocks and closes it."""
 
     def __init__(self, limit: int, engine: Engine) -> None:
         super().__init__(limit)
@@ -93,7 +92,11 @@ class SharedSlots(Slots):
             if not held:
                 del self._held[grant_id]
         with suppress(Exception):
-            conn.close()  # the session ends, and with it every lock it held
+            # Unlock before closing: a closed connection's backend frees its locks only
+            # when it has exited, which the next take could otherwise beat.
+            conn.execute(select(func.pg_advisory_unlock_all()))
+        with suppress(Exception):
+            conn.close()
 
     def held(self, grant_id: str) -> int:
         """Slots of the grant this process holds (for tests and diagnostics)."""

@@ -57,25 +57,25 @@ def test_a_killed_server_gives_its_slot_back(engine: Engine, backend: str) -> No
         pytest.skip("slots are shared through PostgreSQL advisory locks")
     url = engine.url.render_as_string(hide_password=False)
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, url, "g"], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLDER, url, "killed"], stdout=subprocess.PIPE, text=True
     )
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "held"
         slots = SharedSlots(1, engine)
         with pytest.raises(TooManyRequests):
-            slots.take("g")
+            slots.take("killed")
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait(10)
         deadline = time.monotonic() + 10
         while True:
             try:
-                slots.take("g")
+                slots.take("killed")
                 break
             except TooManyRequests:
                 assert time.monotonic() < deadline, "the dead server's slot was never freed"
                 time.sleep(0.1)
-        slots.give("g")
+        slots.give("killed")
     finally:
         if holder.poll() is None:
             holder.kill()
