@@ -231,6 +231,48 @@ class LedgerClient:
         _raise_for_problem(response)
         return response.content
 
+    # -- DICOMweb under a grant (QIDO-RS, WADO-RS) -----------------------------------------
+    # Any DICOMweb client works too: point it at ``dicomweb_url(grant)`` with the headers
+    # of ``dicomweb_headers(grant)``, e.g. dicomweb-client:
+    #     session = requests.Session(); session.headers.update(ledger.dicomweb_headers(grant))
+    #     DICOMwebClient(url=ledger.dicomweb_url(grant), session=session).retrieve_study(uid)
+
+    def dicomweb_url(self, grant: Grant) -> str:
+        """The grant's DICOMweb root (``.../studies`` and below)."""
+        return self._url(f"/v1/grants/{grant.id}/dicomweb")
+
+    def dicomweb_headers(self, grant: Grant) -> dict[str, str]:
+        """The headers every DICOMweb call under ``grant`` needs: API key and grant."""
+        return {**self._auth, GRANT_HEADER: grant.token}
+
+    def search_studies(self, grant: Grant, **filters: str) -> list[dict[str, Any]]:
+        """QIDO-RS: the grant's studies eligible now, as DICOM JSON (de-identified UIDs)."""
+        response = self.http.get(
+            self.dicomweb_url(grant) + "/studies",
+            params=filters,
+            headers={**self.dicomweb_headers(grant), "Accept": "application/dicom+json"},
+        )
+        _raise_for_problem(response)
+        return list(response.json())
+
+    def retrieve_study(self, grant: Grant, study_uid: str) -> list[bytes]:
+        """WADO-RS: a study's de-identified files; those no longer eligible are left out
+        (the answer's ``Warning`` header counts them), LedgerAPIError 410 if none is left."""
+        from ledger.images import multipart
+
+        if not UID.match(study_uid) or len(study_uid) > 64:
+            raise ValueError("not a DICOM UID")
+        response = self.http.get(
+            self.dicomweb_url(grant) + f"/studies/{study_uid}",
+            headers={
+                **self.dicomweb_headers(grant),
+                "Accept": 'multipart/related; type="application/dicom"',
+            },
+        )
+        _raise_for_problem(response)
+        boundary = multipart.boundary_of(response.headers.get("content-type", ""))
+        return [part.data for part in multipart.split(response.content, boundary)]
+
     def download(
         self,
         grant: Grant,

@@ -4,9 +4,11 @@ subject, and find that subject's instances gone."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from typing import Any
 
+import pydicom
 import pytest
 import requests
 from dicomweb_client.api import DICOMwebClient
@@ -15,6 +17,7 @@ from sqlalchemy import Engine, select
 from sqlmodel import col
 
 from ledger.access.models import GrantImage
+from ledger.client import LedgerAPIError
 from ledger.config import Settings
 from ledger.db import snapshot
 from ledger.principals.models import Role
@@ -192,3 +195,21 @@ def test_a_get_that_releases_logs_the_release(
     )
     assert r.status_code == 200, r.text
     assert len(_entries(engine, "release.instances")) == 1
+
+
+def test_the_sdk_searches_and_retrieves_under_a_grant(
+    client: TestClient, world: dict[str, str], make_principal: MakePrincipal
+) -> None:
+    pipeline, _, grant = _approved_grant(client, world, make_principal)
+    studies = pipeline.search_studies(grant)
+    assert len(studies) == 34
+    uid = _value(studies[0], STUDY)
+    (data,) = pipeline.retrieve_study(grant, uid)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    assert ds.StudyInstanceUID == uid
+    assert ds.PatientIdentityRemoved == "YES"
+    assert pipeline.search_studies(grant, StudyInstanceUID=uid)[0][STUDY]["Value"] == [uid]
+    assert pipeline.dicomweb_url(grant).endswith(f"/v1/grants/{grant.id}/dicomweb")
+    with pytest.raises(LedgerAPIError) as missing:
+        pipeline.retrieve_study(grant, "2.25.1")
+    assert missing.value.status == 404
