@@ -48,6 +48,7 @@ bench: install
 	$(PY) bench/access_request.py
 	$(PY) bench/authorize.py
 	$(PY) bench/console.py
+	$(PY) bench/dicomweb.py
 	$(PY) bench/startup.py
 
 clean:

@@ -45,6 +45,7 @@ from tests.orthanc import Orthanc
 from tests.servers import Server
 
 GOAL = 0.5
+ORTHANC = "/usr/sbin/Orthanc"
 ISSUER = "urn:bench:hospital"
 ACCEPT = {"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}
 
@@ -117,6 +118,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="pixels square (16-bit)")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    if not Path(ORTHANC).exists():
+        print(f"dicomweb: skipped, no {ORTHANC} (apt-get install orthanc orthanc-dicomweb)")
+        return
     root = Path(tempfile.mkdtemp(prefix="bench-dicomweb-"))
     home = root / "home"
     create_keys(home / "keys")
