@@ -228,6 +228,20 @@ class Gate:
             raise Refused("the ledger no longer permits this study")
 
 
+def basic_user(authorization: str) -> str | None:
+    """The user of an HTTP Basic ``Authorization`` header. orthanc-python 4.0 does not pass
+    the user to the filter; Orthanc has checked the credentials before calling it (with
+    ``AuthenticationEnabled``), so the header names an authenticated user."""
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, sep, _ = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return user if sep else None
+
+
 def recheck(url: str, api_key: str) -> Callable[[str, str], bool]:
     """Ask the ledger's ``POST /v1/authorize`` again (the PACS's own pipeline key)."""
 
@@ -301,9 +315,8 @@ def _install() -> None:
     def incoming(uri: str, **request: Any) -> bool:
         headers = {str(k).lower(): str(v) for k, v in (request.get("headers") or {}).items()}
         try:
-            gate.allow(
-                _method(request.get("method")), uri, headers, request.get("username") or None
-            )
+            user = request.get("username") or basic_user(headers.get("authorization", ""))
+            gate.allow(_method(request.get("method")), uri, headers, user)
         except Refused as exc:
             orthanc.LogWarning(f"LedgerGate: refused {uri}: {exc}")
             return False

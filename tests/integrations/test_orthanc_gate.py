@@ -33,7 +33,7 @@ from ledger.server import create_app
 from tests.access.test_access_api import HEADER, ISSUER
 from tests.access.test_release import _subject_of, _withdraw_all
 from tests.conftest import MakePrincipal, auth
-from tests.orthanc import DICOMWEB_PLUGIN, PYTHON_PLUGIN, Orthanc
+from tests.orthanc import DICOMWEB_PLUGIN, PYTHON_PLUGIN, USER, Orthanc
 from tests.threaded import serve
 
 PLUGIN = Path(__file__).resolve().parents[2] / "integrations" / "orthanc" / "ledger_gate.py"
@@ -212,5 +212,19 @@ def test_recheck_refuses_a_still_valid_permit_after_a_withdrawal(
         registrar = make_principal(Role.registrar)
         _withdraw_all(client, registrar, _subject_of(client, registrar, "PA"))
         assert _get(pacs, path, token) == 403  # the token has not expired; the ledger says no
+    finally:
+        pacs.stop()
+
+
+def test_allowed_users_pass_without_a_token_but_still_need_their_password(
+    tmp_path: Path, ledger_url: str
+) -> None:
+    """E.g. the ledger's own sync account, which lists studies across the PACS."""
+    pacs = _pacs(tmp_path / "allowing", ledger_url, AllowUsers=[USER]).start()
+    try:
+        pacs.upload(_files("PA", STUDIES["PA"]))
+        assert httpx.get(f"{pacs.dicomweb}/studies", auth=pacs.auth).status_code == 200
+        wrong = httpx.get(f"{pacs.dicomweb}/studies", auth=(USER, "not-the-password"))
+        assert wrong.status_code == 401
     finally:
         pacs.stop()
