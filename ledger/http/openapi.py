@@ -101,8 +101,11 @@ class Problem(BaseModel):
     status: int = Field(examples=[404])
     detail: str = Field(examples=["no grant 0b5c…"])
     instance: str | None = Field(default=None, description="The request's path.")
-    errors: list[ValidationIssue] | None = Field(
-        default=None, description="On 422: each part of the request that is invalid."
+    errors: list[ValidationIssue | dict[str, Any]] | None = Field(
+        default=None,
+        description="On 422: each part of the request that is invalid; a schema failure as "
+        "`{loc, msg, type}`, a CSV line as `{line, error}`, a FHIR element as "
+        "`{element, msg}`, an unknown code as `{code}`.",
     )
 
 

@@ -21,8 +21,16 @@ from ledger.http.problems import render_errors_under
 from ledger.http.security import Registrar, RegistrarOrOversight
 from ledger.images.subject_seal import SubjectSealer
 
-router = APIRouter(tags=["fhir"])
 FHIR_JSON = "application/fhir+json"
+
+
+class FhirJSONResponse(JSONResponse):
+    """What FHIR routes answer, so the OpenAPI document names it (the routes set it)."""
+
+    media_type = FHIR_JSON
+
+
+router = APIRouter(tags=["fhir"], default_response_class=FhirJSONResponse)
 BASE = "/v1/fhir"
 _BODY = {
     "requestBody": {
