@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     policy_dir: Path | None = Field(
         default=None, description="Cedar policy directory (default: the packaged policies/)."
     )
+    disease_ontology: Path | None = Field(
+        default=None,
+        description="OBO file (MONDO or DOID) giving the hierarchy of DS:MONDO:/DS:DOID: "
+        "disease codes; without it those codes compare only as equal, and a refusal of one "
+        "matches every disease request (read by ledger/consent/diseases.py).",
+    )
     host: str = Field(default="127.0.0.1", description="Address `ledger serve` binds.")
     port: int = Field(default=8000, description="Port `ledger serve` binds.")
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from ledger.access import image_rows
 from ledger.access.classes import (
@@ -30,6 +30,7 @@ from ledger.consent import facts
 from ledger.consent.in_force import effective_consents
 from ledger.consent.purposes import Purpose
 from ledger.policy.engine import PolicySet, Verdict
+from ledger.principals import service as principals
 
 
 def request_context(purpose: Purpose) -> dict[str, Any]:
@@ -39,16 +40,27 @@ def request_context(purpose: Purpose) -> dict[str, Any]:
         "duo_category": purpose.duo or "",
         "commercial": purpose.commercial,
         "has_irb_reference": bool(purpose.irb_reference),
+        "organisation_type": purpose.organisation_type,
+        "ai_development": purpose.development,
+        "names_disease": purpose.disease is not None,
     }
 
 
 def purpose_of(request: AccessRequest) -> Purpose:
-    """What a stored request asked for, with its flags."""
+    """What a stored request asked for, with its flags and the requester's organisation
+    type as it is now (an NPU consent is weighed at every release)."""
+    session = object_session(request)
+    kind = (
+        principals.organisation_type(session, request.requester_id)
+        if session is not None
+        else "unknown"
+    )
     return Purpose.of_fields(
         request.purpose,
         request.duo_category,
         commercial=request.commercial,
         irb_reference=request.irb_reference,
+        organisation_type=kind,
     )
 
 

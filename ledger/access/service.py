@@ -34,6 +34,7 @@ from ledger.images.columns import Vault
 from ledger.images.models import DatasetRecord
 from ledger.keystore import KeyRing
 from ledger.policy.engine import PolicySet
+from ledger.principals import service as principals
 from ledger.provenance import log
 
 
@@ -74,6 +75,7 @@ def create(
         body.duo_category,
         commercial=body.commercial,
         irb_reference=body.irb_reference,
+        organisation_type=principals.organisation_type(session, requester),
     )
     dataset = session.get(DatasetRecord, body.dataset_id)
     if dataset is None:

@@ -8,7 +8,7 @@ import typer
 
 from ledger.cli.output import HomeOpt, JsonOpt, console, emit_json, table, unit_of_work
 from ledger.errors import NotFound
-from ledger.principals.roles import PrincipalKind
+from ledger.principals.roles import OrganisationType, PrincipalKind
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -23,6 +23,13 @@ def create(
     name: Annotated[str, typer.Option(help="Unique name.")],
     role: Annotated[list[str], typer.Option("--role", help="Role; repeat for several.")],
     kind: Annotated[PrincipalKind, typer.Option(help="person or pipeline.")] = PrincipalKind.person,
+    organisation_type: Annotated[
+        OrganisationType,
+        typer.Option(
+            "--organisation-type",
+            help="for_profit, not_for_profit or unknown (NPU consents serve only not_for_profit).",
+        ),
+    ] = OrganisationType.unknown,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -33,7 +40,9 @@ def create(
     roles = service.validate_roles(role)
     with unit_of_work(home) as session:
         made = service.create(
-            session, PrincipalCreate(name=name, kind=kind, roles=roles), actor=None
+            session,
+            PrincipalCreate(name=name, kind=kind, roles=roles, organisation_type=organisation_type),
+            actor=None,
         )
     if json_out:
         emit_json({"id": made.id, "api_key": made.api_key, "name": made.name, "roles": made.roles})
@@ -102,6 +111,30 @@ def rotate_key(
         console.print(
             f"New API key for {made.name}: {made.api_key}", highlight=False, soft_wrap=True
         )
+
+
+@app.command("organisation-type")
+def set_organisation_type(
+    principal: Annotated[str, typer.Argument(help="Principal id or name.")],
+    organisation_type: Annotated[
+        OrganisationType, typer.Argument(help="for_profit, not_for_profit or unknown.")
+    ],
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Record the organisation a principal acts for (what NPU consents weigh)."""
+    from ledger.principals import service
+
+    with unit_of_work(home) as session:
+        done = service.public(
+            service.set_organisation_type(
+                session, _find(session, principal), organisation_type, actor=None
+            )
+        )
+    if json_out:
+        emit_json(done)
+    else:
+        console.print(f"{done.name} ({done.id}): organisation type {done.organisation_type}")
 
 
 def _find(session: Session, ref: str) -> str:

@@ -8,7 +8,9 @@ Two rules make it more than a tree walk:
 
 A request names at most one AI purpose and at most one DUO research category
 (``ai.training``, ``ai.training,DS:C34``, ``HMB``). ``DS`` always carries a disease
-qualifier (``DS:<code>``), and a qualified node covers only itself. What a request asks is
+qualifier (``DS:<SYSTEM>:<code>``, normalised by ``ledger.consent.diseases``); a disease
+covers its descendants where a hierarchy is known, and a refusal of a disease matches its
+ancestors and descendants (every disease where no hierarchy is known). What a request asks is
 a ``Purpose``: parsed once where the request comes in, passed on typed, and turned back
 into that text only where the text is stored, logged or signed.
 """
@@ -22,6 +24,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from ledger.consent import diseases
 from ledger.errors import InvalidInput
 
 QUALIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
@@ -62,8 +65,13 @@ class PurposeTree:
         return purpose, qualifier or None
 
     def validate(self, code: str) -> str:
-        self._base(code)
-        return code
+        """``code`` in its canonical form (a disease qualifier normalised to a CURIE of a
+        known code system: ``DS:c34.1`` → ``DS:ICD10CM:C34.1``); an unknown code, or an
+        unknown disease code system, is an InvalidInput."""
+        _, qualifier = self._base(code)
+        if qualifier is None:
+            return code
+        return f"{code.partition(':')[0]}:{diseases.normalise(qualifier)}"
 
     def branch(self, code: str) -> str:
         return self._base(code)[0].branch
@@ -81,7 +89,11 @@ class PurposeTree:
 
     def permit_covers(self, granted: str, wanted: str) -> bool:
         """Does a permit for ``granted`` cover ``wanted``? Explicit-only nodes strictly
-        below ``granted`` on the way to ``wanted`` block the cover."""
+        below ``granted`` on the way to ``wanted`` block the cover. A disease covers its
+        descendants (``diseases.permit_covers``)."""
+        both = _diseases(granted, wanted)
+        if both is not None:
+            return diseases.permit_covers(*both)
         path = self.path(wanted)
         if granted not in path:
             return False
@@ -91,9 +103,17 @@ class PurposeTree:
         return True
 
     def deny_covers(self, denied: str, wanted: str) -> bool:
+        both = _diseases(denied, wanted)
+        if both is not None:
+            return diseases.deny_matches(*both)
         return denied in self.path(wanted)
 
     def overlaps(self, a: str, b: str) -> bool:
+        """Whether a refusal of one matches a request for the other: ancestor-or-self in
+        either direction; two diseases by ``diseases.deny_matches`` (fail closed)."""
+        both = _diseases(a, b)
+        if both is not None:
+            return diseases.deny_matches(*both)
         return a in self.path(b) or b in self.path(a)
 
     def validate_modifiers(self, codes: list[str]) -> list[str]:
@@ -118,7 +138,19 @@ class PurposeTree:
                 for p in self.purposes.values()
             ],
             "modifiers": list(self.modifiers.values()),
+            "disease_systems": [
+                {"code": code, "label": label} for code, label in diseases.SYSTEMS.items()
+            ],
         }
+
+
+def _diseases(a: str, b: str) -> tuple[str, str] | None:
+    """The two disease qualifiers, where both codes are ``DS:<disease>``."""
+    base_a, _, qa = a.partition(":")
+    base_b, _, qb = b.partition(":")
+    if base_a == base_b == "DS" and qa and qb:
+        return qa, qb
+    return None
 
 
 @cache
@@ -145,10 +177,18 @@ class Purpose:
     duo: str | None = None
     commercial: bool = False
     irb_reference: str | None = None
+    # The requesting principal's organisation (for_profit, not_for_profit, unknown): what
+    # NPU weighs. Not part of the text; unknown counts as for-profit.
+    organisation_type: str = "unknown"
 
     @classmethod
     def parse(
-        cls, text: str, *, commercial: bool = False, irb_reference: str | None = None
+        cls,
+        text: str,
+        *,
+        commercial: bool = False,
+        irb_reference: str | None = None,
+        organisation_type: str = "unknown",
     ) -> Purpose:
         """``ai.training``, ``ai.training,DS:C34`` or ``HMB`` (commas or spaces between
         codes); an unknown or malformed code, or two codes of one branch, is an
@@ -163,7 +203,13 @@ class Purpose:
             raise InvalidInput(
                 "a request names at most one AI purpose and one DUO research category"
             )
-        return cls(ai[0] if ai else None, duo[0] if duo else None, commercial, irb_reference)
+        return cls(
+            t.validate(ai[0]) if ai else None,
+            t.validate(duo[0]) if duo else None,
+            commercial,
+            irb_reference,
+            organisation_type,
+        )
 
     @classmethod
     def of_fields(
@@ -173,11 +219,15 @@ class Purpose:
         *,
         commercial: bool = False,
         irb_reference: str | None = None,
+        organisation_type: str = "unknown",
     ) -> Purpose:
         """From a request's ``purpose`` and ``duo_category`` fields, as filed (where
         ``purpose`` may name both) or as stored."""
         return cls.parse(
-            purpose_text(code, category), commercial=commercial, irb_reference=irb_reference
+            purpose_text(code, category),
+            commercial=commercial,
+            irb_reference=irb_reference,
+            organisation_type=organisation_type,
         )
 
     @property
@@ -187,6 +237,16 @@ class Purpose:
 
     def __str__(self) -> str:
         return self.text
+
+    @property
+    def development(self) -> bool:
+        """Whether the AI purpose is ``ai.development`` or below it (what NMDS weighs)."""
+        return self.ai is not None and "ai.development" in tree().path(self.ai)
+
+    @property
+    def disease(self) -> str | None:
+        """The disease the request names (``DS:<SYSTEM>:<code>``), if any."""
+        return self.duo if self.duo and self.duo.startswith("DS:") else None
 
     @property
     def code(self) -> str:

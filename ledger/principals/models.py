@@ -10,6 +10,7 @@ from sqlmodel import Field, SQLModel
 
 from ledger.clock import utcnow
 from ledger.dbtypes import JSONType, UTCDateTime
+from ledger.principals.roles import OrganisationType as OrganisationType
 from ledger.principals.roles import PrincipalKind as PrincipalKind
 from ledger.principals.roles import Role as Role
 
@@ -21,6 +22,10 @@ class Principal(SQLModel, table=True):
     name: str = Field(sa_column=Column(String(200), nullable=False, unique=True))
     kind: str = Field(sa_column=Column(String(16), nullable=False))
     roles: list[str] = Field(sa_column=Column(JSONType, nullable=False))
+    organisation_type: str = Field(
+        default="unknown",
+        sa_column=Column(String(16), nullable=False, server_default="unknown"),
+    )
     disabled: bool = Field(default=False, nullable=False)
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)

@@ -15,6 +15,15 @@ class Role(enum.StrEnum):
     auditor = "auditor"
 
 
+class OrganisationType(enum.StrEnum):
+    """What kind of organisation a principal acts for; NPU (DUO:0000045) consents serve only
+    ``not_for_profit``, and ``unknown`` counts as for-profit (fail closed)."""
+
+    for_profit = "for_profit"
+    not_for_profit = "not_for_profit"
+    unknown = "unknown"
+
+
 class PrincipalKind(enum.StrEnum):
     person = "person"
     pipeline = "pipeline"

@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ledger.fields import Name
-from ledger.principals.models import PrincipalKind, Role
+from ledger.principals.models import OrganisationType, PrincipalKind, Role
 
 
 class PrincipalCreate(BaseModel):
@@ -21,6 +21,12 @@ class PrincipalCreate(BaseModel):
     )
     kind: PrincipalKind = Field(default=PrincipalKind.person)
     roles: list[Role] = Field(min_length=1, description="One or more roles.")
+    organisation_type: OrganisationType = Field(
+        default=OrganisationType.unknown,
+        description="The organisation the principal acts for: for_profit, not_for_profit or "
+        "unknown. Consents limited to not-for-profit organisations (NPU) serve only "
+        "not_for_profit; unknown counts as for-profit.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -41,8 +47,15 @@ class PrincipalPublic(BaseModel):
     name: str
     kind: PrincipalKind
     roles: list[Role]
+    organisation_type: OrganisationType = OrganisationType.unknown
     disabled: bool
     created_at: datetime
+
+
+class OrganisationTypeSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    organisation_type: OrganisationType
 
 
 class PrincipalWithKey(PrincipalPublic):

@@ -13,7 +13,7 @@ from ledger.clock import utcnow
 from ledger.errors import Conflict, InvalidInput, NotFound
 from ledger.pagination import paginate
 from ledger.principals.keys import new_api_key
-from ledger.principals.models import ApiKey, Principal, Role
+from ledger.principals.models import ApiKey, OrganisationType, Principal, Role
 from ledger.principals.schemas import PrincipalCreate, PrincipalPublic, PrincipalWithKey
 from ledger.provenance import log
 
@@ -32,7 +32,11 @@ def create(session: Session, data: PrincipalCreate, *, actor: str | None) -> Pri
     if session.execute(select(col(Principal.id)).where(col(Principal.name) == data.name)).first():
         raise Conflict(f"a principal named {data.name!r} already exists")
     principal = Principal(
-        id=str(uuid.uuid4()), name=data.name, kind=data.kind, roles=[str(r) for r in data.roles]
+        id=str(uuid.uuid4()),
+        name=data.name,
+        kind=data.kind,
+        roles=[str(r) for r in data.roles],
+        organisation_type=str(data.organisation_type),
     )
     session.add(principal)
     session.flush()
@@ -41,7 +45,12 @@ def create(session: Session, data: PrincipalCreate, *, actor: str | None) -> Pri
     log.append(
         session,
         "principal.created",
-        {"principal": principal.id, "kind": principal.kind, "roles": principal.roles},
+        {
+            "principal": principal.id,
+            "kind": principal.kind,
+            "roles": principal.roles,
+            "organisation_type": principal.organisation_type,
+        },
         actor=actor,
     )
     return PrincipalWithKey(**public(principal).model_dump(), api_key=key)
@@ -89,6 +98,28 @@ def disable(session: Session, principal_id: str, *, actor: str | None) -> Princi
     session.flush()
     log.append(session, "principal.disabled", {"principal": principal.id}, actor=actor)
     return principal
+
+
+def set_organisation_type(
+    session: Session, principal_id: str, organisation_type: OrganisationType, *, actor: str | None
+) -> Principal:
+    """Record the kind of organisation a principal acts for (what NPU consents weigh)."""
+    principal = get(session, principal_id)
+    principal.organisation_type = str(organisation_type)
+    session.flush()
+    log.append(
+        session,
+        "principal.organisation_type_set",
+        {"principal": principal.id, "organisation_type": principal.organisation_type},
+        actor=actor,
+    )
+    return principal
+
+
+def organisation_type(session: Session, principal_id: str) -> str:
+    """A principal's organisation type; ``unknown`` for one not found."""
+    principal = session.get(Principal, principal_id)
+    return principal.organisation_type if principal is not None else "unknown"
 
 
 def rotate_key(session: Session, principal_id: str, *, actor: str | None) -> PrincipalWithKey:

@@ -96,10 +96,22 @@ def test_the_policies_read_the_purpose_and_its_flags() -> None:
         "duo_category": "HMB",
         "commercial": False,
         "has_irb_reference": False,
+        "organisation_type": "unknown",
+        "ai_development": True,
+        "names_disease": False,
     }
-    assert request_context(Purpose.parse("HMB", commercial=True, irb_reference="IRB-1")) == {
-        "ai_purpose": "",
-        "duo_category": "HMB",
+    flagged = Purpose.parse(
+        "ai.inference,DS:c34",
+        commercial=True,
+        irb_reference="IRB-1",
+        organisation_type="not_for_profit",
+    )
+    assert request_context(flagged) == {
+        "ai_purpose": "ai.inference",
+        "duo_category": "DS:ICD10CM:C34",
         "commercial": True,
         "has_irb_reference": True,
+        "organisation_type": "not_for_profit",
+        "ai_development": False,
+        "names_disease": True,
     }

@@ -158,7 +158,7 @@ def test_adding_a_permit_never_narrows_unless_denied(
 
 
 @pytest.mark.parametrize(
-    "text", ["ai.training", "ai.training,HMB", "ai.generative,DS:C34", "HMB", "GRU"]
+    "text", ["ai.training", "ai.training,HMB", "ai.generative,DS:ICD10CM:C34", "HMB", "GRU"]
 )
 def test_a_purpose_reads_back_as_the_text_it_was_parsed_from(text: str) -> None:
     purpose = Purpose.parse(text)
@@ -176,7 +176,7 @@ def test_codes_are_put_in_order_and_split_into_the_stored_fields() -> None:
     research = Purpose.parse("HMB")
     assert (research.ai, research.duo) == (None, "HMB")
     assert (research.code, research.category) == ("HMB", None)  # stored as the purpose itself
-    assert Purpose.of_fields("ai.training", "DS:C34").duo == "DS:C34"
+    assert Purpose.of_fields("ai.training", "DS:C34").duo == "DS:ICD10CM:C34"
     assert Purpose.of_fields("ai.training", None) == Purpose.of_fields("ai.training", "")
     assert Purpose.of_fields("ai.training,HMB", None) == Purpose.parse("ai.training,HMB")
 

@@ -10,7 +10,12 @@ from ledger.http.deps import SessionDep
 from ledger.http.security import Admin, Auditing, CallerDep
 from ledger.pagination import Page
 from ledger.principals import service
-from ledger.principals.schemas import PrincipalCreate, PrincipalPublic, PrincipalWithKey
+from ledger.principals.schemas import (
+    OrganisationTypeSet,
+    PrincipalCreate,
+    PrincipalPublic,
+    PrincipalWithKey,
+)
 
 router = APIRouter(prefix="/v1/principals", tags=["principals"])
 
@@ -54,3 +59,16 @@ def disable_principal(principal_id: str, session: SessionDep, caller: Admin) -> 
 def rotate_principal_key(principal_id: str, session: SessionDep, caller: Admin) -> PrincipalWithKey:
     """Revoke the principal's keys and issue a new one, shown once."""
     return service.rotate_key(session, principal_id, actor=caller.id)
+
+
+@router.put("/{principal_id}/organisation-type", response_model=PrincipalPublic)
+def set_organisation_type(
+    principal_id: str, body: OrganisationTypeSet, session: SessionDep, caller: Admin
+) -> PrincipalPublic:
+    """Record the organisation the principal acts for (for_profit, not_for_profit, unknown):
+    consents limited to not-for-profit organisations (NPU) serve only not_for_profit."""
+    return service.public(
+        service.set_organisation_type(
+            session, principal_id, body.organisation_type, actor=caller.id
+        )
+    )
