@@ -359,6 +359,27 @@ class LedgerClient:
         )
         return result
 
+    def authorize_many(
+        self, purpose: str, study_uids: Sequence[str], commercial: bool = False
+    ) -> list[dict[str, Any]]:
+        """``authorize`` for many studies: one answer per study in the order given
+        (``decision: permit|deny|not-found``; a not-found has no token). Calls of up to
+        1,000 studies each."""
+        answers: list[dict[str, Any]] = []
+        uids = list(study_uids)
+        for i in range(0, len(uids), 1_000):
+            result: dict[str, Any] = self._call(
+                "POST",
+                "/v1/authorize/batch",
+                json={
+                    "purpose": purpose,
+                    "study_instance_uids": uids[i : i + 1_000],
+                    "commercial": commercial,
+                },
+            )
+            answers.extend(result["decisions"])
+        return answers
+
     def revocations(self, since: datetime) -> dict[str, Any]:
         """Grants revoked and instances no longer usable since ``since``; call again with
         the answer's ``until``."""

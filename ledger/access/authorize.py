@@ -21,7 +21,7 @@ import hashlib
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from ledger import dialect
 from ledger.access import image_rows, tokens
+from ledger.access.classes import ImageClass
 from ledger.access.decision import classes_of_rows
 from ledger.clock import utcnow
 from ledger.consent.purposes import Purpose
@@ -47,6 +48,7 @@ DECISION_SECONDS = 300
 CACHE_SECONDS = 60.0
 CACHE_MAX = 100_000
 FLUSH_AT = 1_000
+UNKNOWN_STUDY = "no study with this StudyInstanceUID is known to the ledger"
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,19 @@ class _Cached:
     decision: Decision
     head: int
     until: float
+
+
+def _verdict(classes: Sequence[ImageClass], images: int) -> Decision:
+    """A study is permitted when every class of its images is; the refused classes (or,
+    when none is, all of them) give the reasons and policies."""
+    refused = [c for c in classes if not c.eligible]
+    deciding = refused or classes
+    return Decision(
+        not refused,
+        tuple(dict.fromkeys(r for c in deciding for r in c.reasons)),
+        tuple(dict.fromkeys(p for c in deciding for p in c.policy_ids)),
+        images,
+    )
 
 
 class Authorizer:
@@ -155,41 +170,107 @@ class Authorizer:
     ) -> Decision:
         rows = image_rows.of_study(session, study_uid)
         if not rows:
-            raise NotFound("no study with this StudyInstanceUID is known to the ledger")
+            raise NotFound(UNKNOWN_STUDY)
         classes = classes_of_rows(session, policies, purpose, rows, utcnow(), action="infer")
-        refused = [c for c in classes if not c.eligible]
-        deciding = refused or classes
-        return Decision(
-            not refused,
-            tuple(dict.fromkeys(r for c in deciding for r in c.reasons)),
-            tuple(dict.fromkeys(p for c in deciding for p in c.policy_ids)),
-            len(rows),
-        )
+        return _verdict(classes, len(rows))
+
+    def decide_many(
+        self,
+        sessions: Callable[[], Session],
+        policies: PolicySet,
+        *,
+        purpose: str,
+        study_uids: Sequence[str],
+        commercial: bool = False,
+    ) -> list[Decision | None]:
+        """``decide`` for several studies, in the order given; ``None`` for a study the
+        ledger does not know (the single call's 404). One mark read; on cache misses one
+        read-only session, one image query per ``CHUNK`` studies and one Cedar call per
+        distinct class across all of them."""
+        parsed = self._purpose(purpose, commercial)
+        head = self._mark()
+        now = time.monotonic()
+        found: dict[str, Decision | None] = {}
+        missing: list[str] = []
+        for uid in dict.fromkeys(study_uids):
+            cached = self._cache.get((uid, purpose, commercial, policies.hash))
+            if cached is not None and cached.head == head and cached.until > now:
+                found[uid] = cached.decision
+            else:
+                missing.append(uid)
+        if missing:
+            with sessions() as session:
+                try:
+                    by_study = image_rows.of_studies(session, missing)
+                    rows = [r for uid in missing for r in by_study.get(uid, ())]
+                    classes = (
+                        classes_of_rows(session, policies, parsed, rows, utcnow(), action="infer")
+                        if rows
+                        else []
+                    )
+                finally:
+                    session.rollback()
+            if len(self._cache) + len(missing) > CACHE_MAX:
+                self._cache.clear()
+            at = 0
+            for uid in missing:
+                count = len(by_study.get(uid, ()))
+                if not count:
+                    found[uid] = None
+                    continue
+                decision = _verdict(classes[at : at + count], count)
+                at += count
+                found[uid] = decision
+                self._cache[uid, purpose, commercial, policies.hash] = _Cached(
+                    decision, head, now + CACHE_SECONDS
+                )
+        return [found[uid] for uid in study_uids]
 
     def token(
         self, decision: Decision, *, pipeline_id: str, purpose: str, study_uid: str, policy: str
     ) -> str:
         """The signed decision; it names the study by hash, never by UID."""
+        return self.tokens(
+            [(decision, study_uid)], pipeline_id=pipeline_id, purpose=purpose, policy=policy
+        )[0]
+
+    def tokens(
+        self,
+        decisions: Sequence[tuple[Decision, str]],
+        *,
+        pipeline_id: str,
+        purpose: str,
+        policy: str,
+    ) -> list[str]:
+        """One signed decision per ``(decision, study_uid)``, queued for the decision log
+        together."""
         now = utcnow()
-        verdict = "permit" if decision.permitted else "deny"
-        claims: dict[str, Any] = {
-            "iss": self.issuer,
-            "sub": pipeline_id,
-            "aud": DECISION_AUDIENCE,
-            "iat": int(now.timestamp()),
-            "nbf": int(now.timestamp()),
-            "exp": int((now + timedelta(seconds=DECISION_SECONDS)).timestamp()),
-            "jti": str(uuid.uuid4()),
-            "decision": verdict,
-            "purpose": purpose,
-            "study_sha256": hashlib.sha256(study_uid.encode()).hexdigest(),
-            "policy_hash": policy,
-            "policy_ids": list(decision.policy_ids),
-        }
-        token = tokens.sign(self.keys, DECISION_TYP, claims)
+        iat = int(now.timestamp())
+        exp = int((now + timedelta(seconds=DECISION_SECONDS)).timestamp())
+        signed: list[str] = []
+        leaves: list[tuple[bytes, str, str]] = []
+        for decision, study_uid in decisions:
+            verdict = "permit" if decision.permitted else "deny"
+            claims: dict[str, Any] = {
+                "iss": self.issuer,
+                "sub": pipeline_id,
+                "aud": DECISION_AUDIENCE,
+                "iat": iat,
+                "nbf": iat,
+                "exp": exp,
+                "jti": str(uuid.uuid4()),
+                "decision": verdict,
+                "purpose": purpose,
+                "study_sha256": hashlib.sha256(study_uid.encode()).hexdigest(),
+                "policy_hash": policy,
+                "policy_ids": list(decision.policy_ids),
+            }
+            token = tokens.sign(self.keys, DECISION_TYP, claims)
+            signed.append(token)
+            leaves.append((leaf_hash(token.encode()), verdict, pipeline_id))
         with self._lock:
-            self._pending.append((leaf_hash(token.encode()), verdict, pipeline_id))
-        return token
+            self._pending.extend(leaves)
+        return signed
 
     def refused(self, *, pipeline_id: str, study_uid: str) -> None:
         """Record an authorize call for an unknown study (logged with the next batch)."""

@@ -12,7 +12,15 @@ from sqlalchemy.orm import Session
 from ledger.access.service import Context
 from ledger.wiring import AppState
 
-__all__ = ["AppState", "ContextDep", "SessionDep", "StateDep", "WriteSessionDep", "app_state"]
+__all__ = [
+    "AppState",
+    "ContextDep",
+    "ReadSessionDep",
+    "SessionDep",
+    "StateDep",
+    "WriteSessionDep",
+    "app_state",
+]
 
 
 def app_state(request: Request) -> AppState:
@@ -32,6 +40,12 @@ def _session(request: Request) -> Iterator[Session]:
 def _write_session(request: Request) -> Iterator[Session]:
     """A write transaction whatever the method: for reads that log what they release."""
     yield from _unit_of_work(request, readonly=False)
+
+
+def _read_session(request: Request) -> Iterator[Session]:
+    """A read-only transaction whatever the method: for POSTs that write nothing through
+    the request's session (authorize), so on SQLite they take no write lock."""
+    yield from _unit_of_work(request, readonly=True)
 
 
 def _unit_of_work(request: Request, *, readonly: bool) -> Iterator[Session]:
@@ -56,5 +70,6 @@ def _context(request: Request) -> Context:
 SessionDep = Annotated[Session, Depends(_session, scope="function")]
 # A GET that appends to the log (a release) needs a transaction that commits.
 WriteSessionDep = Annotated[Session, Depends(_write_session, scope="function")]
+ReadSessionDep = Annotated[Session, Depends(_read_session, scope="function")]
 StateDep = Annotated[AppState, Depends(app_state)]
 ContextDep = Annotated[Context, Depends(_context)]

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ledger.http import deps
 from ledger.http.problems import PROBLEM
-from ledger.http.security import RequireRoles, authenticate
+from ledger.http.security import RequireRoles, authenticate, authenticate_readonly
 
 SCHEME = "HTTPBearer"
 SESSION = get_args(deps.SessionDep)[1].dependency  # the request's unit of work
@@ -133,7 +133,7 @@ def statuses(route: Any, method: str, operation: dict[str, Any]) -> set[int]:
     """The error statuses one operation can answer."""
     calls = list(_calls(route.dependant))
     found: set[int] = set(SERVICE_ERRORS.get((method, route.path_format), ()))
-    if authenticate in calls:
+    if authenticate in calls or authenticate_readonly in calls:
         found.add(401)
     if any(isinstance(call, RequireRoles) for call in calls):
         found.add(403)
@@ -175,7 +175,7 @@ def document(schema: dict[str, Any], routes: list[Any]) -> None:
             operation = schema["paths"].get(route.path_format, {}).get(method.lower())
             if operation is None:
                 continue
-            if authenticate in _calls(route.dependant):
+            if {authenticate, authenticate_readonly} & set(_calls(route.dependant)):
                 operation["security"] = [{SCHEME: []}]
             responses = operation.setdefault("responses", {})
             also = ALSO_SUCCEEDS.get((method, route.path_format))

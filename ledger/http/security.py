@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ledger.errors import Forbidden, Unauthenticated
-from ledger.http.deps import SessionDep
+from ledger.http.deps import ReadSessionDep, SessionDep
 from ledger.principals.keys import Caller, resolve_key
 from ledger.principals.models import Role
 
@@ -52,10 +52,28 @@ class RequireRoles:
         return caller
 
 
+def authenticate_readonly(request: Request, session: ReadSessionDep) -> Caller:
+    caller = resolve_key(session, bearer_token(request))
+    request.state.caller = caller
+    return caller
+
+
+class RequireRolesReadonly(RequireRoles):
+    """``RequireRoles`` authenticating on a read-only transaction: for POST routes that
+    write nothing through the request's session. On SQLite a POST's session otherwise
+    takes the write lock (``BEGIN IMMEDIATE``) for the whole request."""
+
+    def __call__(self, caller: Annotated[Caller, Depends(authenticate_readonly)]) -> Caller:
+        return super().__call__(caller)
+
+
 def require_roles(*roles: Role) -> RequireRoles:
     return RequireRoles(*roles)
 
 
+# Authorize: a pipeline, authenticated without taking a write lock (decisions are logged
+# in batches, in transactions of their own).
+ReadonlyPipeline = Annotated[Caller, Depends(RequireRolesReadonly(Role.pipeline))]
 Admin = Annotated[Caller, Depends(require_roles(Role.admin))]
 Registrar = Annotated[Caller, Depends(require_roles(Role.registrar))]
 Curator = Annotated[Caller, Depends(require_roles(Role.curator))]

@@ -3,6 +3,7 @@ and a batch whose commit fails is kept for the next flush."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -11,11 +12,20 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
+from ledger.access.authorize import DECISION_AUDIENCE, DECISION_TYP
+from ledger.access.tokens import keys_from_jwks, verify
 from ledger.db import snapshot
+from ledger.http.app import flush_decisions
+from ledger.images.models import Image
+from ledger.principals.models import Role
 from ledger.provenance.models import LogEntry
+from tests.access.test_release import _study_of, _subject_of, _withdraw_all, sdk
+from tests.conftest import MakePrincipal, auth
 
 
 def _decision_batches(engine: Engine) -> list[dict[str, Any]]:
@@ -92,3 +102,72 @@ def test_a_batch_whose_commit_fails_is_logged_by_the_next_flush_exactly_once(
     assert batches[0]["count"] == 6
     assert batches[0]["unknown_studies"] == 6
     assert batches[0]["pipelines"] == ["p", "q"]
+
+
+def _studies(engine: Engine) -> list[str]:
+    with snapshot(engine) as session:
+        return sorted(set(session.execute(select(col(Image.study_uid))).scalars()))
+
+
+def test_batch_authorize_answers_like_the_single_call_in_order(
+    client: TestClient,
+    engine: Engine,
+    world: dict[str, str],
+    make_principal: MakePrincipal,
+) -> None:
+    pipeline = sdk(client, make_principal(Role.pipeline))
+    studies = _studies(engine)
+    asked = [*studies, "1.2.3.999999", studies[0]]  # an unknown study, a repeat
+    answers = pipeline.authorize_many("ai.inference", asked)
+    assert [a["study_instance_uid"] for a in answers] == asked
+    assert answers[-2]["decision"] == "not-found"
+    assert answers[-2]["token"] is None
+    jwks = keys_from_jwks(client.get("/.well-known/jwks.json").json())
+    for uid, answer in zip(studies, answers, strict=False):
+        single = pipeline.authorize("ai.inference", uid)
+        assert answer["decision"] == single["decision"]
+        assert (answer["reasons"], answer["policy_ids"], answer["images"]) == (
+            single["reasons"],
+            single["policy_ids"],
+            single["images"],
+        )
+        claims = verify(answer["token"], jwks, typ=DECISION_TYP, audience=DECISION_AUDIENCE)
+        assert claims["study_sha256"] == hashlib.sha256(uid.encode()).hexdigest()
+    assert {a["decision"] for a in answers[: len(studies)]} == {"permit", "deny"}
+    assert answers[-1]["decision"] == answers[0]["decision"]
+
+    # A withdrawal turns the cached permits into denies at once.
+    registrar = make_principal(Role.registrar)
+    subject = _subject_of(client, registrar, "P012")
+    study = _study_of(engine, subject)
+    assert pipeline.authorize_many("ai.inference", [study])[0]["decision"] == "permit"
+    _withdraw_all(client, registrar, subject)
+    assert pipeline.authorize_many("ai.inference", [study])[0]["decision"] == "deny"
+
+    flush_decisions(client.app.state.ledger)  # type: ignore[attr-defined]
+    batches = _decision_batches(engine)
+    assert sum(b["count"] for b in batches) == (len(studies) + 2) + len(studies) + 2
+    assert sum(b["unknown_studies"] for b in batches) == 1
+
+
+def test_batch_authorize_bounds_and_roles(
+    client: TestClient, world: dict[str, str], make_principal: MakePrincipal
+) -> None:
+    pipeline = make_principal(Role.pipeline)
+    url = "/v1/authorize/batch"
+    body = {"purpose": "ai.inference", "study_instance_uids": ["1.2.3"] * 1_001}
+    assert client.post(url, headers=auth(pipeline), json=body).status_code == 422
+    body["study_instance_uids"] = []
+    assert client.post(url, headers=auth(pipeline), json=body).status_code == 422
+    body["study_instance_uids"] = ["1.2.3"] * 1_000
+    r = client.post(url, headers=auth(pipeline), json=body)
+    assert r.status_code == 200, r.text
+    assert len(r.json()["decisions"]) == 1_000
+    body["purpose"] = "ai.astrology"
+    single = {"purpose": "ai.astrology", "study_instance_uid": "1.2.3"}
+    refused = client.post("/v1/authorize", headers=auth(pipeline), json=single).status_code
+    assert refused >= 400
+    assert client.post(url, headers=auth(pipeline), json=body).status_code == refused
+    steward = make_principal(Role.steward)
+    body["purpose"] = "ai.inference"
+    assert client.post(url, headers=auth(steward), json=body).status_code == 403
