@@ -3,12 +3,37 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ledger.consent.purposes import purpose_text
 from ledger.fields import FreeText, Identifier, Name
+
+SENSITIVE_RESEARCH = (
+    "illegal_behaviour",
+    "addiction",
+    "sexual_diseases",
+    "stigmatised_diseases",
+    "vulnerable_population",
+    "psychological_traits",
+    "not_health",
+    "population_structure",
+    "pediatric",
+    "one_sex_only",
+)
+SensitiveResearch = Literal[
+    "illegal_behaviour",
+    "addiction",
+    "sexual_diseases",
+    "stigmatised_diseases",
+    "vulnerable_population",
+    "psychological_traits",
+    "not_health",
+    "population_structure",
+    "pediatric",
+    "one_sex_only",
+]
 
 
 class AccessRequestCreate(BaseModel):
@@ -24,6 +49,15 @@ class AccessRequestCreate(BaseModel):
     justification: FreeText = Field(min_length=10, max_length=10_000)
     irb_reference: Name | None = Field(default=None, max_length=200)
     commercial: bool = Field(default=False, description="Will the result be used commercially?")
+    sensitive_research: list[SensitiveResearch] = Field(
+        default_factory=list,
+        max_length=len(SENSITIVE_RESEARCH),
+        description="The DUOS 'abstain' questions this research touches (illegal behaviour, "
+        "addiction, sexual diseases, stigmatised diseases, vulnerable populations, "
+        "psychological traits, non-health research, population structure, pediatric "
+        "subjects, one sex only). Any flag is shown in the evaluation and rules out "
+        "automatic approval: a steward decides.",
+    )
 
 
 class Evaluation(BaseModel):
@@ -38,6 +72,11 @@ class Evaluation(BaseModel):
     request_reasons: list[str]
     composition: dict[str, Any]
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    sensitive_research: list[str] = Field(
+        default_factory=list,
+        description="The request's DUOS 'abstain' flags: a steward must decide (never "
+        "approved automatically).",
+    )
 
 
 class ReviewPublic(BaseModel):

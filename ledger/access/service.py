@@ -98,6 +98,13 @@ def create(
     approvable, reasons, required, auto = _request_level(
         ctx, purpose, result.eligible_count, result.excluded_count
     )
+    sensitive = sorted(set(body.sensitive_research))
+    if sensitive:  # the DUOS "abstain" flags: a person decides
+        auto = False
+        reasons.append(
+            f"sensitive research ({', '.join(sensitive)}): a steward must review it; "
+            "it is never approved automatically"
+        )
     request = AccessRequest(
         id=str(uuid.uuid4()),
         requester_id=requester,
@@ -123,6 +130,7 @@ def create(
             "request_reasons": reasons,
             "composition": result.composition,
             "timings_ms": result.timings_ms,
+            "sensitive_research": sensitive,
         },
         classes=[c.as_json() for c in result.classes],
         outcomes=result.outcomes,
@@ -202,6 +210,7 @@ def public(session: Session, request: AccessRequest) -> AccessRequestPublic:
             request_reasons=e["request_reasons"],
             composition=e["composition"],
             timings_ms=e.get("timings_ms", {}),
+            sensitive_research=e.get("sensitive_research", []),
         ),
         reviews=[
             ReviewPublic(

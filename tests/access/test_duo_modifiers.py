@@ -4,6 +4,8 @@ development to a named disease, and NPU is decided by the requester's organisati
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +13,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from ledger.config import Settings
+from ledger.policy.engine import default_directory
 from ledger.principals.models import Role
-from tests.access.test_access_api import ISSUER, _file, _population
+from ledger.server import create_app
+from tests.access.test_access_api import ISSUER, _file, _population, _rows
 from tests.conftest import MakePrincipal, auth
 
 
@@ -77,3 +81,33 @@ def test_refusal_nmds_and_npu_by_organisation(
     # ... but still not for commercial use.
     e = _evaluation(_file(client, pipeline, world["all"], "ai.training,DS:C50", commercial=True))
     assert e["excluded_by_reason"]["commercial-use-needs-no-npu"] == 10
+
+
+def test_sensitive_research_needs_a_person(
+    engine: Engine, settings: Settings, make_principal: MakePrincipal, tmp_path: Path
+) -> None:
+    """A DUOS 'abstain' flag rules out automatic approval and says so in the evaluation."""
+    world = _population(engine, settings, _rows(permit=110))
+    policies = tmp_path / "policies"
+    shutil.copytree(default_directory(), policies)
+    shutil.copy(policies / "optional" / "auto_approve_validation.cedar", policies)
+    app = create_app(settings.model_copy(update={"policy_dir": policies}))
+    pipeline = make_principal(Role.pipeline)
+    with TestClient(app) as client:
+        plain = _file(client, pipeline, world["all"], "ai.validation").json()
+        assert plain["status"] == "active"
+        flagged = _file(
+            client,
+            pipeline,
+            world["all"],
+            "ai.validation",
+            sensitive_research=["addiction", "pediatric", "addiction"],
+        ).json()
+        assert flagged["status"] == "evaluated"
+        e = flagged["evaluation"]
+        assert e["auto_approved"] is False
+        assert e["sensitive_research"] == ["addiction", "pediatric"]
+        assert any("sensitive research" in r for r in e["request_reasons"])
+        assert e["cohort_ok"] is True  # a steward may still approve it
+        bad = _file(client, pipeline, world["all"], "ai.validation", sensitive_research=["x"])
+        assert bad.status_code == 422
