@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -41,26 +42,44 @@ def init(home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     console.print(done.admin.api_key, highlight=False, soft_wrap=True)
 
 
-def _serve(settings: Settings, host: str | None, port: int | None) -> None:
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Worker processes (uvicorn's); each builds its state from LEDGER_HOME and the "
+        "environment.",
+    ),
+]
+
+
+def _serve(settings: Settings, host: str | None, port: int | None, workers: int = 1) -> None:
     import uvicorn
 
     from ledger.http.request_log import uvicorn_log_config
+
+    options: dict[str, Any] = {
+        "host": host or settings.host,
+        "port": port or settings.port,
+        "log_level": "info",
+        "log_config": uvicorn_log_config(),
+        "access_log": False,  # the ledger writes one line per request, without query strings
+    }
+    if workers > 1:
+        # Each worker process imports the app factory and builds the same state from the
+        # environment: the home is passed to them as LEDGER_HOME.
+        os.environ["LEDGER_HOME"] = str(settings.home)
+        uvicorn.run("ledger.server:create_app", factory=True, workers=workers, **options)
+        return
     from ledger.server import create_app
 
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=host or settings.host,
-        port=port or settings.port,
-        log_level="info",
-        log_config=uvicorn_log_config(),
-        access_log=False,  # the ledger writes one line per request, without query strings
-    )
+    uvicorn.run(create_app(settings), **options)
 
 
-def serve(home: HomeOpt = None, host: HostOpt = None, port: PortOpt = None) -> None:
+def serve(
+    home: HomeOpt = None, host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = 1
+) -> None:
     """Serve the HTTP API (refuses an un-migrated database)."""
-    _serve(settings_for(home), host, port)
+    _serve(settings_for(home), host, port, workers)
 
 
 def demo(
