@@ -1,0 +1,264 @@
+"""Inference-time authorize over HTTP: one `ledger serve` (1 worker, then 2) on loopback,
+4 concurrent httpx clients, a bounded time per phase.
+
+Phases: a bare FastAPI endpoint under uvicorn (the stack's floor), ``/healthz``, cold
+authorize (each study a first time), warm authorize, batch authorize. Goals: p99 <= 25 ms
+cold and warm; warm authorize >= 0.5x ``/healthz``; no call over 100 ms; batch >= 5,000
+decisions/s. The machine may be shared: the load average is printed, compare ratios.
+
+    .venv/bin/python bench/authorize_http.py [--studies 400] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from access_request import setup
+from sqlalchemy import text
+
+from ledger.db import make_engine, transaction
+from ledger.principals import service as principals
+from ledger.principals.models import PrincipalKind, Role
+from ledger.principals.schemas import PrincipalCreate
+from tests import dbutil
+from tests.servers import free_port
+
+CLIENTS = 4
+PURPOSE = "ai.inference"
+FLOOR_APP = """
+import sys, uvicorn
+from fastapi import FastAPI
+app = FastAPI()
+@app.get("/")
+def constant() -> dict[str, str]:
+    return {"status": "ok"}
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+
+def _wait(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "server exited"
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("server not ready")
+
+
+def _phase(
+    name: str,
+    base: str,
+    seconds: float,
+    call: Callable[[httpx.Client], int],
+) -> dict[str, float]:
+    """``call`` makes one request and returns how many decisions it carried."""
+    latencies: list[float] = []
+    counted = [0]
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def worker() -> None:
+        with httpx.Client(base_url=base, timeout=60) as http:
+            mine: list[float] = []
+            done = 0
+            while time.monotonic() < stop:
+                t0 = time.perf_counter()
+                try:
+                    n = call(http)
+                except StopIteration:
+                    break
+                mine.append((time.perf_counter() - t0) * 1000)
+                done += n
+            with lock:
+                latencies.extend(mine)
+                counted[0] += done
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    latencies.sort()
+    row = {
+        "rate": len(latencies) / elapsed,
+        "decisions": counted[0] / elapsed,
+        "p50": statistics.median(latencies),
+        "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        "max": latencies[-1],
+        "n": len(latencies),
+    }
+    print(
+        f"  {name:<22} {row['rate']:>8,.0f}/s  p50 {row['p50']:>6.1f} ms  p99 "
+        f"{row['p99']:>6.1f} ms  max {row['max']:>6.1f} ms  ({row['n']:,} calls"
+        + (f", {row['decisions']:,.0f} decisions/s)" if counted[0] != len(latencies) else ")"),
+        flush=True,
+    )
+    return row
+
+
+def _serve(home: Path, url: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "LEDGER_HOME": str(home),
+        "LEDGER_DATABASE_URL": url,
+        "LEDGER_HASH_WORKER": "false",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ledger", "serve", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    _wait(f"{base}/healthz", process)
+    return process, base
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--studies", type=int, default=400)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    seconds = args.seconds
+    print(f"load average at start: {os.getloadavg()}")
+
+    port = free_port()
+    floor = subprocess.Popen([sys.executable, "-c", FLOOR_APP, str(port)])
+    try:
+        _wait(f"http://127.0.0.1:{port}/", floor)
+        print("bare FastAPI + uvicorn (1 worker)")
+        base_row = _phase("constant", f"http://127.0.0.1:{port}", seconds, lambda h: _get(h, "/"))
+    finally:
+        _stop(floor)
+
+    for workers in (1, 2):
+        home = Path(tempfile.mkdtemp(prefix="ledger-bench-http-"))
+        url = dbutil.sqlite_url(home / "ledger.db")
+        setup(url, home, args.studies, 2)
+        engine = make_engine(url)
+        with transaction(engine) as session:
+            session.execute(text("UPDATE images SET study_uid = '1.2.826.0.1.' || subject_id"))
+            studies = list(session.execute(text("SELECT DISTINCT study_uid FROM images")).scalars())
+            key = principals.create(
+                session,
+                PrincipalCreate(name="bench", kind=PrincipalKind.pipeline, roles=[Role.pipeline]),
+                actor=None,
+            ).api_key
+        engine.dispose()
+        headers = {"Authorization": f"Bearer {key}"}
+        process, base = _serve(home, url, workers)
+        try:
+            print(f"ledger serve --workers {workers} (SQLite, {len(studies)} studies)")
+            health = _phase("/healthz", base, seconds, lambda h: _get(h, "/healthz"))
+            cold_iter = iter(studies)
+            cold_lock = threading.Lock()
+
+            def cold(
+                h: httpx.Client,
+                cold_lock: threading.Lock = cold_lock,
+                cold_iter: Iterator[str] = cold_iter,
+                headers: dict[str, str] = headers,
+            ) -> int:
+                with cold_lock:
+                    study = next(cold_iter)
+                return _authorize(h, headers, study)
+
+            cold_row = _phase("authorize cold", base, seconds, cold)
+            warm_iter = itertools.cycle(studies)
+
+            def warm(
+                h: httpx.Client,
+                warm_iter: Iterator[str] = warm_iter,
+                headers: dict[str, str] = headers,
+            ) -> int:
+                return _authorize(h, headers, next(warm_iter))
+
+            warm_row = _phase("authorize warm", base, seconds, warm)
+
+            def batch(
+                h: httpx.Client, headers: dict[str, str] = headers, studies: list[str] = studies
+            ) -> int:
+                r = h.post(
+                    "/v1/authorize/batch",
+                    headers=headers,
+                    json={"purpose": PURPOSE, "study_instance_uids": studies[:1_000]},
+                )
+                assert r.status_code == 200, r.text
+                return len(r.json()["decisions"])
+
+            batch_row = _phase(f"batch of {min(len(studies), 1_000)}", base, seconds, batch)
+            _goals(base_row, health, cold_row, warm_row, batch_row)
+        finally:
+            _stop(process)
+    print(f"load average at end: {os.getloadavg()}")
+
+
+def _get(h: httpx.Client, path: str) -> int:
+    assert h.get(path).status_code == 200
+    return 1
+
+
+def _authorize(h: httpx.Client, headers: dict[str, str], study: str) -> int:
+    r = h.post(
+        "/v1/authorize",
+        headers=headers,
+        json={"purpose": PURPOSE, "study_instance_uid": study},
+    )
+    assert r.status_code == 200, r.text
+    return 1
+
+
+def _goals(
+    floor: dict[str, float],
+    health: dict[str, float],
+    cold: dict[str, float],
+    warm: dict[str, float],
+    batch: dict[str, float],
+) -> None:
+    def ok(good: bool) -> str:
+        return "yes" if good else "NO"
+
+    worst = max(cold["max"], warm["max"])
+    ratio = warm["rate"] / health["rate"]
+    print(
+        f"  goals: p99 <= 25 ms cold {ok(cold['p99'] <= 25)}, warm {ok(warm['p99'] <= 25)}; "
+        f"warm/healthz {ratio:.2f} (>= 0.5) {ok(ratio >= 0.5)}; no authorize call over "
+        f"100 ms {ok(worst <= 100)} (max {worst:.0f} ms); batch "
+        f"{batch['decisions']:,.0f} decisions/s (>= 5,000) {ok(batch['decisions'] >= 5_000)}; "
+        f"healthz/floor {health['rate'] / floor['rate']:.2f}",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
