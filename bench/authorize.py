@@ -1,6 +1,6 @@
 """Inference-time authorize, in process: latency and throughput against raw Cedar.
 
-Goal (DESIGN §10): p99 <= 10 ms, and >= 50% of the throughput of raw
+Goal (docs/architecture.md §4): p99 <= 10 ms, and >= 50% of the throughput of raw
 ``cedarpy.is_authorized`` on the same requests (the Cedar call the ledger makes for each
 study, with the same policy set and schema, and nothing else: no database, no consent
 facts, no token).

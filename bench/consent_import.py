@@ -1,6 +1,6 @@
 """Consent import and the set-based consent query.
 
-Goals (DESIGN §10 and the consent issue): 100k consents from CSV in <= 10 s on SQLite;
+Goals (docs/architecture.md §4, consent issue): 100k consents from CSV in <= 10 s on SQLite;
 the set-based query that the decision path calls, for 200k subjects, reported (it is one
 part of the <= 3 s / 1.5 s end-to-end access-request goal).
 Usage: python bench/consent_import.py [--rows N] [--subjects N] [--pg URL]

@@ -1,8 +1,8 @@
 """Dataset manifest root over 1M image rows.
 
-Goal (docs/architecture.md §4): <= 0.5 s for the root over 1M images. Printed: the Merkle root over 1M
-stored leaves (the part the goal names), and the whole step a dataset creation runs on
-SQLite: read 1M leaves in order from the index, then the root.
+Goal (docs/architecture.md §4): <= 0.5 s for the root over 1M images. Printed: the Merkle
+root over 1M stored leaves (the part the goal names), and the whole step a dataset
+creation runs on SQLite: read 1M leaves in order from the index, then the root.
 Usage: python bench/manifest.py [--images N]
 """
 

@@ -1,10 +1,10 @@
 """The one function every service calls to record what it changed or decided.
 
 ``append`` runs inside the caller's transaction, so the entry commits or rolls back with
-the change it describes: every change and decision is logged with it. Writers are serialised: on PostgreSQL by a
-transaction-scoped advisory lock, on SQLite by the ``BEGIN IMMEDIATE`` write transaction
-(see ``ledger.db``). ``seq`` is the primary key, so even a writer that bypassed the lock
-could not fork the log: its insert would fail.
+the change it describes: every change and decision is logged with it. Writers are
+serialised: on PostgreSQL by a transaction-scoped advisory lock, on SQLite by the
+``BEGIN IMMEDIATE`` write transaction (see ``ledger.db``). ``seq`` is the primary key, so
+even a writer that bypassed the lock could not fork the log: its insert would fail.
 """
 
 from __future__ import annotations
