@@ -66,27 +66,12 @@ def _cedar_requests(url: str, studies: list[str]) -> list[dict[str, object]]:
         r = rows_by_study[study][0]
         classifier.classify(in_force.get(r.subject_id, []), r)
         key = classifier.keys[0]
-        assert key.consent is not None
         out.append(
             {
                 "principal": {"type": f"{NAMESPACE}::Pipeline", "id": "p"},
                 "action": {"type": f"{NAMESPACE}::Action", "id": "infer"},
                 "resource": {"type": f"{NAMESPACE}::ImageClass", "id": "class-0"},
-                "context": {
-                    "consent": {
-                        "permitted": key.consent.permitted,
-                        "denied": key.consent.denied,
-                        "legacy_research": key.consent.legacy_research,
-                        "explicit_generative": key.consent.explicit_generative,
-                        "modifiers": list(key.consent.modifiers),
-                    },
-                    "image": {
-                        "modality": key.modality,
-                        "body_part": key.body_part,
-                        "burned_in": key.burned_in,
-                    },
-                    "request": decision.request_context(purpose),
-                },
+                "context": decision.class_context(key, decision.request_context(purpose)),
             }
         )
     engine.dispose()

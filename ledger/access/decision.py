@@ -176,6 +176,28 @@ def _as_date(value: Any) -> date | None:
         return None
 
 
+def class_context(key: ClassKey, request: dict[str, Any]) -> dict[str, Any]:
+    """The Cedar context of one class: its consent summary, image attributes and the
+    request (``request_context``). The key must not be the erased class."""
+    consent = key.consent
+    assert consent is not None
+    return {
+        "consent": {
+            "permitted": consent.permitted,
+            "denied": consent.denied,
+            "legacy_research": consent.legacy_research,
+            "explicit_generative": consent.explicit_generative,
+            "modifiers": list(consent.modifiers),
+        },
+        "image": {
+            "modality": key.modality,
+            "body_part": key.body_part,
+            "burned_in": key.burned_in,
+        },
+        "request": request,
+    }
+
+
 def decide_classes(
     policies: PolicySet,
     purpose: Purpose,
@@ -190,21 +212,7 @@ def decide_classes(
             "action": action,
             "resource_type": "ImageClass",
             "resource": f"class-{n}",
-            "context": {
-                "consent": {
-                    "permitted": key.consent.permitted,
-                    "denied": key.consent.denied,
-                    "legacy_research": key.consent.legacy_research,
-                    "explicit_generative": key.consent.explicit_generative,
-                    "modifiers": list(key.consent.modifiers),
-                },
-                "image": {
-                    "modality": key.modality,
-                    "body_part": key.body_part,
-                    "burned_in": key.burned_in,
-                },
-                "request": request,
-            },
+            "context": class_context(key, request),
         }
         for n, key in enumerate(class_keys)
         if key.consent is not None

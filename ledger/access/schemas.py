@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ledger.consent.purposes import purpose_text
 from ledger.fields import FreeText, Identifier, Name
 
-SENSITIVE_RESEARCH = (
-    "illegal_behaviour",
-    "addiction",
-    "sexual_diseases",
-    "stigmatised_diseases",
-    "vulnerable_population",
-    "psychological_traits",
-    "not_health",
-    "population_structure",
-    "pediatric",
-    "one_sex_only",
-)
 SensitiveResearch = Literal[
     "illegal_behaviour",
     "addiction",
@@ -34,6 +22,7 @@ SensitiveResearch = Literal[
     "pediatric",
     "one_sex_only",
 ]
+SENSITIVE_RESEARCH: tuple[str, ...] = get_args(SensitiveResearch)
 
 
 class AccessRequestCreate(BaseModel):
