@@ -39,7 +39,7 @@ from ledger.consent.purposes import Purpose
 from ledger.errors import Conflict, Forbidden, Gone, LedgerError, NotFound, Unauthenticated
 from ledger.images.deid import DEFAULT_OPTIONS, Deidentifier, Option
 from ledger.images.models import Image
-from ledger.images.sop_classes import is_secondary_capture
+from ledger.images.sop_classes import header_quarantine
 from ledger.images.store import ObjectStore, data_key
 from ledger.keystore import KeyRing
 from ledger.policy.engine import PolicySet
@@ -195,7 +195,7 @@ def eligibility_now(
 
 def _may_show_text(sop_class: str | None, burned_in: str | None) -> bool:
     """The de-identifier's quarantine rule, from the index (see ``Deidentifier.apply``)."""
-    return burned_in == "YES" or (is_secondary_capture(sop_class) and burned_in != "NO")
+    return header_quarantine(sop_class, burned_in) is not None
 
 
 def prepare(

@@ -47,7 +47,7 @@ from ledger.images.deid_text import (
     header_values,
 )
 from ledger.images.sop_classes import SECONDARY_CAPTURE as SECONDARY_CAPTURE
-from ledger.images.sop_classes import is_secondary_capture
+from ledger.images.sop_classes import header_quarantine
 
 MAX_SHIFT_DAYS = 3650
 DUMMY_DATE = "19000101"
@@ -201,14 +201,12 @@ class Deidentifier:
         meta: FileMetaDataset | None = getattr(ds, "file_meta", None)
         if meta is not None and "SOPInstanceUID" in ds:
             meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        burned = str(ds.get("BurnedInAnnotation", "") or "").upper()
-        sop_class = str(ds.get("SOPClassUID", "") or "")
-        if burned == "YES":
+        reason = header_quarantine(
+            str(ds.get("SOPClassUID", "") or ""), str(ds.get("BurnedInAnnotation", "") or "")
+        )
+        if reason is not None:
             result.quarantined = True
-            result.reasons.append("BurnedInAnnotation is YES")
-        elif is_secondary_capture(sop_class) and burned != "NO":
-            result.quarantined = True
-            result.reasons.append("secondary capture without BurnedInAnnotation NO")
+            result.reasons.append(reason)
         return result
 
     def _method(self, result: Result, codes: list[str]) -> list[str]:

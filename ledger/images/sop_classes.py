@@ -10,3 +10,16 @@ def is_secondary_capture(sop_class: str | None) -> bool:
     visible-light classes (``...1.77...``) that share the text prefix."""
     uid = (sop_class or "").strip()
     return uid == SECONDARY_CAPTURE or uid.startswith(SECONDARY_CAPTURE + ".")
+
+
+def header_quarantine(sop_class: str | None, burned_in: str | None) -> str | None:
+    """Why the header alone says an image may show text in its pixels, or None.
+
+    De-identification applies it to the file and release to the index's copy of the same
+    two attributes, so release can refuse before anything is decrypted."""
+    burned = (burned_in or "").strip().upper()
+    if burned == "YES":
+        return "BurnedInAnnotation is YES"
+    if is_secondary_capture(sop_class) and burned != "NO":
+        return "secondary capture without BurnedInAnnotation NO"
+    return None
