@@ -9,12 +9,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from ledger.access.service import Context
 from ledger.wiring import AppState
 
 __all__ = [
     "AppState",
-    "ContextDep",
     "ReadSessionDep",
     "SessionDep",
     "StateDep",
@@ -63,13 +61,8 @@ def _unit_of_work(request: Request, *, readonly: bool) -> Iterator[Session]:
             raise
 
 
-def _context(request: Request) -> Context:
-    return app_state(request).context()
-
-
 SessionDep = Annotated[Session, Depends(_session, scope="function")]
 # A GET that appends to the log (a release) needs a transaction that commits.
 WriteSessionDep = Annotated[Session, Depends(_write_session, scope="function")]
 ReadSessionDep = Annotated[Session, Depends(_read_session, scope="function")]
 StateDep = Annotated[AppState, Depends(app_state)]
-ContextDep = Annotated[Context, Depends(_context)]
