@@ -83,9 +83,21 @@ def _icd_module() -> Any:
 @cache
 def _ontology(path: str | None) -> dict[str, tuple[str, ...]]:
     """Term → its direct parents (``is_a``), from an OBO file's ``[Term]`` stanzas."""
+    return _read_obo(path)[0]
+
+
+@cache
+def _names(path: str | None) -> dict[str, str]:
+    """Term → its ``name:``, from the same file (what the console shows beside a code)."""
+    return _read_obo(path)[1]
+
+
+@cache
+def _read_obo(path: str | None) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
     if not path:
-        return {}
+        return {}, {}
     parents: dict[str, list[str]] = {}
+    names: dict[str, str] = {}
     current: str | None = None
     in_term = False
     for raw in Path(path).read_text(encoding="utf-8").splitlines():
@@ -104,12 +116,14 @@ def _ontology(path: str | None) -> dict[str, tuple[str, ...]]:
                 current = None
             if current is not None:
                 parents.setdefault(current, [])
+        elif tag == "name" and current is not None:
+            names.setdefault(current, value)
         elif tag == "is_a" and current is not None:
             try:
                 parents[current].append(normalise(value.split()[0]))
             except InvalidInput:
                 continue
-    return {k: tuple(v) for k, v in parents.items()}
+    return {k: tuple(v) for k, v in parents.items()}, names
 
 
 def ontology_path() -> str | None:
@@ -180,5 +194,41 @@ def deny_matches(denied: str, wanted: str) -> bool:
 
 def clear_caches() -> None:
     """Forget loaded hierarchies (after ``LEDGER_DISEASE_ONTOLOGY`` changes)."""
+    _read_obo.cache_clear()
     _ontology.cache_clear()
+    _names.cache_clear()
     _ancestors.cache_clear()
+
+
+def label(code: str) -> str | None:
+    """The name of a disease where its hierarchy knows it (ICD-10-CM's description, the OBO
+    file's ``name:``), else None: shown beside the code, never compared."""
+    canonical = lenient(code)
+    system, _, local = canonical.partition(":")
+    if system == ICD10CM:
+        icd = _icd_module()
+        if icd is None or not icd.is_valid_item(local):
+            return None
+        return str(icd.get_description(local))
+    return _names(ontology_path()).get(canonical)
+
+
+_OBO_LOCAL = re.compile(r"^(?:([A-Za-z]+)[:_])?([0-9]{1,10})$")
+
+
+def from_system(system: str, code: str) -> str:
+    """The canonical CURIE of ``code`` given in code system ``system`` (a key of
+    ``SYSTEMS``), as FHIR codings carry them: ICD-10-CM ``C34.1`` (or ``C341``); MONDO and
+    DOID ``MONDO:0004992``, ``MONDO_0004992`` or the bare ``0004992``. A code whose shape
+    does not fit its system (or names another system) is an InvalidInput."""
+    text = code.strip()
+    if system == ICD10CM:
+        if not _ICD.match(text.upper()):
+            raise InvalidInput(f"{code!r} is not an ICD-10-CM code (e.g. C34.1)")
+        return f"{ICD10CM}:{_icd(text)}"
+    if system not in SYSTEMS:
+        raise InvalidInput(f"unknown disease code system {system!r}; known: {', '.join(SYSTEMS)}")
+    m = _OBO_LOCAL.match(text)
+    if m is None or (m.group(1) is not None and m.group(1).upper() != system):
+        raise InvalidInput(f"{code!r} is not a {system} code (e.g. {system}:0004992)")
+    return f"{system}:{m.group(2)}"

@@ -15,6 +15,9 @@ Mapping (both versions):
 * provision ``purpose`` codings: ``urn:ledger:purpose`` codes, DUO codes
   (``http://purl.obolibrary.org/obo/duo``, purposes or modifiers), ``urn:ledger:modifier``;
   a consent naming no purpose the ledger knows is a 422 listing what it found;
+  ``DUO:0000007`` (disease-specific research) with the disease as another coding in the same
+  list (ICD-10-CM, MONDO or DOID: ``fhir_diseases``) is ``DS:<SYSTEM>:<code>``, one per
+  disease coding; an unknown disease system, or either coding without the other, is a 422;
 * provision ``code`` codings from DICOM (``http://dicom.nema.org/resources/ontology/DCM``)
   limit the modalities; ``dataPeriod`` limits study dates;
 * nested provisions become consents of their own: exceptions with the opposite decision
@@ -31,11 +34,13 @@ from fhir.resources.consent import Consent as ConsentR5
 from fhir.resources.R4B.consent import Consent as ConsentR4B
 from pydantic import ValidationError
 
+from ledger.consent import fhir_diseases
 from ledger.consent import fhir_elements as elements
 from ledger.consent.fhir_checks import (
     ACCEPTED_PURPOSES,
     DCM_SYSTEM,
     DUO_SYSTEM,
+    DUO_SYSTEMS,
     MODIFIER_SYSTEM,
     PURPOSE_SYSTEM,
     audit,
@@ -44,6 +49,7 @@ from ledger.consent.fhir_checks import (
     provisions_of,
     purpose_problems,
 )
+from ledger.consent.fhir_diseases import DUO_DS
 from ledger.consent.fhir_patient import Patient, Resolver, identify
 from ledger.consent.purposes import tree
 from ledger.consent.schemas import Decision, Scope
@@ -136,6 +142,10 @@ def _purposes(codings: list[dict[str, Any]], element: str) -> tuple[list[str], l
     modifiers_by_duo = {m["duo"]: code for code, m in t.modifiers.items()}
     purposes: list[str] = []
     modifiers: list[str] = []
+    ds_at = next(
+        (i for i, c in enumerate(codings) if c.get("system") in DUO_SYSTEMS and _ds(c)), None
+    )
+    found_disease = False
     for i, coding in enumerate(codings):
         system, code = coding.get("system"), str(coding.get("code") or "")
         at = f"{element}[{i}]"
@@ -146,23 +156,54 @@ def _purposes(codings: list[dict[str, Any]], element: str) -> tuple[list[str], l
                 raise _error(at, exc.detail) from exc
         elif system == MODIFIER_SYSTEM and code in t.modifiers:
             modifiers.append(code)
-        elif system == DUO_SYSTEM and code in by_duo and by_duo[code] != "DS":
+        elif system in DUO_SYSTEMS and _ds(coding):
+            continue
+        elif system in DUO_SYSTEMS and code in by_duo:
             purposes.append(by_duo[code])
-        elif system == DUO_SYSTEM and code in modifiers_by_duo:
+        elif system in DUO_SYSTEMS and code in modifiers_by_duo:
             modifiers.append(modifiers_by_duo[code])
+        elif ds_at is not None and system not in DUO_SYSTEMS:
+            # Beside DUO:0000007 every other coding is the disease it is limited to.
+            try:
+                purposes.append(t.validate(f"DS:{fhir_diseases.qualifier(coding)}"))
+            except InvalidInput as exc:
+                raise _error(at, exc.detail) from exc
+            found_disease = True
+        elif fhir_diseases.is_disease_coding(coding):
+            raise _error(
+                at,
+                f"a disease coding limits research only beside {DUO_DS} (disease-specific "
+                f"research) in the same purpose list; add {DUO_SYSTEM}|{DUO_DS}",
+            )
         else:
             raise _error(
                 at,
                 f"cannot map coding {system}|{code} to a purpose or modifier; accepted code "
                 f"systems: {ACCEPTED_PURPOSES}",
             )
+    if ds_at is not None and not found_disease:
+        raise _error(
+            f"{element}[{ds_at}]",
+            f"{DUO_DS} (disease-specific research) needs the disease: add its coding to the "
+            f"same purpose list, from {fhir_diseases.KNOWN}",
+        )
     return purposes, modifiers
+
+
+def _ds(coding: dict[str, Any]) -> bool:
+    return str(coding.get("code") or "") == DUO_DS
 
 
 def _modalities(concepts: list[dict[str, Any]], element: str) -> list[str]:
     out = []
     for i, concept in enumerate(concepts):
         for j, coding in enumerate(concept.get("coding") or []):
+            if fhir_diseases.is_disease_coding(coding):
+                raise _error(
+                    f"{element}[{i}].coding[{j}]",
+                    f"a disease limits research as a purpose: put its coding in purpose, "
+                    f"beside {DUO_SYSTEM}|{DUO_DS} (disease-specific research)",
+                )
             if coding.get("system") != DCM_SYSTEM or not coding.get("code"):
                 raise _error(
                     f"{element}[{i}].coding[{j}]",

@@ -13,6 +13,8 @@ from ledger.consent.schemas import Decision
 PURPOSE_SYSTEM = "urn:ledger:purpose"
 MODIFIER_SYSTEM = "urn:ledger:modifier"
 DUO_SYSTEM = "http://purl.obolibrary.org/obo/duo"
+# The ontology's own PURL is sent by some implementers (NCPI, INCLUDE): read as the same.
+DUO_SYSTEMS = (DUO_SYSTEM, "http://purl.obolibrary.org/obo/duo.owl")
 DCM_SYSTEM = "http://dicom.nema.org/resources/ontology/DCM"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 OPT = {
@@ -23,7 +25,8 @@ OPT = {
 }
 ACCEPTED_PURPOSES = (
     f"{PURPOSE_SYSTEM} (the ledger's purpose tree, GET /v1/purposes), "
-    f"{DUO_SYSTEM} (DUO purposes and modifiers, e.g. DUO:0000007), "
+    f"{DUO_SYSTEM} (DUO purposes and modifiers, e.g. DUO:0000006; DUO:0000007 with the "
+    "disease as a coding of ICD-10-CM, MONDO or DOID beside it), "
     f"{MODIFIER_SYSTEM} (modifiers)"
 )
 
@@ -31,12 +34,13 @@ ACCEPTED_PURPOSES = (
 def _known_purpose(coding: dict[str, Any]) -> bool:
     system = coding.get("system")
     return system == PURPOSE_SYSTEM or (
-        system == DUO_SYSTEM and str(coding.get("code") or "") in _duo_purposes()
+        system in DUO_SYSTEMS and str(coding.get("code") or "") in _duo_purposes()
     )
 
 
 def _duo_purposes() -> set[str]:
-    return {str(p.duo) for p in tree().purposes.values() if p.duo and p.code != "DS"}
+    """DUO purposes (``DUO:0000007`` too: its disease coding is checked where it is read)."""
+    return {str(p.duo) for p in tree().purposes.values() if p.duo}
 
 
 def audit(node: Any, table: dict[str, tuple[str, str]], at: str, out: list[dict[str, Any]]) -> None:

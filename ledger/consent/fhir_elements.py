@@ -104,7 +104,8 @@ _COMMON_PROVISION: dict[str, tuple[str, str]] = {
     "securityLabel": (REFUSED, "limits data by label; images carry none"),
     "purpose": (
         MAPPED,
-        "purposes and modifiers: urn:ledger:purpose, DUO, urn:ledger:modifier; other codes refused",
+        "purposes and modifiers: urn:ledger:purpose, DUO (DUO:0000007 with the disease as an "
+        "ICD-10-CM, MONDO or DOID coding beside it), urn:ledger:modifier; other codes refused",
     ),
     "code": (MAPPED, "DICOM (DCM) modality codes limit the modalities; other codes refused"),
     "dataPeriod": (MAPPED, "study dates"),

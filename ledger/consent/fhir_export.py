@@ -5,7 +5,7 @@ element it was sent with, except the patient's identity, which is the pseudonymo
 subject reference (``fhir_patient.pseudonymise``), and the narrative. Its ``status`` and
 (R5) ``period`` follow the consent: a withdrawn consent is ``inactive`` from the moment
 of withdrawal. A consent recorded through the JSON API or CSV is answered as a generated
-R5 Consent.
+R5 Consent, its diseases as ``DUO:0000007`` with a disease coding beside it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from fhir.resources.consent import Consent as ConsentR5
 
 from ledger.canonical import canonical
 from ledger.clock import timestamp
-from ledger.consent.fhir_checks import DCM_SYSTEM, MODIFIER_SYSTEM, PURPOSE_SYSTEM
+from ledger.consent import fhir_diseases
+from ledger.consent.fhir_checks import DCM_SYSTEM, DUO_SYSTEM, MODIFIER_SYSTEM, PURPOSE_SYSTEM
 from ledger.consent.fhir_patient import subject_ref
 from ledger.consent.models import ConsentVersion
 
@@ -67,7 +68,27 @@ def from_kept(
 
 
 def _coding_list(row: ConsentVersion) -> list[dict[str, str]]:
-    codings = [{"system": PURPOSE_SYSTEM, "code": p} for p in row.purposes]
+    """The purposes and modifiers as codings: the ledger's own codes, except diseases, which
+    are ``DUO:0000007`` once with each disease as a coding of its own system beside it
+    (``fhir_diseases``), what DUO-aware systems read and import reads back the same."""
+    codings: list[dict[str, str]] = []
+    disease_codings: list[dict[str, str]] = []
+    for p in row.purposes:
+        base, _, disease = p.partition(":")
+        coded = fhir_diseases.coding(disease) if base == "DS" and disease else None
+        if coded is None:
+            codings.append({"system": PURPOSE_SYSTEM, "code": p})
+            continue
+        if not disease_codings:
+            codings.append(
+                {
+                    "system": DUO_SYSTEM,
+                    "code": fhir_diseases.DUO_DS,
+                    "display": fhir_diseases.DUO_DS_DISPLAY,
+                }
+            )
+        disease_codings.append(coded)
+    codings += disease_codings
     codings += [{"system": MODIFIER_SYSTEM, "code": m} for m in row.modifiers]
     return codings
 
