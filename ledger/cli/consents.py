@@ -240,6 +240,62 @@ def import_csv(
         )
 
 
+@consents_app.command("diseases")
+def disease_codes(
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="List only codes that do not normalise; exit 1 if there are any."
+        ),
+    ] = False,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The disease codes (DS qualifiers) stored consents carry and how each is read.
+
+    Stored codes are never rewritten (they are also in the signed log); a code that does not
+    normalise is kept and fails closed: correct it by amending the consent."""
+    from ledger.consent import disease_report
+
+    with read_only(home) as session:
+        found = disease_report.report(session)
+    shown = found.unreadable if check else found.codes
+    if json_out:
+        emit_json(found.as_json(only_unreadable=check))
+    elif check:
+        table(
+            "Disease codes that do not normalise (kept as stored; they fail closed)",
+            ["stored", "consents", "active", "why"],
+            [(f"DS:{c.stored}", c.consents, c.active, c.problem or "") for c in shown],
+        )
+    else:
+        table(
+            "Disease codes in stored consents",
+            ["stored", "read as", "label", "consents", "active", "note"],
+            [
+                (
+                    f"DS:{c.stored}",
+                    f"DS:{c.canonical}" if c.canonical else "(kept as stored)",
+                    c.label or "",
+                    c.consents,
+                    c.active,
+                    c.problem or ("" if c.hierarchy else "no hierarchy holds it: fails closed"),
+                )
+                for c in shown
+            ],
+        )
+    if not json_out:
+        summary = found.summary()
+        console.print(
+            f"{summary['codes']} code(s): {summary['canonical']} canonical, "
+            f"{summary['normalises']} read normalised, {summary['unreadable']} do not "
+            f"normalise; {summary['without_hierarchy']} without a known hierarchy.",
+            highlight=False,
+        )
+    if check and shown:
+        raise typer.Exit(1)
+
+
 def _print_consents(rows: list[ConsentPublic], json_out: bool, title: str) -> None:
     if json_out:
         emit_json(rows)
