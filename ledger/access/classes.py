@@ -31,7 +31,10 @@ class ConsentSummary(NamedTuple):
     denied: bool
     legacy_research: bool  # only a broad research consent without an AI purpose covers it
     explicit_generative: bool  # a permit names ai.generative
-    modifiers: tuple[str, ...]  # of the permits that cover it, sorted
+    modifiers: tuple[str, ...]  # codes of the covering permits' modifiers (GS, not GS:FR)
+    # Valued modifiers (MOR, GS) of the covering permits the request does not meet, by code
+    # (``ledger.consent.modifiers.unmet``).
+    unmet: tuple[str, ...] = ()
 
 
 class ClassKey(NamedTuple):

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, object_session
 
-from ledger.access import image_rows
+from ledger.access import conditions, image_rows
 from ledger.access.classes import (
     ERASED,
     ERASED_CLASS,
@@ -27,6 +27,7 @@ from ledger.access.classes import (
 )
 from ledger.access.models import AccessRequest
 from ledger.consent import facts
+from ledger.consent import modifiers as consent_modifiers
 from ledger.consent.in_force import effective_consents
 from ledger.consent.purposes import Purpose
 from ledger.policy.engine import PolicySet, Verdict
@@ -37,30 +38,32 @@ def request_context(purpose: Purpose) -> dict[str, Any]:
     """What the policies read about the request (``request`` in every Cedar context)."""
     return {
         "ai_purpose": purpose.ai or "",
-        "duo_category": purpose.duo or "",
+        "duo_category": purpose.category_text,
         "commercial": purpose.commercial,
         "has_irb_reference": bool(purpose.irb_reference),
         "organisation_type": purpose.organisation_type,
         "ai_development": purpose.development,
-        "names_disease": purpose.disease is not None,
+        "names_disease": bool(purpose.diseases),
+        "commitments": sorted(purpose.commitments),
     }
 
 
 def purpose_of(request: AccessRequest) -> Purpose:
-    """What a stored request asked for, with its flags and the requester's organisation
-    type as it is now (an NPU consent is weighed at every release)."""
+    """What a stored request asked for, with its flags and commitments, and the
+    requester's organisation type and region as they are now (NPU and GS consents are
+    weighed again at every release)."""
     session = object_session(request)
-    kind = (
-        principals.organisation_type(session, request.requester_id)
-        if session is not None
-        else "unknown"
-    )
-    return Purpose.of_fields(
-        request.purpose,
-        request.duo_category,
-        commercial=request.commercial,
-        irb_reference=request.irb_reference,
-        organisation_type=kind,
+    who = principals.requester_facts(session, request.requester_id) if session else None
+    return conditions.with_conditions(
+        Purpose.of_fields(
+            request.purpose,
+            request.duo_category,
+            commercial=request.commercial,
+            irb_reference=request.irb_reference,
+            organisation_type=who.organisation_type if who else "unknown",
+        ),
+        request.conditions or {},
+        region=who.region if who else None,
     )
 
 
@@ -110,7 +113,12 @@ class Classifier:
                 denied=bool(outcome.denies) and not outcome.permitted,
                 legacy_research=outcome.legacy_research,
                 explicit_generative=any("ai.generative" in p.purposes for p in outcome.permits),
-                modifiers=tuple(sorted(outcome.modifiers)),
+                modifiers=tuple(sorted({consent_modifiers.base(m) for m in outcome.modifiers})),
+                unmet=consent_modifiers.unmet(
+                    outcome.modifiers,
+                    no_publication_before=self.purpose.no_publication_before,
+                    region=self.purpose.region,
+                ),
             )
             index = self._outcomes[key] = self._class_index(
                 ClassKey(summary, modality or "", part or "", burned or "")
@@ -188,6 +196,7 @@ def class_context(key: ClassKey, request: dict[str, Any]) -> dict[str, Any]:
             "legacy_research": consent.legacy_research,
             "explicit_generative": consent.explicit_generative,
             "modifiers": list(consent.modifiers),
+            "unmet": list(consent.unmet),
         },
         "image": {
             "modality": key.modality,

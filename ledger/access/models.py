@@ -37,10 +37,16 @@ class AccessRequest(SQLModel, table=True):
         sa_column=Column(String(36), ForeignKey("datasets.id"), nullable=False, index=True)
     )
     purpose: str = Field(sa_column=Column(String(64), nullable=False))
-    duo_category: str | None = Field(default=None, sa_column=Column(String(128)))
+    # The DUO category, or the diseases named (comma-separated, sorted): up to 16 CURIEs.
+    duo_category: str | None = Field(default=None, sa_column=Column(String(1024)))
     justification: str = Field(sa_column=Column(Text, nullable=False))
     irb_reference: str | None = Field(default=None, sa_column=Column(String(200)))
     commercial: bool = Field(sa_column=Column(Boolean, nullable=False))
+    # What the request states for PUB, RTN, COL and MOR (``ledger.access.conditions``).
+    conditions: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_column=Column(JSONType, nullable=False, server_default="{}"),
+    )
     status: str = Field(sa_column=Column(String(16), nullable=False, index=True))
     as_of: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     policy_hash: str = Field(sa_column=Column(String(64), nullable=False))

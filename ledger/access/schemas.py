@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,13 +31,45 @@ class AccessRequestCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset_id: Identifier = Field(min_length=1, max_length=36)
-    purpose: Identifier = Field(min_length=1, max_length=64, examples=["ai.training"])
+    purpose: Identifier = Field(
+        min_length=1,
+        max_length=1024,
+        examples=["ai.training", "ai.training,DS:ICD10CM:C34.1,DS:MONDO:0005061"],
+        description="An AI purpose, and optionally its DUO research category or the diseases "
+        "the research is about (comma-separated).",
+    )
     duo_category: Identifier | None = Field(
-        default=None, max_length=128, description="A DUO research category, e.g. DS:MONDO_0005061"
+        default=None,
+        max_length=1024,
+        description="A DUO research category (HMB), or one or more diseases, comma-separated "
+        "(DS:ICD10CM:C34.1,DS:MONDO:0005061): every disease must be covered by a consent and "
+        "none refused.",
     )
     justification: FreeText = Field(min_length=10, max_length=10_000)
     irb_reference: Name | None = Field(default=None, max_length=200)
     commercial: bool = Field(default=False, description="Will the result be used commercially?")
+    publication_commitment: bool = Field(
+        default=False,
+        description="The requester commits to publishing its results (what PUB consents "
+        "ask); an obligation of the grant.",
+    )
+    return_of_results: bool = Field(
+        default=False,
+        description="The requester commits to returning derived data or results to the "
+        "source (what RTN consents ask); an obligation of the grant.",
+    )
+    collaborator: Name | None = Field(
+        default=None,
+        max_length=200,
+        description="The collaborator of the study team the research is done with (what COL "
+        "consents ask); an obligation of the grant.",
+    )
+    no_publication_before: date | None = Field(
+        default=None,
+        description="The requester commits to publishing nothing before this day; a consent "
+        "with a moratorium (MOR:YYYY-MM-DD) serves only a request committing to its date or "
+        "later. An obligation of the grant.",
+    )
     sensitive_research: list[SensitiveResearch] = Field(
         default_factory=list,
         max_length=len(SENSITIVE_RESEARCH),
@@ -66,6 +98,12 @@ class Evaluation(BaseModel):
         description="The request's DUOS 'abstain' flags: a steward must decide (never "
         "approved automatically).",
     )
+    obligations: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What a grant obliges its holder to do, from the conditions the eligible "
+        "images' consents ask (publication, return_of_results, collaborator, "
+        "no_publication_before, irb_reference); the grant's obligations claim.",
+    )
 
 
 class ReviewPublic(BaseModel):
@@ -84,6 +122,11 @@ class AccessRequestPublic(BaseModel):
     justification: str
     irb_reference: str | None
     commercial: bool
+    conditions: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What the request stated: publication, return_of_results, collaborator, "
+        "no_publication_before.",
+    )
     status: str
     as_of: datetime
     policy_hash: str

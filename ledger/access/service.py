@@ -16,7 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from ledger.access import decision, evaluation, grant_manifest, release, tokens
+from ledger.access import conditions, decision, evaluation, grant_manifest, release, tokens
+from ledger.access.classes import ImageClass
 from ledger.access.lifecycle import Status, transition
 from ledger.access.models import AccessRequest, AccessReview, Grant
 from ledger.access.schemas import (
@@ -70,12 +71,23 @@ def _request_level(
 def create(
     session: Session, ctx: Context, body: AccessRequestCreate, *, requester: str
 ) -> AccessRequest:
-    purpose = Purpose.of_fields(
-        body.purpose,
-        body.duo_category,
-        commercial=body.commercial,
-        irb_reference=body.irb_reference,
-        organisation_type=principals.organisation_type(session, requester),
+    who = principals.requester_facts(session, requester)
+    stated = conditions.stored(
+        publication=body.publication_commitment,
+        return_of_results=body.return_of_results,
+        collaborator=body.collaborator,
+        no_publication_before=body.no_publication_before,
+    )
+    purpose = conditions.with_conditions(
+        Purpose.of_fields(
+            body.purpose,
+            body.duo_category,
+            commercial=body.commercial,
+            irb_reference=body.irb_reference,
+            organisation_type=who.organisation_type,
+        ),
+        stated,
+        region=who.region,
     )
     dataset = session.get(DatasetRecord, body.dataset_id)
     if dataset is None:
@@ -114,6 +126,7 @@ def create(
         justification=body.justification,
         irb_reference=body.irb_reference,
         commercial=body.commercial,
+        conditions=stated,
         status=transition(Status.submitted, Status.evaluated),
         as_of=as_of,
         policy_hash=ctx.policies.hash,
@@ -131,6 +144,9 @@ def create(
             "composition": result.composition,
             "timings_ms": result.timings_ms,
             "sensitive_research": sensitive,
+            "obligations": conditions.obligations(
+                purpose, stated, _eligible_modifiers(result.classes)
+            ),
         },
         classes=[c.as_json() for c in result.classes],
         outcomes=result.outcomes,
@@ -157,6 +173,11 @@ def create(
         request.auto_approved = True
         _approve(session, ctx, request, actor=None, log_index=entry.seq)
     return request
+
+
+def _eligible_modifiers(classes: list[ImageClass]) -> set[str]:
+    """The modifier codes of the consents of every eligible image."""
+    return {m for c in classes if c.eligible and c.facts for m in c.facts.modifiers}
 
 
 def get(session: Session, request_id: str) -> AccessRequest:
@@ -194,6 +215,7 @@ def public(session: Session, request: AccessRequest) -> AccessRequestPublic:
         justification=request.justification,
         irb_reference=request.irb_reference,
         commercial=request.commercial,
+        conditions=request.conditions or {},
         status=request.status,
         as_of=request.as_of,
         policy_hash=request.policy_hash,
@@ -211,6 +233,7 @@ def public(session: Session, request: AccessRequest) -> AccessRequestPublic:
             composition=e["composition"],
             timings_ms=e.get("timings_ms", {}),
             sensitive_research=e.get("sensitive_research", []),
+            obligations=e.get("obligations", {}),
         ),
         reviews=[
             ReviewPublic(
@@ -324,6 +347,9 @@ def issue_grant(
         "as_of": timestamp(request.as_of),
         "log_index": log_index,
     }
+    obligations = request.evaluation.get("obligations")
+    if obligations:  # PUB, RTN, COL, MOR, IRB: what the holder must do (DUO conditions)
+        claims["obligations"] = obligations
     token = tokens.sign(ctx.keys, tokens.GRANT_TYP, claims)
     grant = Grant(
         id=grant_id,

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from ledger.cli.output import HomeOpt, JsonOpt, console, emit_json, table, unit_of_work
-from ledger.errors import NotFound
+from ledger.errors import InvalidInput, NotFound
 from ledger.principals.roles import OrganisationType, PrincipalKind
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from ledger.principals.schemas import PrincipalPublic
+
+T = TypeVar("T")
 
 app = typer.Typer(help="People and pipelines, their roles and API keys.", no_args_is_help=True)
 
@@ -30,6 +33,13 @@ def create(
             help="for_profit, not_for_profit or unknown (NPU consents serve only not_for_profit).",
         ),
     ] = OrganisationType.unknown,
+    region: Annotated[
+        str | None,
+        typer.Option(
+            "--region",
+            help="ISO 3166-1 alpha-2 country it acts from, e.g. FR (GS consents weigh it).",
+        ),
+    ] = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -38,12 +48,13 @@ def create(
     from ledger.principals.schemas import PrincipalCreate
 
     roles = service.validate_roles(role)
-    with unit_of_work(home) as session:
-        made = service.create(
-            session,
-            PrincipalCreate(name=name, kind=kind, roles=roles, organisation_type=organisation_type),
-            actor=None,
+    data = _valid(
+        lambda: PrincipalCreate(
+            name=name, kind=kind, roles=roles, organisation_type=organisation_type, region=region
         )
+    )
+    with unit_of_work(home) as session:
+        made = service.create(session, data, actor=None)
     if json_out:
         emit_json({"id": made.id, "api_key": made.api_key, "name": made.name, "roles": made.roles})
         return
@@ -135,6 +146,42 @@ def set_organisation_type(
         emit_json(done)
     else:
         console.print(f"{done.name} ({done.id}): organisation type {done.organisation_type}")
+
+
+@app.command("region")
+def set_region(
+    principal: Annotated[str, typer.Argument(help="Principal id or name.")],
+    region: Annotated[
+        str, typer.Argument(help="ISO 3166-1 alpha-2 country (e.g. FR), or '' for none.")
+    ],
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Record the country a principal acts from (what GS consents weigh)."""
+    from ledger.principals import service
+    from ledger.principals.schemas import RegionSet
+
+    body = _valid(lambda: RegionSet(region=region))
+    with unit_of_work(home) as session:
+        done = service.public(
+            service.set_region(session, _find(session, principal), body.region, actor=None)
+        )
+    if json_out:
+        emit_json(done)
+    else:
+        console.print(f"{done.name} ({done.id}): region {done.region or 'none'}")
+
+
+def _valid(make: Callable[[], T]) -> T:
+    """Build a schema, its validation error as the one line a person reads."""
+    from pydantic import ValidationError
+
+    try:
+        return make()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise InvalidInput(f"{where}: {first['msg']}") from None
 
 
 def _find(session: Session, ref: str) -> str:

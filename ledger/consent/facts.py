@@ -138,8 +138,9 @@ def permit_covers(purposes: tuple[str, ...], request: Purpose) -> bool:
             return True
     elif not duo:
         return False
-    wanted = request.duo or "GRU"
-    return any(t.permit_covers(d, wanted) for d in duo)
+    # Every disease the request names must be covered (by one permit: the caller asks per
+    # permit, so a subject whose permits each cover one of two diseases is not covered).
+    return all(any(t.permit_covers(d, w) for d in duo) for w in request.wanted)
 
 
 @lru_cache(maxsize=65_536)
@@ -149,8 +150,8 @@ def deny_matches(purposes: tuple[str, ...], request: Purpose) -> bool:
     duo = [p for p in purposes if t.branch(p) == "duo"]
     if ai and (request.ai is None or not any(t.deny_covers(p, request.ai) for p in ai)):
         return False
-    wanted = request.duo or "GRU"
-    return not duo or any(t.overlaps(d, wanted) for d in duo)
+    # A refusal matching any one of the diseases named refuses the request.
+    return not duo or any(t.overlaps(d, w) for d in duo for w in request.wanted)
 
 
 @lru_cache(maxsize=65_536)
@@ -160,8 +161,8 @@ def legacy_covers(purposes: tuple[str, ...], request: Purpose) -> bool:
     t = tree()
     if request.ai is None or any(t.branch(p) == "ai" for p in purposes):
         return False
-    wanted = request.duo or "GRU"
-    return any(t.permit_covers(d, wanted) for d in purposes if t.branch(d) == "duo")
+    duo = [d for d in purposes if t.branch(d) == "duo"]
+    return bool(duo) and all(any(t.permit_covers(d, w) for d in duo) for w in request.wanted)
 
 
 def decide(

@@ -6,11 +6,13 @@ Two rules make it more than a tree walk:
   generative-AI purpose): only a permit naming it, or one of its descendants, covers it;
 * a denial covers every descendant, explicit or not (fail closed).
 
-A request names at most one AI purpose and at most one DUO research category
-(``ai.training``, ``ai.training,DS:C34``, ``HMB``). ``DS`` always carries a disease
-qualifier (``DS:<SYSTEM>:<code>``, normalised by ``ledger.consent.diseases``); a disease
-covers its descendants where a hierarchy is known, and a refusal of a disease matches its
-ancestors and descendants (every disease where no hierarchy is known). What a request asks is
+A request names at most one AI purpose and one DUO research category, or one or more
+diseases (``ai.training``, ``ai.training,DS:C34``, ``ai.training,DS:C34.1,DS:C50``,
+``HMB``); every disease must be covered by a permit and none may match a refusal. ``DS``
+always carries a disease qualifier (``DS:<SYSTEM>:<code>``, normalised by
+``ledger.consent.diseases``); a disease covers its descendants where a hierarchy is known,
+and a refusal of a disease matches its ancestors and descendants (every disease where no
+hierarchy is known). What a request asks is
 a ``Purpose``: parsed once where the request comes in, passed on typed, and turned back
 into that text only where the text is stored, logged or signed.
 """
@@ -20,11 +22,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import date
 from functools import cache
 from importlib import resources
 from typing import Any
 
-from ledger.consent import diseases
+from ledger.consent import diseases, modifiers
 from ledger.errors import InvalidInput
 
 QUALIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
@@ -117,10 +120,14 @@ class PurposeTree:
         return a in self.path(b) or b in self.path(a)
 
     def validate_modifiers(self, codes: list[str]) -> list[str]:
-        unknown = [c for c in codes if c not in self.modifiers]
+        """The modifiers in their one form, sorted and without repeats: bare codes
+        (``NCU``) and valued ones (``MOR:2027-06-30``, ``TS:12M``, ``GS:FR``; syntax in
+        ``ledger.consent.modifiers``); an unknown code or a malformed value is an
+        InvalidInput."""
+        unknown = [c for c in codes if modifiers.base(c.strip().upper()) not in self.modifiers]
         if unknown:
             raise InvalidInput(f"unknown modifier(s) {', '.join(unknown)}; see GET /v1/purposes")
-        return sorted(set(codes))
+        return sorted({modifiers.canonical(c, self.modifiers) for c in codes})
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -165,21 +172,37 @@ def purpose_text(code: str, category: str | None) -> str:
     return f"{code},{category}" if category else code
 
 
+MAX_DISEASES = 16
+
+
 @dataclass(frozen=True, slots=True)
 class Purpose:
-    """What a request asks to do with images: one AI purpose and/or one DUO research
-    category, and the flags policies weigh with them (commercial use, an IRB reference).
+    """What a request asks to do with images: one AI purpose and its DUO research category
+    (one category, or one or more diseases), and the flags policies weigh with them
+    (commercial use, an IRB reference, the requester's organisation).
 
     The consent algebra reads the codes; Cedar reads all of it. Equal purposes are equal
     values, so they key caches directly."""
 
     ai: str | None
-    duo: str | None = None
+    # The DUO research category: empty, one non-disease category (``HMB``), or one or more
+    # diseases (``DS:ICD10CM:C34.1``, ...), canonical and sorted, so equal requests are
+    # equal values and their text is one text.
+    duo: tuple[str, ...] = ()
     commercial: bool = False
     irb_reference: str | None = None
     # The requesting principal's organisation (for_profit, not_for_profit, unknown): what
     # NPU weighs. Not part of the text; unknown counts as for-profit.
     organisation_type: str = "unknown"
+    # What the request commits to, by the modifier that asks it: PUB (publish the
+    # results), RTN (return results to the source), COL (a collaborator of the study team
+    # named). A consent carrying one of these serves only a request that states it.
+    commitments: frozenset[str] = frozenset()
+    # The request's commitment not to publish before this day (what MOR weighs).
+    no_publication_before: date | None = None
+    # The requester's region (ISO 3166-1 alpha-2; what GS weighs); None is outside every
+    # region.
+    region: str | None = None
 
     @classmethod
     def parse(
@@ -190,22 +213,29 @@ class Purpose:
         irb_reference: str | None = None,
         organisation_type: str = "unknown",
     ) -> Purpose:
-        """``ai.training``, ``ai.training,DS:C34`` or ``HMB`` (commas or spaces between
-        codes); an unknown or malformed code, or two codes of one branch, is an
-        InvalidInput naming it."""
+        """``ai.training``, ``ai.training,DS:C34``, ``ai.training,DS:C34.1,DS:MONDO:0005061``
+        or ``HMB`` (commas or spaces between codes); an unknown or malformed code, two AI
+        purposes, two categories, or a category beside diseases is an InvalidInput naming
+        it."""
         t = tree()
         codes = [c.strip() for c in text.replace(" ", ",").split(",") if c.strip()]
         if not codes:
             raise InvalidInput("purpose is empty; name an AI purpose such as ai.training")
         ai = [c for c in codes if t.branch(c) == "ai"]
-        duo = [c for c in codes if t.branch(c) == "duo"]
-        if len(ai) > 1 or len(duo) > 1:
+        duo = sorted({t.validate(c) for c in codes if t.branch(c) == "duo"})
+        diseases = [c for c in duo if c.startswith("DS:")]
+        if len(ai) > 1:
+            raise InvalidInput("a request names at most one AI purpose")
+        if len(duo) > 1 and len(diseases) != len(duo):
             raise InvalidInput(
-                "a request names at most one AI purpose and one DUO research category"
+                "a request names at most one DUO research category, or one or more "
+                "diseases (DS:<SYSTEM>:<code>, each a code of its own)"
             )
+        if len(diseases) > MAX_DISEASES:
+            raise InvalidInput(f"a request names at most {MAX_DISEASES} diseases")
         return cls(
             t.validate(ai[0]) if ai else None,
-            t.validate(duo[0]) if duo else None,
+            tuple(duo),
             commercial,
             irb_reference,
             organisation_type,
@@ -222,7 +252,7 @@ class Purpose:
         organisation_type: str = "unknown",
     ) -> Purpose:
         """From a request's ``purpose`` and ``duo_category`` fields, as filed (where
-        ``purpose`` may name both) or as stored."""
+        ``purpose`` may name both, and ``duo_category`` several diseases) or as stored."""
         return cls.parse(
             purpose_text(code, category),
             commercial=commercial,
@@ -232,11 +262,23 @@ class Purpose:
 
     @property
     def text(self) -> str:
-        """The codes as one text, AI purpose first: what is stored, logged and signed."""
-        return ",".join(c for c in (self.ai, self.duo) if c)
+        """The codes as one text, AI purpose first, then the category or the diseases in
+        order: what is stored, logged and signed."""
+        return ",".join(c for c in (self.ai, *self.duo) if c)
 
     def __str__(self) -> str:
         return self.text
+
+    @property
+    def wanted(self) -> tuple[str, ...]:
+        """What a consent's DUO categories must cover: the category or every disease the
+        request names, else general research use."""
+        return self.duo or ("GRU",)
+
+    @property
+    def category_text(self) -> str:
+        """The DUO part as one text (``HMB``, ``DS:A,DS:B``), empty when none."""
+        return ",".join(self.duo)
 
     @property
     def development(self) -> bool:
@@ -244,17 +286,18 @@ class Purpose:
         return self.ai is not None and "ai.development" in tree().path(self.ai)
 
     @property
-    def disease(self) -> str | None:
-        """The disease the request names (``DS:<SYSTEM>:<code>``), if any."""
-        return self.duo if self.duo and self.duo.startswith("DS:") else None
+    def diseases(self) -> tuple[str, ...]:
+        """The diseases the request names (``DS:<SYSTEM>:<code>``), sorted."""
+        return tuple(c for c in self.duo if c.startswith("DS:"))
 
     @property
     def code(self) -> str:
-        """A stored request's ``purpose``: its AI purpose, or its DUO category if it names
+        """A stored request's ``purpose``: its AI purpose, or its first DUO code if it names
         no AI purpose."""
-        return self.ai or self.duo or ""
+        return self.ai or (self.duo[0] if self.duo else "")
 
     @property
     def category(self) -> str | None:
-        """A stored request's ``duo_category``: the DUO category beside an AI purpose."""
-        return self.duo if self.ai else None
+        """A stored request's ``duo_category``: the DUO codes beside ``code``."""
+        rest = self.duo if self.ai else self.duo[1:]
+        return ",".join(rest) or None

@@ -26,6 +26,8 @@ class Principal(SQLModel, table=True):
         default="unknown",
         sa_column=Column(String(16), nullable=False, server_default="unknown"),
     )
+    # ISO 3166-1 alpha-2 country the principal acts from (what GS consents weigh).
+    region: str | None = Field(default=None, sa_column=Column(String(2)))
     disabled: bool = Field(default=False, nullable=False)
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -27,6 +28,18 @@ class PrincipalCreate(BaseModel):
         "unknown. Consents limited to not-for-profit organisations (NPU) serve only "
         "not_for_profit; unknown counts as for-profit.",
     )
+    region: str | None = Field(
+        default=None,
+        max_length=8,
+        description="ISO 3166-1 alpha-2 country the principal acts from (e.g. FR). Consents "
+        "with a geographical restriction (GS) serve only principals in a region they name; "
+        "none is outside every region.",
+    )
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        return _valid_region(value)
 
     @field_validator("name")
     @classmethod
@@ -48,6 +61,7 @@ class PrincipalPublic(BaseModel):
     kind: PrincipalKind
     roles: list[Role]
     organisation_type: OrganisationType = OrganisationType.unknown
+    region: str | None = None
     disabled: bool
     created_at: datetime
 
@@ -56,6 +70,32 @@ class OrganisationTypeSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     organisation_type: OrganisationType
+
+
+class RegionSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    region: str | None = Field(
+        max_length=8, description="ISO 3166-1 alpha-2 country (e.g. FR), or null for none."
+    )
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        return _valid_region(value)
+
+
+COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+def _valid_region(value: str | None) -> str | None:
+    """An ISO 3166-1 alpha-2 country code, upper case; blank is none."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip().upper()
+    if not COUNTRY.match(text):
+        raise ValueError(f"region {value!r} is not an ISO 3166-1 alpha-2 country code (e.g. FR)")
+    return text
 
 
 class PrincipalWithKey(PrincipalPublic):

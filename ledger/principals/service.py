@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -37,6 +38,7 @@ def create(session: Session, data: PrincipalCreate, *, actor: str | None) -> Pri
         kind=data.kind,
         roles=[str(r) for r in data.roles],
         organisation_type=str(data.organisation_type),
+        region=data.region,
     )
     session.add(principal)
     session.flush()
@@ -50,6 +52,7 @@ def create(session: Session, data: PrincipalCreate, *, actor: str | None) -> Pri
             "kind": principal.kind,
             "roles": principal.roles,
             "organisation_type": principal.organisation_type,
+            "region": principal.region,
         },
         actor=actor,
     )
@@ -114,6 +117,39 @@ def set_organisation_type(
         actor=actor,
     )
     return principal
+
+
+def set_region(
+    session: Session, principal_id: str, region: str | None, *, actor: str | None
+) -> Principal:
+    """Record the country a principal acts from (what GS consents weigh); ``region`` is
+    validated by ``schemas.RegionSet``."""
+    principal = get(session, principal_id)
+    principal.region = region
+    session.flush()
+    log.append(
+        session,
+        "principal.region_set",
+        {"principal": principal.id, "region": principal.region},
+        actor=actor,
+    )
+    return principal
+
+
+@dataclass(frozen=True)
+class RequesterFacts:
+    """What the decision path weighs about a requester (NPU, GS)."""
+
+    organisation_type: str = "unknown"
+    region: str | None = None
+
+
+def requester_facts(session: Session, principal_id: str) -> RequesterFacts:
+    """A principal's organisation type and region; unknown and none for one not found."""
+    principal = session.get(Principal, principal_id)
+    if principal is None:
+        return RequesterFacts()
+    return RequesterFacts(principal.organisation_type, principal.region)
 
 
 def organisation_type(session: Session, principal_id: str) -> str:

@@ -99,6 +99,7 @@ def test_the_policies_read_the_purpose_and_its_flags() -> None:
         "organisation_type": "unknown",
         "ai_development": True,
         "names_disease": False,
+        "commitments": [],
     }
     flagged = Purpose.parse(
         "ai.inference,DS:c34",
@@ -114,4 +115,5 @@ def test_the_policies_read_the_purpose_and_its_flags() -> None:
         "organisation_type": "not_for_profit",
         "ai_development": False,
         "names_disease": True,
+        "commitments": [],
     }

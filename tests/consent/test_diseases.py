@@ -97,7 +97,7 @@ def permitted(items: list[ConsentFact], purpose: str) -> bool:
 def test_qualifiers_are_normalised(given: str, canonical: str) -> None:
     assert diseases.normalise(given) == canonical
     assert tree().validate(f"DS:{given}") == f"DS:{canonical}"
-    assert Purpose.parse(f"ai.training,DS:{given}").duo == f"DS:{canonical}"
+    assert Purpose.parse(f"ai.training,DS:{given}").duo == (f"DS:{canonical}",)
 
 
 @pytest.mark.parametrize("bad", ["SNOMED:254637007", "HP:0000001", "lung cancer", "x"])

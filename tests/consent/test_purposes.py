@@ -99,7 +99,7 @@ def test_scope_limits_images_and_missing_attributes_fail_closed() -> None:
 
 
 def test_no_consent_means_deny() -> None:
-    outcome = decide([], Purpose("ai.training", None))
+    outcome = decide([], Purpose("ai.training"))
     assert not outcome.permitted
     assert outcome.reasons == ["no consent in force permits ai.training"]
 
@@ -135,7 +135,7 @@ def test_adding_a_deny_never_widens_what_is_permitted(
     req: tuple[str | None, str | None],
     image: ImageFacts | None,
 ) -> None:
-    request = Purpose(*req)
+    request = Purpose(req[0], (req[1],) if req[1] else ())
     before = decide(_facts(spec), request, image).permitted
     after = decide(
         _facts([*spec, ("deny", [deny_purpose], deny_modality)]), request, image
@@ -151,7 +151,7 @@ def test_adding_a_permit_never_narrows_unless_denied(
     req: tuple[str | None, str | None],
     image: ImageFacts | None,
 ) -> None:
-    request = Purpose(*req)
+    request = Purpose(req[0], (req[1],) if req[1] else ())
     before = decide(_facts(spec), request, image).permitted
     after = decide(_facts([*spec, ("permit", [permit_purpose], None)]), request, image).permitted
     assert after or not before
@@ -170,13 +170,13 @@ def test_a_purpose_reads_back_as_the_text_it_was_parsed_from(text: str) -> None:
 def test_codes_are_put_in_order_and_split_into_the_stored_fields() -> None:
     for text in ("HMB,ai.training", " ai.training  HMB ", "HMB, ai.training,"):
         purpose = Purpose.parse(text)
-        assert (purpose.ai, purpose.duo) == ("ai.training", "HMB")
+        assert (purpose.ai, purpose.duo) == ("ai.training", ("HMB",))
         assert purpose.text == "ai.training,HMB"
         assert (purpose.code, purpose.category) == ("ai.training", "HMB")
     research = Purpose.parse("HMB")
-    assert (research.ai, research.duo) == (None, "HMB")
+    assert (research.ai, research.duo) == (None, ("HMB",))
     assert (research.code, research.category) == ("HMB", None)  # stored as the purpose itself
-    assert Purpose.of_fields("ai.training", "DS:C34").duo == "DS:ICD10CM:C34"
+    assert Purpose.of_fields("ai.training", "DS:C34").duo == ("DS:ICD10CM:C34",)
     assert Purpose.of_fields("ai.training", None) == Purpose.of_fields("ai.training", "")
     assert Purpose.of_fields("ai.training,HMB", None) == Purpose.parse("ai.training,HMB")
 
@@ -190,11 +190,17 @@ def test_codes_are_put_in_order_and_split_into_the_stored_fields() -> None:
         (" , ", "purpose is empty; name an AI purpose such as ai.training"),
         ("ai.training,DS", "purpose DS needs a qualifier, e.g. DS:C34"),
         ("GRU:x", "purpose GRU takes no qualifier"),
+        ("ai.training,ai.inference", "a request names at most one AI purpose"),
         (
-            "ai.training,ai.inference",
-            "a request names at most one AI purpose and one DUO research category",
+            "HMB,GRU",
+            "a request names at most one DUO research category, or one or more diseases "
+            "(DS:<SYSTEM>:<code>, each a code of its own)",
         ),
-        ("HMB,GRU", "a request names at most one AI purpose and one DUO research category"),
+        (
+            "ai.training,HMB,DS:C34",
+            "a request names at most one DUO research category, or one or more diseases "
+            "(DS:<SYSTEM>:<code>, each a code of its own)",
+        ),
     ],
 )
 def test_unknown_or_ambiguous_purposes_are_refused(text: str, message: str) -> None:

@@ -15,6 +15,7 @@ from ledger.principals.schemas import (
     PrincipalCreate,
     PrincipalPublic,
     PrincipalWithKey,
+    RegionSet,
 )
 
 router = APIRouter(prefix="/v1/principals", tags=["principals"])
@@ -72,3 +73,12 @@ def set_organisation_type(
             session, principal_id, body.organisation_type, actor=caller.id
         )
     )
+
+
+@router.put("/{principal_id}/region", response_model=PrincipalPublic)
+def set_region(
+    principal_id: str, body: RegionSet, session: SessionDep, caller: Admin
+) -> PrincipalPublic:
+    """Record the country the principal acts from (ISO 3166-1 alpha-2, or null): consents
+    with a geographical restriction (GS) serve only principals in a region they name."""
+    return service.public(service.set_region(session, principal_id, body.region, actor=caller.id))
