@@ -60,7 +60,7 @@ class Report:
         return [c for c in self.codes if c.status == "unreadable"]
 
     def summary(self) -> dict[str, int]:
-        count = {s: sum(c.status == s for c in self.codes) for s in _STATUSES}
+        count: dict[str, int] = {s: sum(c.status == s for c in self.codes) for s in _STATUSES}
         return {
             "codes": len(self.codes),
             **count,

@@ -154,14 +154,14 @@ def _purposes(codings: list[dict[str, Any]], element: str) -> tuple[list[str], l
                 purposes.append(t.validate(code))
             except InvalidInput as exc:
                 raise _error(at, exc.detail) from exc
-        elif system == MODIFIER_SYSTEM and code in t.modifiers:
-            modifiers.append(code)
+        elif system == MODIFIER_SYSTEM and code.partition(":")[0] in t.modifiers:
+            modifiers.append(_modifier(code, at))
         elif system in DUO_SYSTEMS and _ds(coding):
             continue
         elif system in DUO_SYSTEMS and code in by_duo:
             purposes.append(by_duo[code])
         elif system in DUO_SYSTEMS and code in modifiers_by_duo:
-            modifiers.append(modifiers_by_duo[code])
+            modifiers.append(_modifier(modifiers_by_duo[code], at))
         elif ds_at is not None and system not in DUO_SYSTEMS:
             # Beside DUO:0000007 every other coding is the disease it is limited to.
             try:
@@ -188,6 +188,15 @@ def _purposes(codings: list[dict[str, Any]], element: str) -> tuple[list[str], l
             f"same purpose list, from {fhir_diseases.KNOWN}",
         )
     return purposes, modifiers
+
+
+def _modifier(code: str, at: str) -> str:
+    """A modifier as the ledger stores it (``CODE`` or, where it carries a value,
+    ``CODE:VALUE``); one it cannot read is a 422 naming the coding."""
+    try:
+        return tree().validate_modifiers([code])[0]
+    except InvalidInput as exc:
+        raise _error(at, exc.detail) from exc
 
 
 def _ds(coding: dict[str, Any]) -> bool:

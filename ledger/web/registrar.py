@@ -1,4 +1,5 @@
-"""Registrar pages: find a subject by issuer and patient id, read the consent timeline,
+"""Registrar pages: find a subject by issuer and patient id, read the consent timeline (each
+version's purposes, diseases and DUO modifiers with their labels: ``consent_terms``),
 record a withdrawal."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from ledger.consent.models import Subject
 from ledger.consent.schemas import WithdrawBody
 from ledger.http.deps import SessionDep, StateDep
 from ledger.principals.models import Role
+from ledger.web import consent_terms
 from ledger.web.pages import PREFIX, PageError, attempt, check_csrf, page_roles, render, see_other
 from ledger.web.sessions import Viewer
 
@@ -66,6 +68,13 @@ def _subject_page(
         status,
         subject=subject,
         versions=versions,
+        terms={
+            (v.consent_id, v.version): (
+                consent_terms.purpose_terms(v.purposes),
+                consent_terms.modifier_terms(v.modifiers),
+            )
+            for v in versions
+        },
         active=[v for v in latest.values() if v.status == "active"],
         error=error,
     )

@@ -217,3 +217,15 @@ def test_a_refusal_of_a_disease_in_fhir_matches_a_narrower_request(
     subject = r.json()["subject"]["identifier"]["value"]
     assert _permitted(client, registrar, subject, "ai.training,DS:ICD10CM:E11")
     assert not _permitted(client, registrar, subject, "ai.training,DS:ICD10CM:C34.1")
+
+
+def test_a_modifier_the_ledger_cannot_read_is_a_422_naming_the_coding(
+    client: TestClient, registrar: dict[str, str], engine: Engine
+) -> None:
+    """Modifiers may carry a value (``CODE:VALUE``); one that does not read is refused
+    where it stands, like a disease, rather than later without an element."""
+    bad = {"system": "urn:ledger:modifier", "code": "NCU:sometimes"}
+    r = _post(client, registrar, _r5([TRAINING, bad]))
+    assert r.status_code == 422, r.text
+    assert "provision[0].purpose[1]" in r.text
+    assert _count(engine) == 0
