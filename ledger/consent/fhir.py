@@ -145,7 +145,6 @@ def _purposes(codings: list[dict[str, Any]], element: str) -> tuple[list[str], l
     ds_at = next(
         (i for i, c in enumerate(codings) if c.get("system") in DUO_SYSTEMS and _ds(c)), None
     )
-    found_disease = False
     for i, coding in enumerate(codings):
         system, code = coding.get("system"), str(coding.get("code") or "")
         at = f"{element}[{i}]"
@@ -168,7 +167,6 @@ def _purposes(codings: list[dict[str, Any]], element: str) -> tuple[list[str], l
                 purposes.append(t.validate(f"DS:{fhir_diseases.qualifier(coding)}"))
             except InvalidInput as exc:
                 raise _error(at, exc.detail) from exc
-            found_disease = True
         elif fhir_diseases.is_disease_coding(coding):
             raise _error(
                 at,
@@ -181,7 +179,7 @@ def _purposes(codings: list[dict[str, Any]], element: str) -> tuple[list[str], l
                 f"cannot map coding {system}|{code} to a purpose or modifier; accepted code "
                 f"systems: {ACCEPTED_PURPOSES}",
             )
-    if ds_at is not None and not found_disease:
+    if ds_at is not None and not any(p.startswith("DS:") for p in purposes):
         raise _error(
             f"{element}[{ds_at}]",
             f"{DUO_DS} (disease-specific research) needs the disease: add its coding to the "
