@@ -2,14 +2,17 @@
 
 Some DUO modifiers are conditions on the requester rather than limits on the data: PUB
 (publish the results), RTN (return results to the source), COL (collaborate with the study
-team: the collaborator is named), MOR (publish nothing before a date). A request states
+team: the collaborator is named), MOR (publish nothing before a date), GSO (a genetic
+study), PS (the project, named), CC (clinical care: opens ``ai.inference`` on a consent
+carrying it). A request states
 them when it is filed; a consent carrying one serves only a request that states it (the
 policies refuse the others by name), and the grant carries every condition its images need
 as an obligation (claim ``obligations``), shown to the steward and the pipeline.
 
 A request's conditions are stored as a small JSON object (``AccessRequest.conditions``):
 ``publication``, ``return_of_results`` (true when stated), ``collaborator`` (a name) and
-``no_publication_before`` (a date); absent keys were not stated.
+``no_publication_before`` (a date), ``project`` (a code), ``clinical_care`` and
+``genetic_study`` (true when stated); absent keys were not stated.
 """
 
 from __future__ import annotations
@@ -28,9 +31,18 @@ def stored(
     return_of_results: bool,
     collaborator: str | None,
     no_publication_before: date | None,
+    project: str | None = None,
+    clinical_care: bool = False,
+    genetic_study: bool = False,
 ) -> dict[str, Any]:
     """The stored form of what a request states (only what it states)."""
     out: dict[str, Any] = {}
+    if project:
+        out["project"] = project.upper()
+    if clinical_care:
+        out["clinical_care"] = True
+    if genetic_study:
+        out["genetic_study"] = True
     if publication:
         out["publication"] = True
     if return_of_results:
@@ -51,6 +63,10 @@ def commitments(conditions: Mapping[str, Any]) -> frozenset[str]:
         out.add("RTN")
     if conditions.get("collaborator"):
         out.add("COL")
+    if conditions.get("clinical_care"):
+        out.add("CC")
+    if conditions.get("genetic_study"):
+        out.add("GSO")
     return frozenset(out)
 
 
@@ -59,14 +75,22 @@ def _day(value: Any) -> date | None:
 
 
 def with_conditions(
-    purpose: Purpose, conditions: Mapping[str, Any], *, region: str | None
+    purpose: Purpose,
+    conditions: Mapping[str, Any],
+    *,
+    region: str | None,
+    requester: str | None = None,
+    institution: str | None = None,
 ) -> Purpose:
-    """``purpose`` with the request's commitments and the requester's region."""
+    """``purpose`` with what the request states and who the requester is."""
     return dataclasses.replace(
         purpose,
         commitments=commitments(conditions),
         no_publication_before=_day(conditions.get("no_publication_before")),
         region=region,
+        requester=requester,
+        institution=institution,
+        project=conditions.get("project"),
     )
 
 

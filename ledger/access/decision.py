@@ -64,6 +64,8 @@ def purpose_of(request: AccessRequest) -> Purpose:
         ),
         request.conditions or {},
         region=who.region if who else None,
+        requester=request.requester_id,
+        institution=who.institution if who else None,
     )
 
 
@@ -118,6 +120,9 @@ class Classifier:
                     outcome.modifiers,
                     no_publication_before=self.purpose.no_publication_before,
                     region=self.purpose.region,
+                    requester=self.purpose.requester,
+                    institution=self.purpose.institution,
+                    project=self.purpose.project,
                 ),
             )
             index = self._outcomes[key] = self._class_index(

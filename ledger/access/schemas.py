@@ -64,6 +64,23 @@ class AccessRequestCreate(BaseModel):
         description="The collaborator of the study team the research is done with (what COL "
         "consents ask); an obligation of the grant.",
     )
+    project: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$",
+        description="The project the research belongs to (a code): consents limited to "
+        "projects (PS:<code>) serve only a request naming one they list.",
+    )
+    clinical_care: bool = Field(
+        default=False,
+        description="The use is clinical care (DUO CC): an ai.inference request stating it "
+        "is covered by consents carrying CC.",
+    )
+    genetic_study: bool = Field(
+        default=False,
+        description="The research is a genetic study: consents limited to genetic studies "
+        "(GSO) serve only a request stating it.",
+    )
     no_publication_before: date | None = Field(
         default=None,
         description="The requester commits to publishing nothing before this day; a consent "

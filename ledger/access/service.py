@@ -77,6 +77,9 @@ def create(
         return_of_results=body.return_of_results,
         collaborator=body.collaborator,
         no_publication_before=body.no_publication_before,
+        project=body.project,
+        clinical_care=body.clinical_care,
+        genetic_study=body.genetic_study,
     )
     purpose = conditions.with_conditions(
         Purpose.of_fields(
@@ -88,6 +91,8 @@ def create(
         ),
         stated,
         region=who.region,
+        requester=requester,
+        institution=who.institution,
     )
     dataset = session.get(DatasetRecord, body.dataset_id)
     if dataset is None:
@@ -116,6 +121,12 @@ def create(
         reasons.append(
             f"sensitive research ({', '.join(sensitive)}): a steward must review it; "
             "it is never approved automatically"
+        )
+    if "RS" in _eligible_modifiers(result.classes):  # DUO:0000012: a person checks them
+        auto = False
+        reasons.append(
+            "consents of eligible images carry research-specific restrictions (RS): a "
+            "steward must check the research against them; never approved automatically"
         )
     request = AccessRequest(
         id=str(uuid.uuid4()),

@@ -40,6 +40,12 @@ def create(
             help="ISO 3166-1 alpha-2 country it acts from, e.g. FR (GS consents weigh it).",
         ),
     ] = None,
+    institution: Annotated[
+        str | None,
+        typer.Option(
+            "--institution", help="Institution code it acts for, e.g. CHU-LYON (IS consents)."
+        ),
+    ] = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -50,7 +56,12 @@ def create(
     roles = service.validate_roles(role)
     data = _valid(
         lambda: PrincipalCreate(
-            name=name, kind=kind, roles=roles, organisation_type=organisation_type, region=region
+            name=name,
+            kind=kind,
+            roles=roles,
+            organisation_type=organisation_type,
+            region=region,
+            institution=institution,
         )
     )
     with unit_of_work(home) as session:
@@ -170,6 +181,32 @@ def set_region(
         emit_json(done)
     else:
         console.print(f"{done.name} ({done.id}): region {done.region or 'none'}")
+
+
+@app.command("institution")
+def set_institution(
+    principal: Annotated[str, typer.Argument(help="Principal id or name.")],
+    institution: Annotated[
+        str, typer.Argument(help="Institution code (e.g. CHU-LYON), or '' for none.")
+    ],
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Record the institution a principal acts for (what IS consents list)."""
+    from ledger.principals import service
+    from ledger.principals.schemas import InstitutionSet
+
+    body = _valid(lambda: InstitutionSet(institution=institution))
+    with unit_of_work(home) as session:
+        done = service.public(
+            service.set_institution(
+                session, _find(session, principal), body.institution, actor=None
+            )
+        )
+    if json_out:
+        emit_json(done)
+    else:
+        console.print(f"{done.name} ({done.id}): institution {done.institution or 'none'}")
 
 
 def _valid(make: Callable[[], T]) -> T:

@@ -165,6 +165,19 @@ def legacy_covers(purposes: tuple[str, ...], request: Purpose) -> bool:
     return bool(duo) and all(any(t.permit_covers(d, w) for d in duo) for w in request.wanted)
 
 
+def clinical_cover(fact: ConsentFact, request: Purpose) -> bool:
+    """A permit carrying CC (DUO:0000043, clinical care use) covers inference for a
+    patient's care: an ``ai.inference`` request naming clinical care, within the permit's
+    DUO categories (if it names any), whatever AI purposes it names."""
+    if "CC" not in request.commitments or "CC" not in fact.modifiers or request.ai is None:
+        return False
+    t = tree()
+    if "ai.inference" not in t.path(request.ai):
+        return False
+    duo = [d for d in fact.purposes if t.branch(d) == "duo"]
+    return not duo or all(any(t.permit_covers(d, w) for d in duo) for w in request.wanted)
+
+
 def decide(
     facts: Iterable[ConsentFact], request: Purpose, image: ImageFacts | None = None
 ) -> Outcome:
@@ -182,7 +195,7 @@ def decide(
                 (denies if fact.scope.unlimited else partial_denies).append(fact)
             elif fact.scope.contains(image, missing=True):
                 denies.append(fact)
-        elif permit_covers(fact.purposes, request):
+        elif permit_covers(fact.purposes, request) or clinical_cover(fact, request):
             if image is None or fact.scope.contains(image, missing=False):
                 permits.append(fact)
         elif legacy_covers(fact.purposes, request):

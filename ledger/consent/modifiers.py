@@ -13,6 +13,10 @@ is the modifier repeated (``GS:FR;GS:DE``), so no value holds a separator of its
 * ``GS:<region>``: an ISO 3166-1 alpha-2 country (``FR``) or ``EU`` / ``EEA``; the
   requester's principal must be in one of the regions named (a principal with no region
   is outside every one: fail closed).
+* ``US:<principal id>``, ``IS:<institution code>``, ``PS:<project code>`` (letters,
+  digits, ``.``, ``_``, ``-``; compared without case): the requesting principal, its
+  institution (the principal's ``institution``) or the project the request names must be
+  one listed; anyone else is refused.
 
 ``canonical`` validates one modifier (an InvalidInput, 422, for a malformed value) and
 writes it in its one form. ``unmet`` says which valued modifiers of the permits covering
@@ -30,7 +34,10 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from ledger.errors import InvalidInput
 
-VALUED = frozenset({"MOR", "TS", "GS"})
+VALUED = frozenset({"MOR", "TS", "GS", "US", "PS", "IS"})
+# US, PS and IS: the list of principals (ids), projects or institutions (codes) allowed.
+LISTS = {"US": "principal id", "PS": "project code", "IS": "institution code"}
+_LIST_ITEM = re.compile(r"^[A-Z0-9][A-Z0-9._\-]{0,63}$")
 MAX_MONTHS = 1200
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MONTHS = re.compile(r"^(\d{1,4})M$")
@@ -75,7 +82,14 @@ def canonical(code: str, known: Iterable[str]) -> str:
             raise InvalidInput(f"modifier {name} takes no value ({code!r})")
         return name
     if not value:
-        example = {"MOR": "MOR:2027-06-30", "TS": "TS:12M or TS:2027-12-31", "GS": "GS:FR"}
+        example = {
+            "MOR": "MOR:2027-06-30",
+            "TS": "TS:12M or TS:2027-12-31",
+            "GS": "GS:FR",
+            "US": "US:<principal id>",
+            "PS": "PS:LUNG-SCREENING",
+            "IS": "IS:CHU-LYON",
+        }
         raise InvalidInput(f"modifier {name} needs a value, e.g. {example[name]}")
     if name == "MOR":
         return f"MOR:{_day(value, code).isoformat()}"
@@ -92,6 +106,13 @@ def canonical(code: str, known: Iterable[str]) -> str:
             f"modifier {code!r}: TS takes months from the consent (TS:12M) or an end date "
             "(TS:2027-12-31)"
         )
+    if name in LISTS:
+        if not _LIST_ITEM.match(value):
+            raise InvalidInput(
+                f"modifier {code!r}: {name} takes a {LISTS[name]} (letters, digits, '.', '_', "
+                f"'-'); repeat it for several"
+            )
+        return f"{name}:{value}"
     if value not in GROUPS and not _COUNTRY.match(value):
         raise InvalidInput(
             f"modifier {code!r}: GS takes an ISO 3166-1 alpha-2 country (GS:FR) or "
@@ -127,14 +148,21 @@ def use_ends(code: str, valid_from: datetime) -> datetime | None:
 
 
 def unmet(
-    modifiers: Iterable[str], *, no_publication_before: date | None, region: str | None
+    modifiers: Iterable[str],
+    *,
+    no_publication_before: date | None,
+    region: str | None,
+    requester: str | None = None,
+    institution: str | None = None,
+    project: str | None = None,
 ) -> tuple[str, ...]:
     """The valued modifiers (by code, sorted) a request does not meet: ``MOR`` when the
     request's commitment not to publish ends before a moratorium (or is absent), ``GS``
-    when the requester's region is in none of the regions named. A valued modifier stored
-    without its value is never met (fail closed)."""
+    when the requester's region is in none of the regions named, ``US``/``IS``/``PS`` when
+    the requester, its institution or the request's project is not listed. A valued
+    modifier stored without its value is never met (fail closed)."""
     out: set[str] = set()
-    regions: list[str] = []
+    allowed: dict[str, list[str]] = {"GS": [], "US": [], "IS": [], "PS": []}
     for code in modifiers:
         name, value = split(code)
         if name == "MOR":
@@ -146,13 +174,16 @@ def unmet(
                     out.add("MOR")
             except ValueError:
                 out.add("MOR")
-        elif name == "GS":
-            if not value:
-                out.add("GS")
+        elif name in allowed:
+            if value:
+                allowed[name].append(value.upper())
             else:
-                regions.append(value)
-    if regions and not _in_region(region, regions):
+                out.add(name)
+    if allowed["GS"] and not _in_region(region, allowed["GS"]):
         out.add("GS")
+    for name, who in (("US", requester), ("IS", institution), ("PS", project)):
+        if allowed[name] and (who is None or who.upper() not in allowed[name]):
+            out.add(name)
     return tuple(sorted(out))
 
 

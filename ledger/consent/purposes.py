@@ -194,15 +194,22 @@ class Purpose:
     # The requesting principal's organisation (for_profit, not_for_profit, unknown): what
     # NPU weighs. Not part of the text; unknown counts as for-profit.
     organisation_type: str = "unknown"
-    # What the request commits to, by the modifier that asks it: PUB (publish the
-    # results), RTN (return results to the source), COL (a collaborator of the study team
-    # named). A consent carrying one of these serves only a request that states it.
+    # What the request states, by the modifier that asks it: PUB (publish the results),
+    # RTN (return results to the source), COL (a collaborator of the study team named),
+    # GSO (a genetic study), CC (clinical care: inference for a patient's care). A
+    # consent carrying PUB, RTN, COL or GSO serves only a request that states it; CC on a
+    # consent opens ai.inference to a request naming clinical care.
     commitments: frozenset[str] = frozenset()
     # The request's commitment not to publish before this day (what MOR weighs).
     no_publication_before: date | None = None
     # The requester's region (ISO 3166-1 alpha-2; what GS weighs); None is outside every
     # region.
     region: str | None = None
+    # Who asks, for US/IS/PS lists: the requesting principal's id and institution, and
+    # the project the request names (None is on no list).
+    requester: str | None = None
+    institution: str | None = None
+    project: str | None = None
 
     @classmethod
     def parse(

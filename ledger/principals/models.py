@@ -28,6 +28,8 @@ class Principal(SQLModel, table=True):
     )
     # ISO 3166-1 alpha-2 country the principal acts from (what GS consents weigh).
     region: str | None = Field(default=None, sa_column=Column(String(2)))
+    # The institution it acts for, as a code (what IS consents list).
+    institution: str | None = Field(default=None, sa_column=Column(String(64)))
     disabled: bool = Field(default=False, nullable=False)
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)

@@ -36,10 +36,22 @@ class PrincipalCreate(BaseModel):
         "none is outside every region.",
     )
 
+    institution: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The institution the principal acts for, as a code (e.g. CHU-LYON): "
+        "institution-specific consents (IS:<code>) serve only principals of one they list.",
+    )
+
     @field_validator("region")
     @classmethod
     def _region(cls, value: str | None) -> str | None:
         return _valid_region(value)
+
+    @field_validator("institution")
+    @classmethod
+    def _institution(cls, value: str | None) -> str | None:
+        return _valid_institution(value)
 
     @field_validator("name")
     @classmethod
@@ -62,6 +74,7 @@ class PrincipalPublic(BaseModel):
     roles: list[Role]
     organisation_type: OrganisationType = OrganisationType.unknown
     region: str | None = None
+    institution: str | None = None
     disabled: bool
     created_at: datetime
 
@@ -85,7 +98,33 @@ class RegionSet(BaseModel):
         return _valid_region(value)
 
 
+class InstitutionSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    institution: str | None = Field(
+        max_length=64, description="An institution code (e.g. CHU-LYON), or null for none."
+    )
+
+    @field_validator("institution")
+    @classmethod
+    def _institution(cls, value: str | None) -> str | None:
+        return _valid_institution(value)
+
+
 COUNTRY = re.compile(r"^[A-Z]{2}$")
+CODE = re.compile(r"^[A-Z0-9][A-Z0-9._\-]{0,63}$")
+
+
+def _valid_institution(value: str | None) -> str | None:
+    """An institution code, upper case (IS consents list such codes); blank is none."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip().upper()
+    if not CODE.match(text):
+        raise ValueError(
+            f"institution {value!r} is not a code (letters, digits, '.', '_', '-'; e.g. CHU-LYON)"
+        )
+    return text
 
 
 def _valid_region(value: str | None) -> str | None:

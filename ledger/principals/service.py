@@ -39,6 +39,7 @@ def create(session: Session, data: PrincipalCreate, *, actor: str | None) -> Pri
         roles=[str(r) for r in data.roles],
         organisation_type=str(data.organisation_type),
         region=data.region,
+        institution=data.institution,
     )
     session.add(principal)
     session.flush()
@@ -53,6 +54,7 @@ def create(session: Session, data: PrincipalCreate, *, actor: str | None) -> Pri
             "roles": principal.roles,
             "organisation_type": principal.organisation_type,
             "region": principal.region,
+            "institution": principal.institution,
         },
         actor=actor,
     )
@@ -136,20 +138,39 @@ def set_region(
     return principal
 
 
+def set_institution(
+    session: Session, principal_id: str, institution: str | None, *, actor: str | None
+) -> Principal:
+    """Record the institution a principal acts for (what IS consents list); validated by
+    ``schemas.InstitutionSet``."""
+    principal = get(session, principal_id)
+    principal.institution = institution
+    session.flush()
+    log.append(
+        session,
+        "principal.institution_set",
+        {"principal": principal.id, "institution": principal.institution},
+        actor=actor,
+    )
+    return principal
+
+
 @dataclass(frozen=True)
 class RequesterFacts:
-    """What the decision path weighs about a requester (NPU, GS)."""
+    """What the decision path weighs about a requester (NPU, GS, IS)."""
 
     organisation_type: str = "unknown"
     region: str | None = None
+    institution: str | None = None
 
 
 def requester_facts(session: Session, principal_id: str) -> RequesterFacts:
-    """A principal's organisation type and region; unknown and none for one not found."""
+    """A principal's organisation type, region and institution; unknown and none for one
+    not found."""
     principal = session.get(Principal, principal_id)
     if principal is None:
         return RequesterFacts()
-    return RequesterFacts(principal.organisation_type, principal.region)
+    return RequesterFacts(principal.organisation_type, principal.region, principal.institution)
 
 
 def organisation_type(session: Session, principal_id: str) -> str:

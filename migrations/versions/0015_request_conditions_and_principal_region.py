@@ -4,8 +4,9 @@
   conditions on the requester (PUB, RTN, COL, MOR); existing requests stated none.
 * ``access_requests.duo_category`` widens to hold several disease CURIEs.
 * ``principals.region``: the ISO 3166-1 alpha-2 country a principal acts from, what GS
-  (geographical restriction) weighs; existing principals have none, which is outside every
-  region (fail closed) until an administrator sets it.
+  (geographical restriction) weighs; ``principals.institution``: the institution code IS
+  (institution-specific) consents list. Existing principals have neither, which is outside
+  every region and on no list (fail closed) until an administrator sets them.
 
 Revision ID: 0015
 Revises: 0014
@@ -38,10 +39,12 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("principals") as batch:
         batch.add_column(sa.Column("region", sa.String(length=2), nullable=True))
+        batch.add_column(sa.Column("institution", sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("principals") as batch:
+        batch.drop_column("institution")
         batch.drop_column("region")
     with op.batch_alter_table("access_requests") as batch:
         batch.alter_column(

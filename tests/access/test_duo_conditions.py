@@ -188,6 +188,9 @@ def test_valued_modifiers_are_validated_and_ts_ends_a_consent(
         ["GS:Europe"],
         ["GS"],
         ["NCU:1"],
+        ["US"],
+        ["PS:lung screening"],
+        ["IS:CHU;LYON"],
     ):
         r = consent(bad)
         assert r.status_code == 422, (bad, r.text)
@@ -224,3 +227,55 @@ def test_valued_modifiers_are_validated_and_ts_ends_a_consent(
 
     assert not permitted(ended)
     assert permitted(running)
+
+
+def test_lists_genetic_studies_research_specific_and_clinical_care(
+    client: TestClient, engine: Engine, settings: Settings, make_principal: MakePrincipal
+) -> None:
+    """US/IS/PS lists refuse everyone not listed; GSO serves only a genetic study; RS needs
+    a steward; CC opens ai.inference to a request naming clinical care."""
+    pipeline, admin = make_principal(Role.pipeline), make_principal(Role.admin)
+    me = client.get("/v1/principals/me", headers=auth(pipeline)).json()
+
+    def rows(prefix: str, purposes: str, modifiers: str) -> list[str]:
+        return [f"{ISSUER},{prefix}{i:03d},permit,{purposes},{modifiers}\n" for i in range(5)]
+
+    out = [f"{ISSUER},A{i:03d},permit,ai,\n" for i in range(25)]
+    out += rows("U", "ai", f"US:{me['id']};US:00000000-0000-0000-0000-000000000000")
+    out += rows("V", "ai", "US:00000000-0000-0000-0000-000000000000")
+    out += rows("I", "ai", "IS:CHU-LYON;IS:UMC-UTRECHT")
+    out += rows("S", "ai", "PS:LUNG-1;PS:LUNG-2")
+    out += rows("Q", "ai", "GSO")
+    out += rows("R", "ai", "RS")
+    out += rows("K", "HMB", "CC")
+    world = _population(engine, settings, out)
+
+    r = _file(client, pipeline, world["all"], "ai.training,HMB")
+    e = _evaluation(r)
+    assert e["excluded_by_reason"] == {
+        "us-requester-not-listed": 5,
+        "is-institution-not-listed": 5,
+        "ps-project-not-listed": 5,
+        "gso-needs-a-genetic-study": 5,
+        "no-permit": 5,  # K: a research consent with CC, not clinical inference
+    }
+    assert e["eligible_count"] == 25 + 5 + 5  # A, U (lists this pipeline), R
+    assert any("research-specific restrictions (RS)" in x for x in e["request_reasons"])
+
+    url = f"/v1/principals/{me['id']}/institution"
+    assert client.put(url, json={"institution": "CHU LYON"}, headers=auth(admin)).status_code == 422
+    done = client.put(url, json={"institution": "chu-lyon"}, headers=auth(admin))
+    assert done.json()["institution"] == "CHU-LYON"
+    assert _file(client, pipeline, world["all"], "ai.training", project="a b").status_code == 422
+    r = _file(
+        client, pipeline, world["all"], "ai.training,HMB", project="lung-2", genetic_study=True
+    )
+    e = _evaluation(r)
+    assert e["excluded_by_reason"] == {"us-requester-not-listed": 5, "no-permit": 5}
+    assert r.json()["conditions"] == {"project": "LUNG-2", "genetic_study": True}
+
+    # Clinical care: CC opens inference for a patient's care, within HMB.
+    care = _file(client, pipeline, world["all"], "ai.inference,HMB", clinical_care=True)
+    assert "no-permit" not in _evaluation(care)["excluded_by_reason"]
+    research = _file(client, pipeline, world["all"], "ai.inference,HMB")
+    assert _evaluation(research)["excluded_by_reason"]["no-permit"] == 5

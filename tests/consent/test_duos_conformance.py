@@ -212,6 +212,32 @@ CASES = [
         False,
         False,
     ),
+    # Several diseases in one research purpose: the dataset must match ALL of them (DUOS
+    # matches every condition a purpose states; Algorithms.md, version 2).
+    Case(
+        "DS(cancer) dataset, request for intestinal cancer and colon cancer",
+        ("ai", CANCER),
+        (),
+        f"ai.training,{INTESTINAL},DS:DOID:219",
+        True,
+        True,
+    ),
+    Case(
+        "DS(cancer) dataset, request for intestinal cancer and asthma",
+        ("ai", CANCER),
+        (),
+        f"ai.training,{INTESTINAL},{ASTHMA}",
+        False,
+        False,
+    ),
+    Case(
+        "HMB dataset, request for cancer and asthma",
+        ("ai", "HMB"),
+        (),
+        f"ai.training,{CANCER},{ASTHMA}",
+        True,
+        True,
+    ),
     # The deliberate differences (README, "Where the ledger differs from DUOS").
     Case(
         "GRU dataset without an AI purpose, AI request",
@@ -310,4 +336,4 @@ def test_duos_matcher_cases(policies: PolicySet, case: Case) -> None:
 def test_the_table_counts() -> None:
     agree = [c for c in CASES if c.duos == c.ledger]
     differ = [c for c in CASES if c.duos != c.ledger]
-    assert (len(agree), len(differ)) == (28, 5)
+    assert (len(agree), len(differ)) == (31, 5)

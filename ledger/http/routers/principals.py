@@ -11,6 +11,7 @@ from ledger.http.security import Admin, Auditing, CallerDep
 from ledger.pagination import Page
 from ledger.principals import service
 from ledger.principals.schemas import (
+    InstitutionSet,
     OrganisationTypeSet,
     PrincipalCreate,
     PrincipalPublic,
@@ -82,3 +83,14 @@ def set_region(
     """Record the country the principal acts from (ISO 3166-1 alpha-2, or null): consents
     with a geographical restriction (GS) serve only principals in a region they name."""
     return service.public(service.set_region(session, principal_id, body.region, actor=caller.id))
+
+
+@router.put("/{principal_id}/institution", response_model=PrincipalPublic)
+def set_institution(
+    principal_id: str, body: InstitutionSet, session: SessionDep, caller: Admin
+) -> PrincipalPublic:
+    """Record the institution the principal acts for (a code, or null): consents limited to
+    institutions (IS) serve only principals of one they list."""
+    return service.public(
+        service.set_institution(session, principal_id, body.institution, actor=caller.id)
+    )
