@@ -18,6 +18,7 @@ Create Date: 2026-12-02 21:40:00.000000
 """
 
 import logging
+import sys
 from collections.abc import Sequence
 
 from alembic import op
@@ -39,9 +40,8 @@ def upgrade() -> None:
     summary = found.summary()
     if not summary["codes"]:
         return
-    # A warning when some do not normalise, so ``ledger db upgrade`` shows it unconfigured.
-    say = log.warning if summary["unreadable"] else log.info
     say(
+        logging.WARNING if summary["unreadable"] else logging.INFO,
         "Disease codes in stored consents: %d canonical, %d read normalised, %d do not "
         "normalise (kept as stored; they fail closed). Nothing was rewritten.",
         summary["canonical"],
@@ -49,7 +49,8 @@ def upgrade() -> None:
         summary["unreadable"],
     )
     for code in found.unreadable:
-        log.warning(
+        say(
+            logging.WARNING,
             "DS:%s (%d consent(s), %d active) does not normalise: %s; amend those consents "
             "(ledger consents diseases --check lists them)",
             code.stored,
@@ -57,6 +58,25 @@ def upgrade() -> None:
             code.active,
             code.problem,
         )
+
+
+def say(level: int, message: str, *args: object) -> None:
+    """Log; and where nothing would show a warning (``ledger db upgrade`` configures no
+    logging, and Alembic's logger has only a NullHandler), print it to stderr."""
+    log.log(level, message, *args)
+    if level >= logging.WARNING and not _heard():
+        print(message % args, file=sys.stderr)
+
+
+def _heard() -> bool:
+    logger: logging.Logger | None = log
+    while logger is not None:
+        if any(not isinstance(h, logging.NullHandler) for h in logger.handlers):
+            return True
+        if not logger.propagate:
+            return False
+        logger = logger.parent
+    return False
 
 
 def downgrade() -> None:
