@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import tempfile
 import time
 import zipfile
@@ -34,6 +33,7 @@ import httpx
 
 from ledger.access import tokens
 from ledger.access.tokens import InvalidToken
+from ledger.client_dicomweb import GRANT_HEADER, UID, DicomwebCalls
 
 # What pipelines use. Importing this module loads httpx, joserfc and cryptography and nothing
 # of the server (tests/test_sdk_imports.py keeps it so).
@@ -46,11 +46,9 @@ __all__ = [
     "LedgerClient",
 ]
 
-GRANT_HEADER = "Ledger-Grant"
 REFUSED_MEMBER = "ledger-refused.json"
-# A DICOM UID (PS3.5 §9.1): digits and dots, at most 64 characters. Files are named
-# ``<uid>.dcm``; anything else a server sends is never used as a file name.
-UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+# Files are named ``<uid>.dcm`` (``UID``: a DICOM UID); anything else a server sends is
+# never used as a file name.
 NOT_A_UID = "not a DICOM UID: ignored, no file was touched"
 
 
@@ -96,7 +94,10 @@ class DownloadReport:
     refused: list[dict[str, Any]] = field(default_factory=list)
 
 
-class LedgerClient:
+class LedgerClient(DicomwebCalls):
+    """The SDK; its DICOMweb calls (``search_studies``, ``retrieve_study``, ...) are in
+    ``ledger.client_dicomweb``."""
+
     def __init__(
         self,
         base_url: str,
@@ -124,6 +125,10 @@ class LedgerClient:
     # -- plumbing -------------------------------------------------------------------------
     def _url(self, path: str) -> str:
         return f"{self.base_url}{path}"
+
+    def _checked(self, response: httpx.Response) -> httpx.Response:
+        _raise_for_problem(response)
+        return response
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         headers = {**self._auth, **kwargs.pop("headers", {})}
@@ -230,48 +235,6 @@ class LedgerClient:
         )
         _raise_for_problem(response)
         return response.content
-
-    # -- DICOMweb under a grant (QIDO-RS, WADO-RS) -----------------------------------------
-    # Any DICOMweb client works too: point it at ``dicomweb_url(grant)`` with the headers
-    # of ``dicomweb_headers(grant)``, e.g. dicomweb-client:
-    #     session = requests.Session(); session.headers.update(ledger.dicomweb_headers(grant))
-    #     DICOMwebClient(url=ledger.dicomweb_url(grant), session=session).retrieve_study(uid)
-
-    def dicomweb_url(self, grant: Grant) -> str:
-        """The grant's DICOMweb root (``.../studies`` and below)."""
-        return self._url(f"/v1/grants/{grant.id}/dicomweb")
-
-    def dicomweb_headers(self, grant: Grant) -> dict[str, str]:
-        """The headers every DICOMweb call under ``grant`` needs: API key and grant."""
-        return {**self._auth, GRANT_HEADER: grant.token}
-
-    def search_studies(self, grant: Grant, **filters: str) -> list[dict[str, Any]]:
-        """QIDO-RS: the grant's studies eligible now, as DICOM JSON (de-identified UIDs)."""
-        response = self.http.get(
-            self.dicomweb_url(grant) + "/studies",
-            params=filters,
-            headers={**self.dicomweb_headers(grant), "Accept": "application/dicom+json"},
-        )
-        _raise_for_problem(response)
-        return list(response.json())
-
-    def retrieve_study(self, grant: Grant, study_uid: str) -> list[bytes]:
-        """WADO-RS: a study's de-identified files; those no longer eligible are left out
-        (the answer's ``Warning`` header counts them), LedgerAPIError 410 if none is left."""
-        from ledger.images import multipart
-
-        if not UID.match(study_uid) or len(study_uid) > 64:
-            raise ValueError("not a DICOM UID")
-        response = self.http.get(
-            self.dicomweb_url(grant) + f"/studies/{study_uid}",
-            headers={
-                **self.dicomweb_headers(grant),
-                "Accept": 'multipart/related; type="application/dicom"',
-            },
-        )
-        _raise_for_problem(response)
-        boundary = multipart.boundary_of(response.headers.get("content-type", ""))
-        return [part.data for part in multipart.split(response.content, boundary)]
 
     def download(
         self,

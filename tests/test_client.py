@@ -79,3 +79,36 @@ def test_archive_members_that_are_not_uids_are_not_written(tmp_path: Path) -> No
     assert report.downloaded == 1
     assert sorted(p.name for p in folder.iterdir()) == ["1.2.3.dcm"]
     assert victim.read_bytes() == b"precious"
+
+
+def test_dicomweb_calls_send_the_grant_and_name_only_uids() -> None:
+    seen: list[tuple[str, str, str]] = []
+    body = b"--b\r\nContent-Type: application/dicom\r\n\r\nDICM\r\n--b--\r\n"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.path, request.headers["ledger-grant"], request.headers["accept"]))
+        if request.headers["accept"].startswith("multipart"):
+            kind = 'multipart/related; type="application/dicom"; boundary=b'
+            return httpx.Response(200, content=body, headers={"content-type": kind})
+        return httpx.Response(200, json=[{"0020000D": {"vr": "UI", "Value": ["2.25.1"]}}])
+
+    client = _client(handler)
+    grant = Grant("g1", "tok", {})
+    assert client.search_series(grant, "2.25.1", Modality="CT")[0]["0020000D"]["Value"] == [
+        "2.25.1"
+    ]
+    assert client.retrieve_series(grant, "2.25.1", "2.25.2") == [b"DICM"]
+    assert client.retrieve_instance(grant, "2.25.1", "2.25.2", "2.25.3") == b"DICM"
+    assert len(client.retrieve_metadata(grant, "2.25.1", "2.25.2")) == 1
+    base = "/v1/grants/g1/dicomweb/studies/2.25.1"
+    assert [path for path, _, _ in seen] == [
+        f"{base}/series",
+        f"{base}/series/2.25.2",
+        f"{base}/series/2.25.2/instances/2.25.3",
+        f"{base}/series/2.25.2/metadata",
+    ]
+    assert {token for _, token, _ in seen} == {"tok"}
+    for bad in BAD_UIDS:
+        with pytest.raises(ValueError, match="not a DICOM UID"):
+            client.retrieve_study(grant, bad)
+    assert len(seen) == 4

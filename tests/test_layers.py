@@ -42,6 +42,7 @@ LAYER = {
     "tables": 5,  # every table module, for Alembic, the console's and HTTP's included
     "wiring": 2,
     "client": 2,  # the SDK: pure cores only (tests/test_pure_cores.py checks what it loads)
+    "client_dicomweb": 2,  # the SDK's DICOMweb calls, mixed into the client
     "http": 3,
     "web": 4,
     "server": 5,

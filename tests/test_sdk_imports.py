@@ -44,6 +44,20 @@ def test_sdk_public_names_import() -> None:
     assert sorted(loaded & {*HEAVY, "pydantic", "pydantic_settings"}) == []
 
 
+def test_the_dicomweb_calls_are_the_clients_and_load_nothing_of_the_server() -> None:
+    loaded = loaded_after(
+        "import ledger.client, ledger.client_dicomweb as d\n"
+        "c = ledger.client.LedgerClient\n"
+        "assert issubclass(c, d.DicomwebCalls)\n"
+        "for n in ('dicomweb_url', 'dicomweb_headers', 'search_studies', 'search_series',\n"
+        "          'search_instances', 'retrieve_study', 'retrieve_series',\n"
+        "          'retrieve_instance', 'retrieve_metadata'):\n"
+        "    assert callable(getattr(c, n)), n\n"
+        "assert ledger.client.GRANT_HEADER == d.GRANT_HEADER"
+    )
+    assert sorted(loaded & {*HEAVY, "pydantic", "pydantic_settings"}) == []
+
+
 def test_package_root_loads_nothing_of_the_ledger() -> None:
     loaded = loaded_after("import ledger\nassert ledger.__version__")
     assert sorted(loaded & {*HEAVY, "httpx", "joserfc", "pydantic"}) == []

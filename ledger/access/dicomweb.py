@@ -18,21 +18,28 @@ An instance no longer eligible (or quarantined by the index, as release refuses 
 left out of searches and retrievals and counted in a ``Warning`` (PS3.18 §8.3.5.1 lets a
 response carry warnings); it is never served. A study or series whose instances are all
 no longer eligible answers 410, an instance 410, as ``release.instance`` does.
+
+Calls read only the manifest rows of the studies they touch: the grant's study list is
+read once per process (the manifest is frozen) and each call then reads its studies' rows
+by the index on ``images.study_uid``; a study-level search reads studies a chunk at a
+time until its page is full. Files are rendered by ``release_render`` (the header
+de-identified and written, the original pixel data spliced after it); WADO-RS metadata
+(``metadata``) is the same release, answered as DICOM JSON without pixel data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
-from sqlmodel import col
 
-from ledger.access.archive import Quarantined, render
-from ledger.access.grant_manifest import Instance
-from ledger.access.models import GrantImage
+from ledger.access import release_render
+from ledger.access.archive import Quarantined
+from ledger.access.grant_manifest import STUDY_CACHE_GRANTS, Instance, placed, studies
 from ledger.access.release import (
     Desk,
     NoLongerEligible,
@@ -47,7 +54,7 @@ from ledger.access.release import (
     prepare,
 )
 from ledger.errors import InvalidInput, NotFound
-from ledger.images.models import Image
+from ledger.images.deid import Deidentifier
 
 Level = Literal["studies", "series", "instances"]
 
@@ -66,6 +73,7 @@ MATCH_KEYS = {
 }
 IGNORED_KEYS = {"includefield", "fuzzymatching"}
 MAX_LIMIT = 10_000
+SEARCH_CHUNK = 200  # studies read at a time by a study-level search
 
 
 @dataclass(frozen=True)
@@ -93,42 +101,58 @@ class Found:
 class Retrieved:
     """De-identified files to stream; how many were released and left out is known first."""
 
-    files: Iterator[bytes]
+    files: Iterator[release_render.Pieces]
     released: int
     left_out: int
 
 
-def _rows(session: Session, desk: Desk, opened: OpenGrant) -> list[Row]:
-    engine = deidentifier(desk.keys, opened.grant.id, opened.purpose)
-    out = []
-    for position, image_id, deid_uid, study, series, sop_class, modality, burned in session.execute(
-        select(
-            col(GrantImage.position),
-            col(GrantImage.image_id),
-            col(GrantImage.deid_uid),
-            col(Image.study_uid),
-            col(Image.series_uid),
-            col(Image.sop_class_uid),
-            col(Image.modality),
-            col(Image.burned_in),
+def _study_index(session: Session, engine: Deidentifier, grant_id: str) -> dict[str, str]:
+    """The grant's studies by de-identified Study Instance UID (to their original UIDs),
+    in manifest order; kept per grant and process, as the frozen manifest's study list is
+    (``grant_manifest.studies``), so a call maps a UID without reading the manifest."""
+    probe = engine.uid(_PROBE)  # the engine's key: a rotated master key maps anew
+    with _index_lock:
+        cached = _index_cache.get(grant_id)
+        if cached is not None and cached[0] == probe:
+            _index_cache.move_to_end(grant_id)
+            return cached[1]
+    index = {engine.uid(study): study for study in studies(session, grant_id)}
+    with _index_lock:
+        _index_cache[grant_id] = (probe, index)
+        while len(_index_cache) > STUDY_CACHE_GRANTS:
+            _index_cache.popitem(last=False)
+    return index
+
+
+_PROBE = "ledger-dicomweb-study-index"
+_index_cache: OrderedDict[str, tuple[str, dict[str, str]]] = OrderedDict()
+_index_lock = threading.Lock()
+
+
+def _rows(
+    session: Session, engine: Deidentifier, grant_id: str, originals: Sequence[str]
+) -> list[Row]:
+    """The manifest rows of the studies ``originals`` only (an indexed read)."""
+    return [
+        Row(
+            p.instance,
+            engine.uid(p.study_uid),
+            engine.uid(p.series_uid),
+            p.sop_class_uid or "",
+            p.modality or "",
+            _may_show_text(p.sop_class_uid, p.burned_in),
         )
-        .join(Image, col(Image.id) == col(GrantImage.image_id))
-        .where(col(GrantImage.grant_id) == opened.grant.id)
-        .order_by(col(GrantImage.position))
-    ):
-        if study is None or series is None:
-            continue  # erased since the grant was issued: nothing of it is released
-        out.append(
-            Row(
-                Instance(position, image_id, deid_uid),
-                engine.uid(study),
-                engine.uid(series),
-                sop_class or "",
-                modality or "",
-                _may_show_text(sop_class, burned),
-            )
-        )
-    return out
+        for p in placed(session, grant_id, originals)
+    ]
+
+
+def _wanted(index: dict[str, str], study: str | None, filters: dict[str, set[str]]) -> list[str]:
+    """The original UIDs of the studies a call may touch, in manifest order."""
+    if study is not None:
+        return [index[study]] if study in index else []
+    if STUDY_UID in filters:
+        return [original for uid, original in index.items() if uid in filters[STUDY_UID]]
+    return list(index.values())
 
 
 def _value(vr: str, *values: Any) -> dict[str, Any]:
@@ -247,23 +271,57 @@ def search(
 
     def run() -> Found:
         opened = open_grant(session, desk.keys, grant_id, token, pipeline_id=pipeline_id)
+        engine = deidentifier(desk.keys, opened.grant.id, opened.purpose)
         filters, offset, limit, warnings = _match(query)
-        scope = _within(_rows(session, desk, opened), study, series)
-        if study is not None and not scope:
+        index = _study_index(session, engine, opened.grant.id)
+        wanted = _wanted(index, study, filters)
+        matched: list[list[Row]] = []
+        left_out, seen, more = 0, False, False
+        # Studies a chunk at a time, in manifest order, until the page is full: a search
+        # reads the rows of the studies it answers (and those it skips), not the grant's.
+        for i in range(0, len(wanted), SEARCH_CHUNK):
+            scope = _within(
+                _rows(session, engine, grant_id, wanted[i : i + SEARCH_CHUNK]), study, series
+            )
+            seen = seen or bool(scope)
+            kept, out = _eligible(session, desk, opened, scope)
+            left_out += out
+            groups: dict[tuple[str, ...], list[Row]] = {}
+            for row in kept:
+                groups.setdefault(_key(level, row), []).append(row)
+            matched.extend(g for g in groups.values() if _matches(filters, g))
+            if len(matched) > offset + limit:
+                more = True
+                break
+        if study is not None and not seen:
             raise NotFound("no such study (or series) in this grant")
-        kept, left_out = _eligible(session, desk, opened, scope)
-        groups: dict[tuple[str, ...], list[Row]] = {}
-        for row in kept:
-            groups.setdefault(_key(level, row), []).append(row)
-        matched = [g for g in groups.values() if _matches(filters, g)]
         if left_out:
             warnings.append(f"{left_out} instance(s) are no longer eligible and were left out")
         page = matched[offset : offset + limit]
-        if offset + limit < len(matched):
-            warnings.append(f"{len(matched) - offset - limit} more match(es): use offset")
+        if more:
+            warnings.append(f"more matches: continue with offset={offset + limit}")
         return Found([_attributes(level, g) for g in page], left_out, warnings)
 
     return _logging_refusals(desk, session, grant_id, pipeline_id, run)
+
+
+def _scope(
+    session: Session,
+    engine: Deidentifier,
+    grant_id: str,
+    study: str,
+    series: str | None,
+    sop: str | None,
+) -> list[Row]:
+    """The manifest rows a retrieval names: one study's, narrowed to a series or an
+    instance; NotFound when that names nothing in the manifest."""
+    index = _study_index(session, engine, grant_id)
+    scope = _within(_rows(session, engine, grant_id, _wanted(index, study, {})), study, series)
+    if sop is not None:
+        scope = [r for r in scope if r.instance.deid_uid == sop]
+    if not scope:
+        raise NotFound("no such study, series or instance in this grant's manifest")
+    return scope
 
 
 def retrieve(
@@ -283,11 +341,8 @@ def retrieve(
 
     def run() -> Retrieved:
         opened = open_grant(session, desk.keys, grant_id, token, pipeline_id=pipeline_id)
-        scope = _within(_rows(session, desk, opened), study, series)
-        if sop is not None:
-            scope = [r for r in scope if r.instance.deid_uid == sop]
-        if not scope:
-            raise NotFound("no such study, series or instance in this grant's manifest")
+        engine = deidentifier(desk.keys, grant_id, opened.purpose)
+        scope = _scope(session, engine, grant_id, study, series, sop)
         whole = sop is None
         if whole:
             desk.slots.take(grant_id)
@@ -306,25 +361,72 @@ def retrieve(
             if whole:
                 desk.slots.give(grant_id)
             raise
-        engine = deidentifier(desk.keys, grant_id, opened.purpose)
         if not whole:
             try:
-                data = render(desk.store, engine, ready[0])
+                one = release_render.render_pieces(desk.store, engine, ready[0])
             except Quarantined as exc:
                 raise NotReleasable(exc.reasons) from exc
-            return Retrieved(iter([data]), 1, 0)
+            return Retrieved(iter([one]), 1, 0)
 
-        def files() -> Iterator[bytes]:
+        def files() -> Iterator[release_render.Pieces]:
             try:
                 for item in ready:
                     try:
-                        yield render(desk.store, engine, item)
+                        yield release_render.render_pieces(desk.store, engine, item)
                     except Quarantined:
                         continue  # withheld, never sent (the headers have gone already)
             finally:
                 desk.slots.give(grant_id)
 
         return Retrieved(files(), len(ready), len(refused))
+
+    return _logging_refusals(desk, session, grant_id, pipeline_id, run)
+
+
+def metadata(
+    session: Session,
+    desk: Desk,
+    grant_id: str,
+    token: str | None,
+    *,
+    pipeline_id: str,
+    study: str,
+    series: str | None = None,
+    sop: str | None = None,
+) -> Found:
+    """WADO-RS metadata: each released instance's de-identified attributes as DICOM
+    JSON, without its pixel data. A release like ``retrieve`` (every check, one
+    ``release.instances`` entry for what is released); an instance de-identification
+    withholds is left out of a study or series, and refused (409) on its own."""
+
+    def run() -> Found:
+        opened = open_grant(session, desk.keys, grant_id, token, pipeline_id=pipeline_id)
+        engine = deidentifier(desk.keys, grant_id, opened.purpose)
+        scope = _scope(session, engine, grant_id, study, series, sop)
+        ready, refused = prepare(
+            session,
+            desk.keys,
+            desk.policies,
+            opened,
+            [r.instance for r in scope],
+            actor=pipeline_id,
+        )
+        if not ready:
+            raise NoLongerEligible(_summary(refused))
+        found = Found([], len(refused))
+        for item in ready:
+            try:
+                found.matches.append(release_render.attributes(desk.store, engine, item))
+            except Quarantined as exc:
+                if sop is not None:
+                    raise NotReleasable(exc.reasons) from exc
+                found.left_out += 1
+        if found.left_out:
+            found.warnings.append(
+                f"{found.left_out} instance(s) are no longer eligible or not releasable "
+                "and were left out"
+            )
+        return found
 
     return _logging_refusals(desk, session, grant_id, pipeline_id, run)
 

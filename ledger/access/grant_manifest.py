@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -106,3 +108,87 @@ def instances_by_uid(session: Session, grant_id: str, uids: Sequence[str]) -> li
             f"{len(missing)} instance(s) are not in this grant's manifest", missing=missing[:50]
         )
     return [found[u] for u in wanted]
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A manifest entry with what the index says of it (original UIDs: never released)."""
+
+    instance: Instance
+    study_uid: str
+    series_uid: str
+    sop_class_uid: str | None
+    modality: str | None
+    burned_in: str | None
+
+
+STUDY_CACHE_GRANTS = 64
+CHUNK = 500
+_studies_cache: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+_studies_lock = threading.Lock()
+
+
+def studies(session: Session, grant_id: str) -> tuple[str, ...]:
+    """The original Study Instance UIDs of the grant's manifest, each once, in manifest
+    order (by its first position).
+
+    The manifest is frozen, so this is read once per grant and process and kept (for the
+    last ``STUDY_CACHE_GRANTS`` grants): a search or a retrieval then reads only the rows
+    of the studies it needs, not the whole manifest of a million-image grant. An image
+    erased since keeps its place here; its rows no longer match (``placed`` drops it)."""
+    with _studies_lock:
+        cached = _studies_cache.get(grant_id)
+        if cached is not None:
+            _studies_cache.move_to_end(grant_id)
+            return cached
+    first = func.min(col(GrantImage.position))
+    found = tuple(
+        str(study)
+        for study, _ in session.execute(
+            select(col(Image.study_uid), first)
+            .join(Image, col(Image.id) == col(GrantImage.image_id))
+            .where(col(GrantImage.grant_id) == grant_id, col(Image.study_uid).is_not(None))
+            .group_by(col(Image.study_uid))
+            .order_by(first)
+        )
+    )
+    with _studies_lock:
+        _studies_cache[grant_id] = found
+        while len(_studies_cache) > STUDY_CACHE_GRANTS:
+            _studies_cache.popitem(last=False)
+    return found
+
+
+def placed(session: Session, grant_id: str, study_uids: Sequence[str]) -> list[Placed]:
+    """The grant's manifest entries of the studies ``study_uids`` (original UIDs), in
+    manifest order: an indexed read of those studies only (``images.study_uid``)."""
+    out: list[Placed] = []
+    wanted = list(dict.fromkeys(study_uids))
+    for i in range(0, len(wanted), CHUNK):
+        rows = session.execute(
+            select(
+                col(GrantImage.position),
+                col(GrantImage.image_id),
+                col(GrantImage.deid_uid),
+                col(Image.study_uid),
+                col(Image.series_uid),
+                col(Image.sop_class_uid),
+                col(Image.modality),
+                col(Image.burned_in),
+            )
+            .join(Image, col(Image.id) == col(GrantImage.image_id))
+            .where(
+                col(GrantImage.grant_id) == grant_id,
+                col(Image.study_uid).in_(wanted[i : i + CHUNK]),
+            )
+        )
+        for position, image_id, uid, study, series, sop_class, modality, burned in rows:
+            if study is None or series is None:
+                continue  # erased since the grant was issued: nothing of it is released
+            out.append(
+                Placed(
+                    Instance(position, image_id, uid), study, series, sop_class, modality, burned
+                )
+            )
+    out.sort(key=lambda p: p.instance.position)
+    return out

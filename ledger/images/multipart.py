@@ -7,7 +7,7 @@ what STOW-RS and WADO-RS need: one boundary, each part its own headers and bytes
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ledger.errors import InvalidInput, UnsupportedMediaType
@@ -92,4 +92,17 @@ def frame(parts: Iterable[bytes], boundary: str, part_type: str = DICOM) -> Iter
     head = f"--{boundary}\r\nContent-Type: {part_type}\r\n".encode()
     for data in parts:
         yield head + f"Content-Length: {len(data)}\r\n\r\n".encode() + data + b"\r\n"
+    yield f"--{boundary}--\r\n".encode()
+
+
+def frame_pieces(
+    parts: Iterable[Sequence[bytes | memoryview]], boundary: str, part_type: str = DICOM
+) -> Iterator[bytes]:
+    """As ``frame``, for parts given as pieces to send one after the other (a header
+    and a view of the original pixel data, say): each part is joined once, with its
+    framing, into the one buffer sent."""
+    head = f"--{boundary}\r\nContent-Type: {part_type}\r\n".encode()
+    for pieces in parts:
+        size = sum(len(p) for p in pieces)
+        yield b"".join((head, f"Content-Length: {size}\r\n\r\n".encode(), *pieces, b"\r\n"))
     yield f"--{boundary}--\r\n".encode()

@@ -207,7 +207,7 @@ def _retrieve(
     boundary = multipart.new_boundary()
     headers = {"Ledger-Released": str(got.released), "Ledger-Refused": str(got.left_out)}
     response = StreamingResponse(
-        multipart.frame(got.files, boundary),
+        multipart.frame_pieces(got.files, boundary),
         media_type=multipart.content_type(boundary),
         headers=headers,
     )
@@ -267,3 +267,91 @@ def retrieve_instance(
 ) -> StreamingResponse:
     """WADO-RS: one de-identified instance; 410 if it is no longer eligible."""
     return _retrieve(session, state, caller, grant_id, grant_token, study, series, sop)
+
+
+# -- WADO-RS metadata: de-identified attributes, without pixel data ---------------------------
+
+METADATA = {200: {"content": {DICOM_JSON: {}}, "description": "de-identified attributes"}}
+
+
+def _metadata(
+    session: WriteSessionDep,
+    state: StateDep,
+    caller: Caller,
+    grant_id: str,
+    token: str | None,
+    study: str,
+    series: str | None = None,
+    sop: str | None = None,
+) -> JSONResponse:
+    found = dicomweb.metadata(
+        session,
+        state.release_desk(),
+        grant_id,
+        token,
+        pipeline_id=caller.id,
+        study=study,
+        series=series,
+        sop=sop,
+    )
+    response = JSONResponse(
+        found.matches,
+        media_type=DICOM_JSON,
+        headers={"Ledger-Released": str(len(found.matches)), "Ledger-Refused": str(found.left_out)},
+    )
+    for text in found.warnings:
+        response.headers.append("Warning", f'299 ledger "{_quoted(text)}"')
+    return response
+
+
+@router.get(BASE + "/studies/{study}/metadata", response_class=JSONResponse, responses=METADATA)  # type: ignore[arg-type]
+def retrieve_study_metadata(
+    grant_id: str,
+    study: str,
+    session: WriteSessionDep,
+    state: StateDep,
+    caller: Pipeline,
+    grant_token: GrantHeader = None,
+) -> JSONResponse:
+    """WADO-RS metadata: the de-identified attributes of a study's instances (DICOM
+    JSON, no pixel data), released and logged as the files are; those no longer eligible
+    are left out and counted in a ``Warning``; 410 if none is left."""
+    return _metadata(session, state, caller, grant_id, grant_token, study)
+
+
+@router.get(
+    BASE + "/studies/{study}/series/{series}/metadata",
+    response_class=JSONResponse,
+    responses=METADATA,  # type: ignore[arg-type]
+)
+def retrieve_series_metadata(
+    grant_id: str,
+    study: str,
+    series: str,
+    session: WriteSessionDep,
+    state: StateDep,
+    caller: Pipeline,
+    grant_token: GrantHeader = None,
+) -> JSONResponse:
+    """WADO-RS metadata: a series' instances (as for a study)."""
+    return _metadata(session, state, caller, grant_id, grant_token, study, series)
+
+
+@router.get(
+    BASE + "/studies/{study}/series/{series}/instances/{sop}/metadata",
+    response_class=JSONResponse,
+    responses=METADATA,  # type: ignore[arg-type]
+)
+def retrieve_instance_metadata(
+    grant_id: str,
+    study: str,
+    series: str,
+    sop: str,
+    session: WriteSessionDep,
+    state: StateDep,
+    caller: Pipeline,
+    grant_token: GrantHeader = None,
+) -> JSONResponse:
+    """WADO-RS metadata: one instance's de-identified attributes; 410 if it is no
+    longer eligible, 409 if de-identification withholds it."""
+    return _metadata(session, state, caller, grant_id, grant_token, study, series, sop)

@@ -1,0 +1,167 @@
+"""De-identified files for release, rendered without re-encoding their pixel data.
+
+``archive.render`` reads a whole file with pydicom, de-identifies it and writes it all
+again. Release never changes pixels: de-identification leaves them alone, and an image at
+risk of burned-in text is read by OCR and quarantined, never masked, on this path
+(``pixels.check`` in its quarantine mode). So for a file whose pixel data is its last
+element, the header alone is parsed, de-identified and written, and the original Pixel
+Data element's bytes follow it unchanged: the same bytes ``archive.render`` gives, without
+parsing, copying and writing the largest part of the file again.
+
+The splice is taken only where it is provably the same: little endian, the file meta's
+transfer syntax the one the file was read in (not deflated), ``PixelData`` (OB or OW, or
+implicit VR) the last element, of even defined length or encapsulated and ending at the
+file's end with its one sequence delimiter, and nothing de-identification adds sorted
+after it. An image at risk of burned-in text, and every other file, takes the whole-file
+path, which is ``archive.render``'s. ``tests/access/test_release_render.py`` compares the
+two byte for byte.
+
+``attributes`` gives the de-identified file's attributes as DICOM JSON (WADO-RS metadata):
+the same de-identification and the same quarantine decisions, without the pixel data.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset, FileDataset
+from pydicom.uid import UID
+
+from ledger.access.archive import Prepared, Quarantined
+from ledger.images import pixels
+from ledger.images.deid import Deidentifier
+from ledger.images.store import ObjectStore, unseal
+
+PIXEL_DATA = 0x7FE00010
+PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"
+ITEM_LE = b"\xfe\xff\x00\xe0"
+SEQUENCE_DELIMITER_LE = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+UNDEFINED = 0xFFFFFFFF
+BULK_KEYWORDS = pixels.PIXEL_KEYWORDS
+
+Pieces = tuple[bytes, memoryview]
+
+
+def original(store: ObjectStore, item: Prepared) -> bytes:
+    """The decrypted original (AES-GCM, authenticated): once per file."""
+    return unseal(item.data_key, item.address, store.get(item.address))
+
+
+def render(store: ObjectStore, engine: Deidentifier, item: Prepared) -> bytes:
+    """The de-identified file, as ``archive.render`` gives it; Quarantined when it must
+    not leave."""
+    return b"".join(render_pieces(store, engine, item))
+
+
+def render_pieces(store: ObjectStore, engine: Deidentifier, item: Prepared) -> Pieces:
+    """The de-identified file as two pieces to send one after the other: everything
+    before the pixel data, then the original Pixel Data element (a view, not a copy)."""
+    data = original(store, item)
+    spliced = _spliced(data, engine)
+    if spliced is not None:
+        return spliced
+    return _whole(data, engine), memoryview(b"")
+
+
+def attributes(store: ObjectStore, engine: Deidentifier, item: Prepared) -> dict[str, Any]:
+    """The de-identified file's attributes as DICOM JSON, without its pixel data: read
+    back from what ``render`` gives, so metadata and file never differ; Quarantined as
+    for the file itself."""
+    data = original(store, item)
+    spliced = _spliced(data, engine)
+    if spliced is not None:
+        ds = dcmread(io.BytesIO(spliced[0]), force=True)  # the header: it ends at the pixels
+    else:
+        ds = dcmread(io.BytesIO(_whole(data, engine)), force=True)
+        for keyword in BULK_KEYWORDS:
+            if keyword in ds:
+                del ds[keyword]
+    # An attribute whose value cannot be shown in JSON (an IS of "1A") is left out.
+    out: dict[str, Any] = ds.to_json_dict(bulk_data_threshold=1 << 30, suppress_invalid_tags=True)
+    return out
+
+
+def _deidentify(ds: Dataset, engine: Deidentifier) -> None:
+    result = engine.apply(ds)
+    if result.quarantined:
+        raise Quarantined(result.reasons)
+
+
+def _check_pixels(ds: Dataset) -> None:
+    burned = pixels.check(ds)  # text OCR finds in an image at risk is refused, never masked
+    if burned.quarantine is not None:
+        raise Quarantined([burned.quarantine])
+
+
+def _whole(data: bytes, engine: Deidentifier) -> bytes:
+    """``archive.render``'s path: the whole file parsed, de-identified, checked, written."""
+    ds = dcmread(io.BytesIO(data), force=True)
+    _deidentify(ds, engine)
+    _check_pixels(ds)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=False)
+    return out.getvalue()
+
+
+def _at_risk(header: Dataset) -> bool:
+    """``pixels.at_risk`` for a header parsed without its pixel data (which it has)."""
+    header.add_new(PIXEL_DATA, "OB", b"")
+    try:
+        return pixels.at_risk(header) is not None
+    finally:
+        del header[PIXEL_DATA]
+
+
+def _spliced(data: bytes, engine: Deidentifier) -> Pieces | None:
+    """The header de-identified and written, and the original pixel element; None when
+    the splice might differ from the whole-file path."""
+    fp = io.BytesIO(data)
+    ds = dcmread(fp, force=True, stop_before_pixels=True)
+    start = fp.tell()
+    if not _splice_safe(ds, data, start):
+        return None
+    _deidentify(ds, engine)
+    if _at_risk(ds) or int(max(ds.keys(), default=0)) >= PIXEL_DATA:
+        return None
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=False)
+    return out.getvalue(), memoryview(data)[start:]
+
+
+def _splice_safe(ds: Dataset, data: bytes, start: int) -> bool:
+    """Whether writing ``ds`` with its pixel data would give the header's bytes followed
+    by ``data[start:]`` unchanged (see the module's docstring)."""
+    if not isinstance(ds, FileDataset) or start >= len(data):
+        return False
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if not syntax:
+        return False
+    syntax = UID(str(syntax))
+    if not syntax.is_transfer_syntax or syntax.is_deflated or not syntax.is_little_endian:
+        return False
+    implicit = syntax.is_implicit_VR
+    if ds.original_encoding != (implicit, True):
+        return False
+    if data[start : start + 4] != PIXEL_TAG_LE:
+        return False
+    if implicit:
+        length: int = struct.unpack_from("<I", data, start + 4)[0]
+        value = start + 8
+    else:
+        vr = data[start + 4 : start + 6]
+        if vr not in (b"OB", b"OW") or data[start + 6 : start + 8] != b"\x00\x00":
+            return False
+        length = struct.unpack_from("<I", data, start + 8)[0]
+        value = start + 12
+    if length != UNDEFINED:
+        return length % 2 == 0 and value + length == len(data)
+    # Encapsulated: items, then the sequence delimiter pydicom finds first, at the end.
+    return bool(
+        data[value : value + 4] == ITEM_LE
+        and data.find(SEQUENCE_DELIMITER_LE[:4], value) == len(data) - 8
+        and data.endswith(SEQUENCE_DELIMITER_LE)
+    )
