@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -189,6 +190,19 @@ def create(
 def _eligible_modifiers(classes: list[ImageClass]) -> set[str]:
     """The modifier codes of the consents of every eligible image."""
     return {m for c in classes if c.eligible and c.facts for m in c.facts.modifiers}
+
+
+def obligations_of(session: Session, request_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Per request, the obligations its grant carries (PUB, RTN, COL, MOR, IRB)."""
+    out: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(request_ids), 500):
+        rows = session.execute(
+            select(col(AccessRequest.id), col(AccessRequest.evaluation)).where(
+                col(AccessRequest.id).in_(request_ids[i : i + 500])
+            )
+        )
+        out.update({rid: dict(e.get("obligations") or {}) for rid, e in rows})
+    return out
 
 
 def get(session: Session, request_id: str) -> AccessRequest:

@@ -125,7 +125,7 @@ def show(request_id: str, home: HomeOpt = None, json_out: JsonOpt = False) -> No
         return
     e = request.evaluation
     console.print(
-        f"[bold]{request.id}[/] {request.status}: {request.purpose} on dataset "
+        f"[bold]{request.id}[/] {request.status}: {request.purpose_text} on dataset "
         f"{request.dataset_id}, as of {request.as_of:%Y-%m-%d %H:%M:%S %Z}"
     )
     console.print(f"justification: {request.justification}", highlight=False)
@@ -136,7 +136,12 @@ def show(request_id: str, home: HomeOpt = None, json_out: JsonOpt = False) -> No
     for reason, n in e.excluded_by_reason.items():
         console.print(f"  excluded {n:>7} by {reason}")
     for reason in e.request_reasons:
-        console.print(f"[bold red]cannot be approved:[/] {reason}")
+        label = "a steward must decide" if e.cohort_ok else "cannot be approved"
+        console.print(f"[bold red]{label}:[/] {reason}", highlight=False)
+    for name, value in request.conditions.items():
+        console.print(f"  states {name.replace('_', ' ')}: {value}", highlight=False)
+    for name, value in e.obligations.items():
+        console.print(f"  grant obliges {name.replace('_', ' ')}: {value}", highlight=False)
     _composition(request)
 
 

@@ -123,7 +123,14 @@ def _grants_page(
         .order_by(col(Grant.issued_at).desc())
         .limit(200)
     ).all()
-    return render(request, "grants.html", status, grants=rows, error=error)
+    return render(
+        request,
+        "grants.html",
+        status,
+        grants=rows,
+        obligations=service.obligations_of(session, [g.request_id for g, _ in rows]),
+        error=error,
+    )
 
 
 @router.get("/grants", response_class=HTMLResponse)
