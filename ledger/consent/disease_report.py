@@ -91,17 +91,13 @@ def report(session: Session) -> Report:
     rows = session.execute(
         select(cv.c.consent_id, cv.c.version, cv.c.status, cv.c.purposes).where(naming)
     ).all()
-    ids = sorted({r.consent_id for r in rows})
-    latest: dict[str, int] = {}
-    for start in range(0, len(ids), 5_000):
-        chunk = ids[start : start + 5_000]
-        latest.update(
-            session.execute(
-                select(cv.c.consent_id, func.max(cv.c.version))
-                .where(cv.c.consent_id.in_(chunk))
-                .group_by(cv.c.consent_id)
-            ).all()
-        )
+    named = select(cv.c.consent_id).where(naming)
+    latest_rows = session.execute(
+        select(cv.c.consent_id, func.max(cv.c.version))
+        .where(cv.c.consent_id.in_(named))
+        .group_by(cv.c.consent_id)
+    ).all()
+    latest: dict[str, int] = {str(c): int(v) for c, v in latest_rows}
     versions: dict[str, int] = defaultdict(int)
     consents: dict[str, set[str]] = defaultdict(set)
     active: dict[str, set[str]] = defaultdict(set)
