@@ -95,6 +95,8 @@ def create(
         requester=requester,
         institution=who.institution,
     )
+    if len(purpose.code) > 64 or len(purpose.category or "") > 1024:  # the stored columns
+        raise InvalidInput("the purpose's codes are too long to store; name shorter codes")
     dataset = session.get(DatasetRecord, body.dataset_id)
     if dataset is None:
         raise NotFound(f"no dataset {body.dataset_id}")

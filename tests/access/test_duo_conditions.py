@@ -279,3 +279,6 @@ def test_lists_genetic_studies_research_specific_and_clinical_care(
     assert "no-permit" not in _evaluation(care)["excluded_by_reason"]
     research = _file(client, pipeline, world["all"], "ai.inference,HMB")
     assert _evaluation(research)["excluded_by_reason"]["no-permit"] == 5
+    # Codes too long for the stored columns are refused, not cut or a 500.
+    long = "DS:MONDO:" + "1" * 60
+    assert _file(client, pipeline, world["all"], long).status_code == 422
