@@ -12,7 +12,13 @@ Both servers run as processes on loopback (``ledger serve`` on SQLite; Debian's 
 with its DICOMweb plugin, which needs ``apt-get install orthanc orthanc-dicomweb``); one
 client fetches study by study, reading each multipart answer to the end. Each side is
 fetched ``--runs`` times, alternating, and the median counts.
+
+Like with like: ``--concurrency N`` fetches N studies at a time from *both* servers (a
+pipeline with a thread pool, as dicomweb-client users run one); ``--workers W`` serves the
+ledger as ``ledger serve --workers W`` does (Orthanc serves with its own thread pool).
+The defaults (1 and 1) are one client against one ledger process.
 Usage: python bench/dicomweb.py [--studies 12] [--per-study 10] [--size 512] [--runs 3]
+       [--workers 1] [--concurrency 1]
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ import argparse
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -84,18 +92,43 @@ def _principal(settings: Settings, role: Role, name: str) -> str:
 
 
 def _fetch_all(
-    http: httpx.Client, base: str, studies: list[str], headers: dict[str, str]
+    http: httpx.Client,
+    base: str,
+    studies: list[str],
+    headers: dict[str, str],
+    concurrency: int = 1,
 ) -> tuple[int, int, float]:
-    """Instances, bytes and seconds to retrieve every study (study-level WADO-RS)."""
-    count = size = 0
-    started = time.perf_counter()
-    for study in studies:
+    """Instances, bytes and seconds to retrieve every study (study-level WADO-RS),
+    ``concurrency`` studies at a time."""
+
+    def one(study: str) -> tuple[int, int]:
         r = http.get(f"{base}/studies/{study}", headers={**headers, **ACCEPT})
         r.raise_for_status()
         parts = multipart.split(r.content, multipart.boundary_of(r.headers["content-type"]))
-        count += len(parts)
-        size += sum(len(p.data) for p in parts)
-    return count, size, time.perf_counter() - started
+        return len(parts), sum(len(p.data) for p in parts)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        done = list(pool.map(one, studies))
+    return sum(n for n, _ in done), sum(b for _, b in done), time.perf_counter() - started
+
+
+class _Served(Server):
+    """``ledger serve --workers N`` (``tests.servers.Server`` serves with one)."""
+
+    def __init__(self, home: Path, url: str, log: Path, workers: int) -> None:
+        super().__init__(home, url, log)
+        self.options = ["--workers", str(workers)]
+
+    def start(self) -> _Served:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "ledger", "serve", "--port", str(self.port), *self.options],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        return self
 
 
 def _study_uids(http: httpx.Client, base: str, headers: dict[str, str]) -> list[str]:
@@ -117,6 +150,10 @@ def main() -> None:
     parser.add_argument("--per-study", type=int, default=10)
     parser.add_argument("--size", type=int, default=512, help="pixels square (16-bit)")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1, help="ledger serve --workers")
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="studies fetched at a time, both sides"
+    )
     args = parser.parse_args()
     if not Path(ORTHANC).exists():
         print(f"dicomweb: skipped, no {ORTHANC} (apt-get install orthanc orthanc-dicomweb)")
@@ -131,7 +168,8 @@ def main() -> None:
     total_mb = sum(map(len, files)) / 1e6
     print(
         f"{len(files)} CT instances ({args.studies} studies, {args.size}x{args.size}, "
-        f"{total_mb:.1f} MB); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        f"{total_mb:.1f} MB); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
+        f"ledger serve --workers {args.workers}, {args.concurrency} studies at a time"
     )
 
     pacs = Orthanc(root / "orthanc").start()
@@ -180,7 +218,7 @@ def main() -> None:
         engine.dispose()
         pipeline_key = _principal(settings, Role.pipeline, "bench-pipeline")
         steward_key = _principal(settings, Role.steward, "bench-steward")
-        server = Server(home, url, root / "server.log")
+        server = _Served(home, url, root / "server.log", args.workers)
         server.start().wait_ready()
         pipeline = LedgerClient(server.url, pipeline_key)
         request = pipeline.request_access(
@@ -204,10 +242,11 @@ def main() -> None:
         ):
             studies = _study_uids(http, base, headers)
             assert len(studies) == args.studies, studies
-            _fetch_all(http, base, studies[:1], headers)  # warm
+            c = args.concurrency
+            _fetch_all(http, base, studies[: max(c, 1)], headers, c)  # warm
             for _ in range(args.runs):
-                ledger_runs.append(_fetch_all(http, base, studies, headers))
-                pacs_runs.append(_fetch_all(direct, pacs.dicomweb, pacs_studies, {}))
+                ledger_runs.append(_fetch_all(http, base, studies, headers, c))
+                pacs_runs.append(_fetch_all(direct, pacs.dicomweb, pacs_studies, {}, c))
     finally:
         if server is not None:
             server.stop()

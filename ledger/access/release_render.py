@@ -9,12 +9,15 @@ Data element's bytes follow it unchanged: the same bytes ``archive.render`` give
 parsing, copying and writing the largest part of the file again.
 
 The splice is taken only where it is provably the same: little endian, the file meta's
-transfer syntax the one the file was read in (not deflated), ``PixelData`` (OB or OW, or
-implicit VR) the last element, of even defined length or encapsulated and ending at the
-file's end with its one sequence delimiter, and nothing de-identification adds sorted
-after it. An image at risk of burned-in text, and every other file, takes the whole-file
-path, which is ``archive.render``'s. ``tests/access/test_release_render.py`` compares the
-two byte for byte.
+transfer syntax the one the file was read in (public, not deflated), ``PixelData`` (OB or
+OW, or implicit VR) the last element, of even defined length for a native transfer syntax
+or encapsulated (for a compressed one) and ending at the file's end with its one sequence
+delimiter, no command or file meta elements in the dataset, and nothing de-identification
+adds sorted after the pixel data. The header is then written by pydicom's own writer
+without the copies and checks ``save_as`` spends on cases ruled out. An image at risk of
+burned-in text, and every other file, takes the whole-file path, which is
+``archive.render``'s. ``tests/access/test_release_render.py`` compares the two byte for
+byte.
 
 ``attributes`` gives the de-identified file's attributes as DICOM JSON (WADO-RS metadata):
 the same de-identification and the same quarantine decisions, without the pixel data.
@@ -27,8 +30,13 @@ import struct
 from typing import Any
 
 from pydicom import dcmread
+from pydicom.charset import convert_encodings, default_encoding
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element, write_dataset, write_file_meta_info, writers
 from pydicom.uid import UID
+from pydicom.valuerep import CUSTOMIZABLE_CHARSET_VR, EXPLICIT_VR_LENGTH_32, VR
 
 from ledger.access.archive import Prepared, Quarantined
 from ledger.images import pixels
@@ -126,9 +134,88 @@ def _spliced(data: bytes, engine: Deidentifier) -> Pieces | None:
     _deidentify(ds, engine)
     if _at_risk(ds) or int(max(ds.keys(), default=0)) >= PIXEL_DATA:
         return None
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=False)
-    return out.getvalue(), memoryview(data)[start:]
+    return _header_bytes(ds), memoryview(data)[start:]
+
+
+def _header_bytes(ds: FileDataset) -> bytes:
+    """What ``ds.save_as(out, enforce_file_format=False)`` writes, without what that
+    spends on cases ``_splice_safe`` has ruled out: the copy of the file meta (this
+    dataset is ours to change), working out the encoding (the transfer syntax's, which is
+    the one the file was read in) and the checks for command or file meta elements in
+    the dataset (there are none: group 0 and 2 send a file down the whole-file path)."""
+    fp = DicomBytesIO()
+    implicit, little = ds.original_encoding
+    fp.is_implicit_VR, fp.is_little_endian = bool(implicit), bool(little)
+    if ds.preamble:
+        fp.write(ds.preamble)
+        fp.write(b"DICM")
+    if ds.file_meta:
+        write_file_meta_info(fp, ds.file_meta, enforce_standard=False)
+    if ds.original_character_set != ds._character_set:
+        write_dataset(fp, ds)  # re-encoded in a new character set: pydicom's own way
+    else:
+        _write_top_level(fp, ds)
+    return fp.getvalue()
+
+
+def _write_top_level(fp: DicomBytesIO, ds: Dataset) -> None:
+    """``pydicom.filewriter.write_dataset`` for a dataset written in the encoding it was
+    read in: the same bytes, element by element, with its per-element set-up (the
+    character set's codecs, a buffer, the encoding looked up again) done once. Sequences,
+    bulk values, raw elements without a VR and anything its writer would warn about or
+    refuse are handed to ``write_data_element`` itself."""
+    charset = ds.get("SpecificCharacterSet", default_encoding)
+    encodings = convert_encodings(charset or [default_encoding])
+    implicit = fp.is_implicit_VR
+    scratch = DicomBytesIO()
+    scratch.is_implicit_VR, scratch.is_little_endian = implicit, True
+    for tag in sorted(ds.keys()):
+        if tag.element == 0 and tag.group > 6:
+            continue  # retired Group Length: pydicom does not write it either
+        elem = ds.get_item(tag)
+        value = _value_bytes(scratch, elem, encodings, implicit)
+        if value is None:
+            write_data_element(fp, elem, charset)
+            continue
+        vr = str(elem.VR)
+        length = len(value)
+        if implicit:
+            head = struct.pack("<HHI", tag.group, tag.element, length)
+        elif vr in EXPLICIT_VR_LENGTH_32:
+            head = struct.pack("<HH2sHI", tag.group, tag.element, vr.encode(), 0, length)
+        else:
+            head = struct.pack("<HH2sH", tag.group, tag.element, vr.encode(), length)
+        fp.write(head)
+        fp.write(value)
+
+
+def _value_bytes(
+    scratch: DicomBytesIO, elem: DataElement | RawDataElement, encodings: list[str], implicit: bool
+) -> bytes | None:
+    """The element's value as ``write_data_element`` encodes it, or None to let it."""
+    vr = elem.VR
+    if vr is None or vr == "SQ" or (not implicit and len(vr) != 2):
+        return None
+    if isinstance(elem, RawDataElement):
+        if elem.length == UNDEFINED:
+            return None
+        value = bytes(elem.value or b"")
+    else:
+        if vr not in writers or elem.is_undefined_length or elem.is_buffered:
+            return None
+        start = scratch.tell()
+        if not elem.is_empty:
+            fn, param = writers[VR(vr)]
+            if vr in CUSTOMIZABLE_CHARSET_VR:
+                fn(scratch, elem, encodings=encodings)  # type: ignore[operator]
+            elif param is not None:
+                fn(scratch, elem, param)  # type: ignore[operator]
+            else:
+                fn(scratch, elem)  # type: ignore[operator]
+        value = scratch.getvalue()[start:]
+    if not implicit and vr not in EXPLICIT_VR_LENGTH_32 and len(value) > 0xFFFF:
+        return None  # pydicom warns and writes it as UN
+    return value
 
 
 def _splice_safe(ds: Dataset, data: bytes, start: int) -> bool:
@@ -141,11 +228,17 @@ def _splice_safe(ds: Dataset, data: bytes, start: int) -> bool:
     if not syntax:
         return False
     syntax = UID(str(syntax))
-    if not syntax.is_transfer_syntax or syntax.is_deflated or not syntax.is_little_endian:
+    if syntax.is_private or not syntax.is_transfer_syntax:
+        return False
+    if syntax.is_deflated or not syntax.is_little_endian:
         return False
     implicit = syntax.is_implicit_VR
     if ds.original_encoding != (implicit, True):
         return False
+    if ds.preamble is not None and len(ds.preamble) != 128:
+        return False  # save_as refuses it: so does the whole-file path
+    if int(min(ds.keys(), default=0x00080000)) < 0x00030000:
+        return False  # command or file meta elements: save_as refuses them, likewise
     if data[start : start + 4] != PIXEL_TAG_LE:
         return False
     if implicit:
@@ -157,6 +250,8 @@ def _splice_safe(ds: Dataset, data: bytes, start: int) -> bool:
             return False
         length = struct.unpack_from("<I", data, start + 8)[0]
         value = start + 12
+    if (length == UNDEFINED) != syntax.is_compressed:
+        return False  # save_as would rewrite the length as the transfer syntax says
     if length != UNDEFINED:
         return length % 2 == 0 and value + length == len(data)
     # Encapsulated: items, then the sequence delimiter pydicom finds first, at the end.
