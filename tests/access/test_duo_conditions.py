@@ -150,6 +150,13 @@ def test_several_diseases_and_the_conditions_a_request_states(
     assert len(items) == 55
     assert sum(not i["available"] for i in items) == 5  # the T subjects' images
     assert {tuple(i["policy_ids"]) for i in items if not i["available"]} == {("no-permit",)}
+    ended = next(i["sop_instance_uid"] for i in items if not i["available"])
+    refused = client.get(
+        f"/v1/grants/{approved['grant_id']}/instances/{ended}",
+        headers={**auth(pipeline), "Ledger-Grant": approved["grant"]},
+    )
+    assert refused.status_code == 410, refused.text
+    assert refused.json()["type"].endswith("no-longer-eligible")
 
 
 def _subject(client: TestClient, registrar: str, patient: str) -> str:
