@@ -216,3 +216,39 @@ def test_flags_travel_with_the_purpose_but_not_in_its_text() -> None:
     assert flagged.text == plain.text == "ai.training"
     assert flagged != plain
     assert len({plain, flagged, Purpose.parse("ai.training")}) == 2  # a value: usable as a key
+
+
+DISEASES = ["DS:C34", "DS:C34.1", "DS:C50", "DS:C50.9", "DS:J45"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    facts_st,
+    st.sampled_from([*AI, None]),
+    st.lists(st.sampled_from(DISEASES), min_size=1, max_size=3, unique=True),
+    st.sampled_from(DISEASES),
+    images_st,
+)
+def test_naming_one_more_disease_never_widens_what_is_permitted(
+    spec: list[tuple[str, list[str], str | None]],
+    ai: str | None,
+    named: list[str],
+    more: str,
+    image: ImageFacts | None,
+) -> None:
+    """Each disease must be covered and none refused: a request naming one more disease is
+    permitted only where the narrower request was."""
+    before = Purpose.parse(",".join([*([ai] if ai else []), *named]))
+    after = Purpose.parse(",".join([*([ai] if ai else []), *named, more]))
+    wider = decide(_facts(spec), after, image).permitted
+    assert not (wider and not decide(_facts(spec), before, image).permitted)
+
+
+def test_several_diseases_read_back_sorted_and_canonical() -> None:
+    purpose = Purpose.parse("ai.training,DS:c50.9,DS:ICD10CM:C34.1,DS:C50.9")
+    assert purpose.text == "ai.training,DS:ICD10CM:C34.1,DS:ICD10CM:C50.9"
+    assert purpose.diseases == ("DS:ICD10CM:C34.1", "DS:ICD10CM:C50.9")
+    assert Purpose.of_fields(purpose.code, purpose.category) == purpose
+    research = Purpose.parse("DS:C50.9,DS:C34.1")
+    assert (research.code, research.category) == ("DS:ICD10CM:C34.1", "DS:ICD10CM:C50.9")
+    assert Purpose.of_fields(research.code, research.category) == research
