@@ -6,14 +6,21 @@ authorize (each study a first time), warm authorize, batch authorize. Goals: p99
 cold and warm; warm authorize >= 0.5x ``/healthz``; no call over 100 ms; batch >= 5,000
 decisions/s. The machine may be shared: the load average is printed, compare ratios.
 
-    .venv/bin/python bench/authorize_http.py [--studies 400] [--seconds 10]
+``--py-spy DIR`` samples the server during each ledger phase (``py-spy record --gil``:
+where the interpreter's time goes, per thread holding it), writes the raw stacks to DIR
+and prints each phase's hottest functions: how the stalls in docs/architecture.md were
+found. Install py-spy first (``pip install py-spy``); it slows the server a little.
+
+    .venv/bin/python bench/authorize_http.py [--studies 400] [--seconds 10] [--py-spy DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import itertools
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -116,6 +123,67 @@ def _phase(
     return row
 
 
+class Profiler:
+    """py-spy attached to the server for one phase at a time."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+        self.tool = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+            assert Path(self.tool).exists(), "install py-spy for --py-spy"
+
+    def record(self, pid: int, name: str, seconds: float) -> Callable[[], None]:
+        """Start sampling ``pid`` (and its worker processes); the returned call waits for
+        the recording and prints its summary."""
+        if self.directory is None:
+            return lambda: None
+        out = self.directory / f"{name}.txt"
+        process = subprocess.Popen(
+            [self.tool, "record", "--pid", str(pid), "--subprocesses", "--gil",
+             "--nonblocking", "--rate", "200", "--format", "raw",
+             "--duration", str(max(1, round(seconds))), "-o", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+        def done() -> None:
+            process.wait()
+            _summary(out)
+
+        return done
+
+
+def _summary(path: Path, top: int = 12) -> None:
+    """The functions most often on the stack (inclusive) among the ledger's and the
+    serving stack's, and the lines most often at its top (self)."""
+    if not path.exists():
+        print(f"    (no profile written to {path})")
+        return
+    inclusive: collections.Counter[str] = collections.Counter()
+    own: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")[1:]
+        total += int(count)
+        for name in {f.rpartition(":")[0] for f in frames}:
+            inclusive[name] += int(count)
+        if frames:
+            own[frames[-1]] += int(count)
+    if not total:
+        return
+    watched = ("ledger/", "sqlalchemy/orm", "cedarpy", "joserfc", "threading.py", "routing.py")
+    print(f"    profile {path.name}: {total:,} samples holding the GIL")
+    hot = [(n, c) for n, c in inclusive.most_common() if any(w in n for w in watched)]
+    for name, count in hot[:top]:
+        print(f"      {count / total:6.1%}  {name})")
+    for name, count in own.most_common(top // 2):
+        print(f"      {count / total:6.1%}  self {name}")
+
+
 def _serve(home: Path, url: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
@@ -148,8 +216,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--studies", type=int, default=400)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--py-spy", type=Path, default=None, help="profile into this directory")
     args = parser.parse_args()
     seconds = args.seconds
+    profiler = Profiler(args.py_spy)
     print(f"load average at start: {os.getloadavg()}")
 
     port = free_port()
@@ -179,22 +249,38 @@ def main() -> None:
         process, base = _serve(home, url, workers)
         try:
             print(f"ledger serve --workers {workers} (SQLite, {len(studies)} studies)")
-            health = _phase("/healthz", base, seconds, lambda h: _get(h, "/healthz"))
+
+            def measure(
+                name: str,
+                call: Callable[[httpx.Client], int],
+                pid: int = process.pid,
+                workers: int = workers,
+                base: str = base,
+            ) -> dict[str, float]:
+                finish = profiler.record(pid, f"w{workers}-{name.replace(' ', '-')}", seconds)
+                row = _phase(name, base, seconds, call)
+                finish()
+                return row
+
+            health = measure("/healthz", lambda h: _get(h, "/healthz"))
             cold_iter = iter(studies)
             cold_lock = threading.Lock()
+            reached: list[str] = []
 
             def cold(
                 h: httpx.Client,
                 cold_lock: threading.Lock = cold_lock,
                 cold_iter: Iterator[str] = cold_iter,
                 headers: dict[str, str] = headers,
+                reached: list[str] = reached,
             ) -> int:
                 with cold_lock:
                     study = next(cold_iter)
+                    reached.append(study)
                 return _authorize(h, headers, study)
 
-            cold_row = _phase("authorize cold", base, seconds, cold)
-            warm_iter = itertools.cycle(studies)
+            cold_row = measure("authorize cold", cold)
+            warm_iter = itertools.cycle(reached)  # the studies the cold phase asked about
 
             def warm(
                 h: httpx.Client,
@@ -203,7 +289,7 @@ def main() -> None:
             ) -> int:
                 return _authorize(h, headers, next(warm_iter))
 
-            warm_row = _phase("authorize warm", base, seconds, warm)
+            warm_row = measure("authorize warm", warm)
 
             def batch(
                 h: httpx.Client, headers: dict[str, str] = headers, studies: list[str] = studies
@@ -216,7 +302,7 @@ def main() -> None:
                 assert r.status_code == 200, r.text
                 return len(r.json()["decisions"])
 
-            batch_row = _phase(f"batch of {min(len(studies), 1_000)}", base, seconds, batch)
+            batch_row = measure(f"batch of {min(len(studies), 1_000)}", batch)
             _goals(base_row, health, cold_row, warm_row, batch_row)
         finally:
             _stop(process)

@@ -18,27 +18,30 @@ It is the same decision path as a release (consent facts → classes → Cedar, 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from ledger import dialect
 from ledger.access import image_rows, tokens
-from ledger.access.classes import ImageClass
-from ledger.access.decision import classes_of_rows
+from ledger.access.classes import ClassKey, ImageClass
+from ledger.access.decision import Classifier, decide_classes
 from ledger.clock import utcnow
+from ledger.consent.in_force import effective_consents
 from ledger.consent.purposes import Purpose
 from ledger.errors import NotFound
 from ledger.keystore import KeyRing
 from ledger.policy.engine import PolicySet
+from ledger.principals.keys import Caller, KeyCache, resolve_key
 from ledger.provenance import log
 from ledger.provenance.merkle import leaf_hash, root_hash
 
@@ -66,6 +69,10 @@ class _Cached:
     until: float
 
 
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+
+
 def _verdict(classes: Sequence[ImageClass], images: int) -> Decision:
     """A study is permitted when every class of its images is; the refused classes (or,
     when none is, all of them) give the reasons and policies."""
@@ -79,35 +86,49 @@ def _verdict(classes: Sequence[ImageClass], images: int) -> Decision:
     )
 
 
+class Marks(NamedTuple):
+    """The log's marks an authorize call compares its caches with."""
+
+    decisions: int  # moves with every change that can alter a decision
+    credentials: int  # moves with every change to a key or a principal
+
+
 class Authorizer:
-    """One per process: holds the decision cache and the batch of decisions to log."""
+    """One per process: holds the decision cache, Cedar's verdict per class, the key cache
+    and the batch of decisions to log."""
 
     def __init__(self, engine: Engine, keys: KeyRing, issuer: str) -> None:
         self.engine = engine
         self.keys = keys
         self.issuer = issuer
+        self.callers = KeyCache()
         self._raw: Any = None
         self._mark_lock = threading.Lock()
-        self._mark_sql = dialect.driver_sql(engine, log.MARK_SELECT)
+        self._marks_sql = dialect.driver_sql(engine, log.MARKS_SELECT)
         self._cache: dict[tuple[Any, ...], _Cached] = {}
-        self._purposes: dict[tuple[str, bool], Purpose] = {}
+        self._purposes: dict[tuple[str, bool, str], Purpose] = {}
+        # Cedar's answer per (policy set, request, class): a function of those alone (no
+        # entities, no time), so it never goes stale; a new policy set has a new hash.
+        self._verdicts: dict[tuple[str, Purpose, ClassKey], ImageClass] = {}
         self._pending: list[tuple[bytes, str, str]] = []
         self._lock = threading.Lock()  # guards _pending
         self._flush_lock = threading.Lock()  # one flush at a time, from take to commit
 
     # -- the decision ---------------------------------------------------------------------
-    def _purpose(self, text: str, commercial: bool) -> Purpose:
+    def _purpose(self, text: str, commercial: bool, organisation_type: str) -> Purpose:
         """Parsed once per distinct text: pipelines send the same few on every call."""
-        parsed = self._purposes.get((text, commercial))
+        key = (text, commercial, organisation_type)
+        parsed = self._purposes.get(key)
         if parsed is None:
-            parsed = Purpose.parse(text, commercial=commercial)  # InvalidInput if unknown
+            # InvalidInput if unknown
+            parsed = Purpose.parse(text, commercial=commercial, organisation_type=organisation_type)
             if len(self._purposes) < 1_000:
-                self._purposes[text, commercial] = parsed
+                self._purposes[key] = parsed
         return parsed
 
-    def _mark(self) -> int:
-        """The log's decision mark, read on a connection of our own in autocommit mode:
-        one round trip, no transaction, no pool checkout (this runs on every call)."""
+    def marks(self) -> Marks:
+        """The log's marks, read on a connection of our own in autocommit mode: one round
+        trip, no transaction, no pool checkout (this runs on every call)."""
         with self._mark_lock:
             for attempt in (1, 2):
                 try:
@@ -117,22 +138,59 @@ class Authorizer:
                             self._raw.driver_connection.autocommit = True
                     cursor = self._raw.cursor()
                     try:
-                        cursor.execute(self._mark_sql, (log.DECISION_MARK,))
-                        row = cursor.fetchone()
+                        cursor.execute(self._marks_sql, (log.DECISION_MARK, log.CREDENTIAL_MARK))
+                        found = dict(cursor.fetchall())
                     finally:
                         cursor.close()
-                    return -1 if row is None else int(row[0])
+                    return Marks(
+                        int(found.get(log.DECISION_MARK, -1)),
+                        int(found.get(log.CREDENTIAL_MARK, -1)),
+                    )
                 except Exception:
                     self.close()  # a broken connection: reconnect once, then give up
                     if attempt == 2:
                         raise
         raise AssertionError("unreachable")
 
+    def authenticate(self, sessions: Callable[[], Session], key: str) -> Caller:
+        """The caller of an API key: from the key cache while the credentials mark is
+        unchanged, else verified in a read-only session (and remembered). The caller
+        carries the decision mark read with it, which ``decide`` then uses: one mark read
+        per call."""
+        marks = self.marks()
+        caller = self.callers.get(key, marks.credentials)
+        if caller is None:
+            with sessions() as session:
+                try:
+                    caller = resolve_key(session, key)
+                finally:
+                    session.rollback()
+            self.callers.put(key, caller, marks.credentials)
+        return replace(caller, decision_mark=marks.decisions)
+
     def close(self) -> None:
         if self._raw is not None:
             with suppress(Exception):
                 self._raw.close()
             self._raw = None
+
+    def cached(
+        self,
+        policies: PolicySet,
+        *,
+        purpose: str,
+        study_uid: str,
+        commercial: bool = False,
+        organisation_type: str = "unknown",
+        head: int,
+    ) -> Decision | None:
+        """``decide``'s answer when it is in the cache and still valid at decision mark
+        ``head``, else None. No I/O: the route answers a hit without a thread hand-off."""
+        parsed = self._purpose(purpose, commercial, organisation_type)
+        hit = self._cache.get((study_uid, parsed, policies.hash))
+        if hit is not None and hit.head == head and hit.until > time.monotonic():
+            return hit.decision
+        return None
 
     def decide(
         self,
@@ -142,11 +200,16 @@ class Authorizer:
         purpose: str,
         study_uid: str,
         commercial: bool = False,
+        organisation_type: str = "unknown",
+        head: int | None = None,
     ) -> Decision:
-        """``sessions`` makes read-only sessions; one is opened only on a cache miss."""
-        parsed = self._purpose(purpose, commercial)
-        head = self._mark()
-        key = (study_uid, purpose, commercial, policies.hash)
+        """``sessions`` makes read-only sessions; one is opened only on a cache miss.
+        ``organisation_type`` is the calling pipeline's (NPU consents weigh it); ``head``
+        the decision mark when the caller has just read it (``authenticate``)."""
+        parsed = self._purpose(purpose, commercial, organisation_type)
+        if head is None:
+            head = self.marks().decisions
+        key = (study_uid, parsed, policies.hash)
         cached = self._cache.get(key)
         now = time.monotonic()
         if cached is not None and cached.head == head and cached.until > now:
@@ -171,8 +234,29 @@ class Authorizer:
         rows = image_rows.of_study(session, study_uid)
         if not rows:
             raise NotFound(UNKNOWN_STUDY)
-        classes = classes_of_rows(session, policies, purpose, rows, utcnow(), action="infer")
-        return _verdict(classes, len(rows))
+        return _verdict(self._classes(session, policies, purpose, rows), len(rows))
+
+    def _classes(
+        self,
+        session: Session,
+        policies: PolicySet,
+        purpose: Purpose,
+        rows: Sequence[image_rows.ImageRow],
+    ) -> list[ImageClass]:
+        """``decision.classes_of_rows`` with action ``infer``, asking Cedar only about
+        classes it has not answered for this policy set and request."""
+        in_force = effective_consents(session, utcnow(), list({r.subject_id for r in rows}))
+        classifier = Classifier(purpose)
+        positions = [classifier.classify(in_force.get(r.subject_id, []), r) for r in rows]
+        answers = self._verdicts
+        keys = [(policies.hash, purpose, k) for k in classifier.keys]
+        new = [k for k in keys if k not in answers]
+        if new:
+            if len(answers) + len(new) > CACHE_MAX:
+                answers.clear()
+            asked = decide_classes(policies, purpose, [k[2] for k in new], "infer")
+            answers.update(zip(new, asked, strict=True))
+        return [answers[keys[p]] for p in positions]
 
     def decide_many(
         self,
@@ -182,18 +266,21 @@ class Authorizer:
         purpose: str,
         study_uids: Sequence[str],
         commercial: bool = False,
+        organisation_type: str = "unknown",
+        head: int | None = None,
     ) -> list[Decision | None]:
         """``decide`` for several studies, in the order given; ``None`` for a study the
         ledger does not know (the single call's 404). One mark read; on cache misses one
         read-only session, one image query per ``CHUNK`` studies and one Cedar call per
-        distinct class across all of them."""
-        parsed = self._purpose(purpose, commercial)
-        head = self._mark()
+        class not answered before."""
+        parsed = self._purpose(purpose, commercial, organisation_type)
+        if head is None:
+            head = self.marks().decisions
         now = time.monotonic()
         found: dict[str, Decision | None] = {}
         missing: list[str] = []
         for uid in dict.fromkeys(study_uids):
-            cached = self._cache.get((uid, purpose, commercial, policies.hash))
+            cached = self._cache.get((uid, parsed, policies.hash))
             if cached is not None and cached.head == head and cached.until > now:
                 found[uid] = cached.decision
             else:
@@ -203,11 +290,7 @@ class Authorizer:
                 try:
                     by_study = image_rows.of_studies(session, missing)
                     rows = [r for uid in missing for r in by_study.get(uid, ())]
-                    classes = (
-                        classes_of_rows(session, policies, parsed, rows, utcnow(), action="infer")
-                        if rows
-                        else []
-                    )
+                    classes = self._classes(session, policies, parsed, rows) if rows else []
                 finally:
                     session.rollback()
             if len(self._cache) + len(missing) > CACHE_MAX:
@@ -221,7 +304,7 @@ class Authorizer:
                 decision = _verdict(classes[at : at + count], count)
                 at += count
                 found[uid] = decision
-                self._cache[uid, purpose, commercial, policies.hash] = _Cached(
+                self._cache[uid, parsed, policies.hash] = _Cached(
                     decision, head, now + CACHE_SECONDS
                 )
         return [found[uid] for uid in study_uids]
@@ -247,26 +330,47 @@ class Authorizer:
         now = utcnow()
         iat = int(now.timestamp())
         exp = int((now + timedelta(seconds=DECISION_SECONDS)).timestamp())
-        signed: list[str] = []
+        # The claims of every token of the call, as JSON pieces serialised once; only the
+        # jti, the verdict, the study and the policies differ between tokens.
+        common = {
+            "iss": self.issuer,
+            "sub": pipeline_id,
+            "aud": DECISION_AUDIENCE,
+            "iat": iat,
+            "nbf": iat,
+            "exp": exp,
+        }
+        head = _json(common)[:-1] + b',"jti":"'
+        middle = b'","purpose":' + _json(purpose)
+        tail = b',"policy_hash":' + _json(policy) + b',"policy_ids":'
+        listed: dict[tuple[str, ...], bytes] = {}
+        payloads: list[bytes] = []
         leaves: list[tuple[bytes, str, str]] = []
         for decision, study_uid in decisions:
             verdict = "permit" if decision.permitted else "deny"
-            claims: dict[str, Any] = {
-                "iss": self.issuer,
-                "sub": pipeline_id,
-                "aud": DECISION_AUDIENCE,
-                "iat": iat,
-                "nbf": iat,
-                "exp": exp,
-                "jti": str(uuid.uuid4()),
-                "decision": verdict,
-                "purpose": purpose,
-                "study_sha256": hashlib.sha256(study_uid.encode()).hexdigest(),
-                "policy_hash": policy,
-                "policy_ids": list(decision.policy_ids),
-            }
-            token = tokens.sign(self.keys, DECISION_TYP, claims)
-            signed.append(token)
+            ids = listed.get(decision.policy_ids)
+            if ids is None:
+                ids = listed[decision.policy_ids] = _json(list(decision.policy_ids)) + b"}"
+            study = hashlib.sha256(study_uid.encode()).hexdigest().encode()
+            payloads.append(
+                b"".join(
+                    (
+                        head,
+                        str(uuid.uuid4()).encode(),
+                        b'","decision":"',
+                        verdict.encode(),
+                        middle,
+                        b',"study_sha256":"',
+                        study,
+                        b'"',
+                        tail,
+                        ids,
+                    )
+                )
+            )
+        signed = tokens.sign_payloads(self.keys, DECISION_TYP, payloads)
+        for token, (decision, _) in zip(signed, decisions, strict=True):
+            verdict = "permit" if decision.permitted else "deny"
             leaves.append((leaf_hash(token.encode()), verdict, pipeline_id))
         with self._lock:
             self._pending.extend(leaves)

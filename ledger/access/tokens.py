@@ -14,6 +14,13 @@ its warning that RFC 9864 deprecates ``EdDSA`` is silenced because issuing it is
 ``/.well-known/jwks.json``. Verification refuses, each with its own message: a different
 ``typ``, an unknown ``kid``, a bad signature, an expired or not-yet-valid token, the wrong
 audience. It needs only the public JWKS, so pipelines can check a grant offline.
+
+Tokens are assembled here and signed with the Ed25519 key itself (RFC 7515 §7.1: base64url
+header, payload and signature), not by a JOSE library: a decision token is signed on every
+authorize call, and a library's encode cost three times the signature (importing the key as
+a JWK, checking the header, serialising twice). The protected header is built once per
+(alg, typ, kid). Verification still goes through joserfc, and the interop tests verify
+what is issued with PyJWT, jwcrypto, joserfc and Node's jose.
 """
 
 from __future__ import annotations
@@ -22,8 +29,9 @@ import base64
 import binascii
 import json
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from joserfc import jwt
@@ -52,10 +60,36 @@ class InvalidToken(Forbidden):
     code, title = "invalid-token", "Invalid token"
 
 
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+@lru_cache(maxsize=64)
+def _protected(alg: str, typ: str, kid: str) -> bytes:
+    """The encoded protected header and its dot: the same for every token of a kind."""
+    return _b64(json.dumps({"alg": alg, "typ": typ, "kid": kid}, separators=(",", ":")).encode())
+
+
+def payload(claims: Mapping[str, Any]) -> bytes:
+    """The claims as compact JSON (NaN refused: it is not JSON)."""
+    return json.dumps(dict(claims), separators=(",", ":"), allow_nan=False).encode()
+
+
 def sign(keys: KeyRing, typ: str, claims: Mapping[str, Any]) -> str:
+    return sign_payloads(keys, typ, [payload(claims)])[0]
+
+
+def sign_payloads(keys: KeyRing, typ: str, payloads: Iterable[bytes]) -> list[str]:
+    """One compact JWS per JSON payload, all with the active key (batch authorize builds
+    the payloads from shared pieces, ``payload`` one at a time)."""
     key = keys.active
-    header = {"alg": key.alg, "typ": typ, "kid": key.kid}
-    return jwt.encode(header, dict(claims), key.jwk(), algorithms=[key.alg])
+    head = _protected(key.alg, typ, key.kid) + b"."
+    private = key.private
+    signed = []
+    for claims in payloads:
+        signing_input = head + _b64(claims)
+        signed.append((signing_input + b"." + _b64(private.sign(signing_input))).decode("ascii"))
+    return signed
 
 
 def public_keys(keys: KeyRing) -> dict[str, OKPKey]:

@@ -13,17 +13,23 @@ from ledger.wiring import AppState
 
 __all__ = [
     "AppState",
-    "ReadSessionDep",
     "SessionDep",
     "StateDep",
     "WriteSessionDep",
     "app_state",
+    "state_of",
 ]
 
 
-def app_state(request: Request) -> AppState:
+def state_of(request: Request) -> AppState:
     state: AppState = request.app.state.ledger
     return state
+
+
+async def app_state(request: Request) -> AppState:
+    """The dependency: async, so FastAPI does not send it to the thread pool (each sync
+    dependency costs a thread hand-off per request)."""
+    return state_of(request)
 
 
 def _session(request: Request) -> Iterator[Session]:
@@ -40,14 +46,8 @@ def _write_session(request: Request) -> Iterator[Session]:
     yield from _unit_of_work(request, readonly=False)
 
 
-def _read_session(request: Request) -> Iterator[Session]:
-    """A read-only transaction whatever the method: for POSTs that write nothing through
-    the request's session (authorize), so on SQLite they take no write lock."""
-    yield from _unit_of_work(request, readonly=True)
-
-
 def _unit_of_work(request: Request, *, readonly: bool) -> Iterator[Session]:
-    state = app_state(request)
+    state = state_of(request)
     factory = state.read_sessions if readonly else state.write_sessions
     with factory() as session:
         try:
@@ -64,5 +64,4 @@ def _unit_of_work(request: Request, *, readonly: bool) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(_session, scope="function")]
 # A GET that appends to the log (a release) needs a transaction that commits.
 WriteSessionDep = Annotated[Session, Depends(_write_session, scope="function")]
-ReadSessionDep = Annotated[Session, Depends(_read_session, scope="function")]
 StateDep = Annotated[AppState, Depends(app_state)]

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ledger.errors import Forbidden, Unauthenticated
-from ledger.http.deps import ReadSessionDep, SessionDep
+from ledger.http.deps import SessionDep, StateDep
 from ledger.principals.keys import Caller, resolve_key
 from ledger.principals.models import Role
 
@@ -31,10 +31,13 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def authenticate(request: Request, session: SessionDep) -> Caller:
-    caller = resolve_key(session, bearer_token(request))
-    request.state.caller = caller
+def _authenticated(request: Request, caller: Caller) -> Caller:
+    request.state.caller = caller  # the request log and the console read it
     return caller
+
+
+def authenticate(request: Request, session: SessionDep) -> Caller:
+    return _authenticated(request, resolve_key(session, bearer_token(request)))
 
 
 CallerDep = Annotated[Caller, Depends(authenticate)]
@@ -46,33 +49,40 @@ class RequireRoles:
     def __init__(self, *roles: Role) -> None:
         self.roles = frozenset(str(r) for r in roles)
 
-    def __call__(self, caller: CallerDep) -> Caller:
+    async def __call__(self, caller: CallerDep) -> Caller:
+        # async: a set comparison, not worth a hop to the thread pool
+        return self.check(caller)
+
+    def check(self, caller: Caller) -> Caller:
         if not caller.roles & self.roles:
             raise Forbidden(f"this action needs one of the roles: {', '.join(sorted(self.roles))}")
         return caller
 
 
-def authenticate_readonly(request: Request, session: ReadSessionDep) -> Caller:
-    caller = resolve_key(session, bearer_token(request))
-    request.state.caller = caller
-    return caller
+def authenticate_readonly(request: Request, state: StateDep) -> Caller:
+    """Authenticate through the authorizer's key cache, without a session of the
+    request's: a hit reads no table; a miss verifies the key in a read-only session of
+    its own (on SQLite a POST's session would take the write lock for the request)."""
+    return _authenticated(
+        request, state.authorizer.authenticate(state.read_sessions, bearer_token(request))
+    )
 
 
 class RequireRolesReadonly(RequireRoles):
-    """``RequireRoles`` authenticating on a read-only transaction: for POST routes that
-    write nothing through the request's session. On SQLite a POST's session otherwise
-    takes the write lock (``BEGIN IMMEDIATE``) for the whole request."""
+    """``RequireRoles`` authenticating with ``authenticate_readonly``: for the authorize
+    routes, which write nothing through a request session and are called on every
+    inference."""
 
-    def __call__(self, caller: Annotated[Caller, Depends(authenticate_readonly)]) -> Caller:
-        return super().__call__(caller)
+    async def __call__(self, caller: Annotated[Caller, Depends(authenticate_readonly)]) -> Caller:
+        return self.check(caller)
 
 
 def require_roles(*roles: Role) -> RequireRoles:
     return RequireRoles(*roles)
 
 
-# Authorize: a pipeline, authenticated without taking a write lock (decisions are logged
-# in batches, in transactions of their own).
+# Authorize: a pipeline, authenticated through the key cache (decisions are logged in
+# batches, in transactions of their own).
 ReadonlyPipeline = Annotated[Caller, Depends(RequireRolesReadonly(Role.pipeline))]
 Admin = Annotated[Caller, Depends(require_roles(Role.admin))]
 Registrar = Annotated[Caller, Depends(require_roles(Role.registrar))]

@@ -38,6 +38,11 @@ def chain_hash(previous: bytes, leaf: bytes) -> bytes:
 # ``decision_inputs`` mark, which decision caches compare (``ledger.access.authorize``).
 DECISION_INPUTS = ("consent.", "subject.", "subjects.", "image.", "policy.")
 DECISION_MARK = "decision_inputs"
+# Event types that can change whom an API key authenticates as, or what is known of them
+# (a key rotated, a principal created, disabled or changed): appending one moves the
+# ``credentials`` mark, which the key cache compares (``ledger.principals.keys``).
+CREDENTIAL_INPUTS = ("principal.",)
+CREDENTIAL_MARK = "credentials"
 INSERT_ENTRIES = (
     "INSERT INTO log_entries (seq, event_type, entry, leaf_hash, chain_hash, recorded_at) "
     "VALUES (?, ?, ?, ?, ?, ?)"
@@ -156,12 +161,19 @@ def append_many(
     ]
     if inputs:
         _mark(conn, DECISION_MARK, max(inputs))
+    credentials = [
+        a.seq for a, (t, _) in zip(done, events, strict=True) if t.startswith(CREDENTIAL_INPUTS)
+    ]
+    if credentials:
+        _mark(conn, CREDENTIAL_MARK, max(credentials))
     return done
 
 
 MARK_UPDATE = text("UPDATE log_marks SET seq = :seq WHERE name = :name")
 MARK_INSERT = text("INSERT INTO log_marks (name, seq) VALUES (:name, :seq)")
 MARK_SELECT = "SELECT seq FROM log_marks WHERE name = ?"
+# Both marks in one round trip (authorize reads them on every call).
+MARKS_SELECT = "SELECT name, seq FROM log_marks WHERE name IN (?, ?)"
 
 
 def _mark(conn: Any, name: str, seq: int) -> None:

@@ -8,11 +8,13 @@ refusals; a refusal is answered here with problem+json.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from ledger.access import release, revocations, visibility
 from ledger.access.authorize import FLUSH_AT, UNKNOWN_STUDY
@@ -192,24 +194,39 @@ class AuthorizeBody(BaseModel):
 
 
 @router.post("/v1/authorize", tags=["authorize"])
-def authorize(body: AuthorizeBody, state: StateDep, caller: ReadonlyPipeline) -> dict[str, Any]:
+async def authorize(
+    body: AuthorizeBody, state: StateDep, caller: ReadonlyPipeline
+) -> dict[str, Any]:
     """May this pipeline run ``purpose`` on this study now? Permit or deny with reasons
     and a signed decision token (``typ: ledger-decision+jwt``, valid five minutes).
 
     Decides in a read-only transaction (on SQLite it takes no write lock, so authorize
-    calls never queue behind writers); decisions are logged in batches."""
+    calls never queue behind writers), weighing the pipeline's organisation type (NPU
+    consents); decisions are logged in batches.
+
+    async, with the database work sent to the thread pool: a cached decision (the common
+    case) is answered on the event loop, as the authentication has read the decision mark
+    (each hand-off to a thread and back was a fifth of a warm call's CPU time)."""
     authorizer = state.authorizer
-    try:
-        decision = authorizer.decide(
-            state.read_sessions,
-            state.policies,
-            purpose=body.purpose,
-            study_uid=body.study_instance_uid,
-            commercial=body.commercial,
-        )
-    except NotFound:
-        authorizer.refused(pipeline_id=caller.id, study_uid=body.study_instance_uid)
-        raise
+    ask: dict[str, Any] = {
+        "purpose": body.purpose,
+        "study_uid": body.study_instance_uid,
+        "commercial": body.commercial,
+        "organisation_type": caller.organisation_type,
+    }
+    decision = (
+        None
+        if caller.decision_mark is None
+        else authorizer.cached(state.policies, head=caller.decision_mark, **ask)
+    )
+    if decision is None:
+        try:
+            decision = await run_in_threadpool(
+                partial(authorizer.decide, state.read_sessions, state.policies, **ask)
+            )
+        except NotFound:
+            authorizer.refused(pipeline_id=caller.id, study_uid=body.study_instance_uid)
+            raise
     token = authorizer.token(
         decision,
         pipeline_id=caller.id,
@@ -218,7 +235,7 @@ def authorize(body: AuthorizeBody, state: StateDep, caller: ReadonlyPipeline) ->
         policy=state.policies.hash,
     )
     if authorizer.pending >= FLUSH_AT:
-        authorizer.flush_pending(state.write_sessions)
+        await run_in_threadpool(authorizer.flush_pending, state.write_sessions)
     return {
         "decision": "permit" if decision.permitted else "deny",
         "reasons": list(decision.reasons),
@@ -258,6 +275,8 @@ def authorize_batch(
         purpose=body.purpose,
         study_uids=body.study_instance_uids,
         commercial=body.commercial,
+        organisation_type=caller.organisation_type,
+        head=caller.decision_mark,
     )
     known = [
         (d, uid)
