@@ -1,62 +1,61 @@
-"""The ``ledger`` command. Commands are thin: they parse, call a service, print."""
+"""The ``ledger`` command. Commands are thin: they parse, call a service, print.
+
+``import ledger.cli`` is light: the typer application is built in ``ledger/cli/commands.py``
+and named here on first use (``from ledger.cli import app``). ``main`` gives a plain
+``ledger deid`` batch to the lean parser first, so it starts without typer
+(``ledger/cli/deid_argv.py``); everything else, help and errors included, goes to typer.
+"""
 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING, Any
 
-import typer
-
-from ledger.cli import (
-    audit,
-    consents,
-    deid,
-    doctor,
-    grants,
-    images,
-    keys,
-    policy,
-    principals,
-    requests,
-    setup,
-)
-from ledger.cli.output import err_console
 from ledger.errors import LedgerError
 
-app = typer.Typer(
-    name="ledger",
-    help="Consent and provenance ledger for medical-imaging AI.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-setup.register(app)
-app.add_typer(principals.app, name="principals")
-app.add_typer(consents.subjects_app, name="subjects")
-app.add_typer(consents.consents_app, name="consents")
-app.command("purposes")(consents.purposes)
-app.command("deid")(deid.deid)
-app.add_typer(images.images_app, name="images")
-app.add_typer(images.datasets_app, name="datasets")
-app.add_typer(audit.app, name="audit")
-app.add_typer(keys.app, name="keys")
-app.add_typer(policy.app, name="policy")
-app.add_typer(requests.app, name="requests")
-app.add_typer(grants.grants_app, name="grants")
-app.add_typer(grants.models_app, name="models")
-app.command("revocations")(grants.revocations_command)
-consents.subjects_app.command("impact")(grants.impact)
-app.command("doctor")(doctor.doctor)
+if TYPE_CHECKING:
+    import typer
+
+    app: typer.Typer
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        from ledger.cli.commands import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
     try:
-        app()
+        if not _lean(sys.argv[1:]):
+            from ledger.cli.commands import app
+
+            app()
     except Exception as exc:
         message = _failure(exc)
         if message is None:
             raise
-        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+        from ledger.cli.terminal import err_console
+
+        err_console().print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
         sys.exit(1)
+
+
+def _lean(argv: list[str]) -> bool:
+    """Run ``ledger deid`` without typer when the lean parser reads all its arguments."""
+    if argv[:1] != ["deid"]:
+        return False
+    from ledger.cli.deid_argv import parse
+
+    args = parse(argv[1:])
+    if args is None:
+        return False
+    from ledger.cli.deid_run import run
+
+    run(args)
+    return True
 
 
 def _failure(exc: Exception) -> str | None:

@@ -3,27 +3,31 @@
 Every ``ledger/cli`` module imports at its top only what typer needs to build the commands
 (typer, the standard library, light enums for option types, this module): ``ledger --help``
 must not pay for SQLAlchemy, FastAPI, pydicom or cedarpy. Commands import services, models
-and settings in their bodies; ``bench/startup.py`` measures the result.
+and settings in their bodies; ``bench/startup.py`` measures the result. The consoles and
+JSON printing live in ``ledger/cli/terminal.py`` (no typer), shared with the lean
+``ledger deid`` path.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
+
+from ledger.cli import terminal
+from ledger.cli.terminal import emit_json as emit_json
+from ledger.cli.terminal import to_jsonable as to_jsonable
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from ledger.config import Settings
 
-console = Console()
-err_console = Console(stderr=True)
+console = terminal.console()
+err_console = terminal.err_console()
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 HomeOpt = Annotated[
@@ -62,20 +66,6 @@ def read_only(home: Path | None) -> Iterator[Session]:
             yield session
     finally:
         engine.dispose()
-
-
-def to_jsonable(value: Any) -> Any:
-    from pydantic import BaseModel
-
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    return value
-
-
-def emit_json(value: Any) -> None:
-    typer.echo(json.dumps(to_jsonable(value), indent=2, default=str))
 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
