@@ -1,4 +1,4 @@
-"""Three `ledger serve` processes on one PostgreSQL database, driven at once.
+"""Several `ledger serve` processes on one PostgreSQL database, driven at once.
 
 Registrars, curators, stewards and pipelines call all three servers concurrently; then the
 log has neither gap nor fork, every server denies the very next authorize after a
@@ -26,9 +26,13 @@ from sqlmodel import col
 from ledger.access.slots import SharedSlots
 from ledger.client import LedgerClient
 from ledger.config import Settings
+from ledger.db import snapshot
 from ledger.home import init_home
 from ledger.images import synthetic
-from ledger.provenance.models import LogEntry
+from ledger.keystore import load_keyring
+from ledger.provenance.checkpoints import verifiers
+from ledger.provenance.integrity import verify_database
+from ledger.provenance.models import CheckpointRecord, LogEntry
 from tests import servers
 from tests.servers import Server, ledger_cli, require_postgres, start_all
 
@@ -337,3 +341,76 @@ def test_requiring_postgres_fails_instead_of_skipping_when_it_does_not_answer(
     monkeypatch.delenv("LEDGER_REQUIRE_POSTGRES")
     with pytest.raises(pytest.skip.Exception):
         require_postgres("sqlite")
+
+
+def test_two_servers_signing_checkpoints_at_once_leave_one_verifying_log(
+    installation: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    """Two servers sign checkpoints on a 50 ms schedule and on demand, at once, while both
+    append: every answer is a checkpoint, each size is signed once, and the log verifies
+    against every checkpoint stored."""
+    home, url, admin = installation
+    servers = [
+        Server(home, url, tmp_path / f"signer-{n}.log", LEDGER_CHECKPOINT_INTERVAL="0.05")
+        for n in range(2)
+    ]
+    cluster = Cluster(servers)
+    signed: list[tuple[int, str]] = []
+    try:
+        start_all(servers)
+        auditor = cluster.call(
+            0,
+            "POST",
+            "/v1/principals",
+            admin,
+            json={"name": "auditor", "kind": "person", "roles": ["auditor"]},
+        ).json()["api_key"]
+
+        def sign(n: int) -> None:
+            r = cluster.call(n, "POST", "/v1/log/checkpoint", auditor)
+            assert r.status_code == 201, r.text
+            signed.append((r.json()["size"], r.json()["root_hash"]))
+
+        def append_and_sign(n: int) -> None:
+            for k in range(10):
+                r = cluster.call(
+                    n,
+                    "POST",
+                    "/v1/principals",
+                    admin,
+                    json={"name": f"w{n}-{k}", "kind": "person", "roles": ["curator"]},
+                )
+                assert r.status_code == 201, r.text
+                sign(n)
+
+        def sign_often(n: int) -> None:
+            for _ in range(20):
+                sign(n)
+
+        _at_once(
+            [lambda n=n: append_and_sign(n) for n in range(2)]
+            + [lambda n=n: sign_often(n) for n in range(4)]
+        )
+    finally:
+        cluster.close()
+        for server in servers:
+            server.stop()
+    logs = "\n".join(s.log.read_text() for s in servers)
+    assert "Traceback" not in logs, logs[-4000:]
+    by_size: dict[int, set[str]] = {}
+    for size, root in signed:
+        by_size.setdefault(size, set()).add(root)
+    assert all(len(roots) == 1 for roots in by_size.values()), by_size  # one root per size
+
+    engine = create_engine(url)
+    try:
+        with snapshot(engine) as session:
+            keys = load_keyring(home / "keys")
+            origin = Settings(home=home, database_url=url).log_origin
+            report = verify_database(session, verifiers(keys, origin), origin=origin)
+            stored = session.execute(select(col(CheckpointRecord.size))).scalars().all()
+    finally:
+        engine.dispose()
+    assert report.ok, report.faults
+    assert report.checkpoints_checked == len(stored) >= len(by_size) > 1
+    assert set(by_size) <= set(stored)
