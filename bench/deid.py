@@ -8,7 +8,9 @@ OCR cost per image at risk is measured apart, on deid-data's ultrasounds (the de
 installs them) or, without them, on a synthetic one.
 
 ``ledger deid`` runs as a user runs it (worker processes: one per core, up to 8) and with
-``--jobs 1`` (one process, like dicognito). Each command runs ``--runs`` times,
+``--jobs 1`` (one process, like dicognito). Both start from bytecode, as an installed
+package does (``_compile_ledger``); the start-up of each is printed beside the floor it
+shares with dicognito, ``python -c "import pydicom"``. Each command runs ``--runs`` times,
 round-robin (load from elsewhere on the machine falls on all alike), each run on a fresh
 copy of the input; the median counts. On a machine whose cores are busy with other work,
 the worker processes have nothing to run on: read the figures with the load beside them.
@@ -45,6 +47,15 @@ RATIO_GOAL = 1.0
 def _ledger() -> list[str]:
     script = Path(sys.executable).with_name("ledger")
     return [str(script)] if script.exists() else [sys.executable, "-m", "ledger"]
+
+
+def _compile_ledger() -> None:
+    """Bytecode for the ledger package, as ``pip install`` writes it for an installed one
+    (dicognito's is in site-packages): a checkout run with PYTHONDONTWRITEBYTECODE set
+    would otherwise compile every changed module at every start."""
+    import compileall
+
+    compileall.compile_dir(Path(__file__).resolve().parent.parent / "ledger", quiet=1)
 
 
 CPU: dict[str, list[float]] = {}
@@ -172,7 +183,8 @@ def main() -> None:
 
         key = tmp / "deid.key"
         key.write_bytes(os.urandom(32))
-        _timed([*_ledger(), "deid", str(src), str(tmp / "warm"), "--key", str(key)])  # .pyc
+        _compile_ledger()
+        _timed([*_ledger(), "deid", str(src), str(tmp / "warm"), "--key", str(key)])
         shutil.rmtree(tmp / "warm")
         medians = commands(src, tmp, args.runs, key)
         theirs = args.files / medians["python -m dicognito"]
@@ -192,8 +204,19 @@ def main() -> None:
             print(f"{label:26s}{ratio:7.2f}x dicognito (goal >= {RATIO_GOAL:.1f})  {verdict}")
         (tmp / "empty").mkdir()
         empty = [*_ledger(), "deid", str(tmp / "empty"), str(tmp / "none"), "--key", str(key)]
-        start = statistics.median([_timed(empty) for _ in range(3)])
-        print(f"{'ledger deid start-up:':26s}{start:7.2f} s (an empty folder)")
+        floor = [sys.executable, "-c", "import pydicom"]
+        dicognito_empty = [sys.executable, "-m", "dicognito", "-o", str(tmp / "none2")]
+        starts: dict[str, list[float]] = {"ledger": [], "dicognito": [], "pydicom": []}
+        for _ in range(5):
+            starts["ledger"].append(_timed(empty))
+            starts["dicognito"].append(_timed([*dicognito_empty, str(tmp / "empty")]))
+            starts["pydicom"].append(_timed(floor))
+        start = {name: statistics.median(values) for name, values in starts.items()}
+        print(
+            f"{'start-up (empty folder):':26s}{start['ledger']:7.2f} s ledger deid, "
+            f"{start['dicognito']:.2f} s dicognito, {start['pydicom']:.2f} s import pydicom"
+        )
+        print(f"load average {os.getloadavg()[0]:.1f} at the end")
         ocr_cost(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

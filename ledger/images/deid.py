@@ -17,18 +17,20 @@ per-patient offset that keeps intervals, and ``PatientIdentityRemoved``,
 what was done. The pseudonym comes from PatientID; without one, from what else identifies
 the patient, never shared by files that may be of different people (``identity``). Pixel
 data is never touched; images that may carry burned-in text are reported for quarantine.
+
+An element the profile keeps is left as pydicom read it, undecoded, when its VR says it
+holds no sequence or text to clean (``deid_text.known_vr``): it is written back byte for
+byte, and most of a real header costs nothing to decode or encode.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
-from typing import Any
+from datetime import timedelta
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -45,14 +47,14 @@ from ledger.images.deid_text import (
     HeaderValues,
     TextCleaner,
     header_values,
+    known_vr,
 )
+from ledger.images.deid_values import MethodCodes, dummy, map_values, shift, text, values
 from ledger.images.sop_classes import SECONDARY_CAPTURE as SECONDARY_CAPTURE
 from ledger.images.sop_classes import header_quarantine
 
 MAX_SHIFT_DAYS = 3650
-DUMMY_DATE = "19000101"
-REDACTED = "REMOVED"
-
+CACHED = 100_000  # pseudonyms, date offsets and UIDs an engine remembers (a long batch)
 
 DEFAULT_OPTIONS = frozenset(
     {
@@ -67,7 +69,6 @@ SAFE_PRIVATE: dict[str, set[int]] = {}
 
 # PatientID values that name nobody: files holding them do not share a patient.
 NO_PATIENT_ID = frozenset({"", "UNKNOWN", "ANONYMOUS", "ANON", "NONE", "NULL", "N/A", "NA", "-"})
-DATE_RE = re.compile(r"^\d{8}$")
 
 
 @dataclass(frozen=True)
@@ -133,14 +134,22 @@ class Deidentifier:
         self.descriptors = descriptor_tags()
         self.edition = TABLE_EDITION
         self.uid_scope = uid_scope.encode()
+        self.codes = MethodCodes([CID7050[None]] + [CID7050[o] for o in sorted(self.options)])
         self._uid_cache: dict[str, str] = {}
+        self._pseudonyms: dict[tuple[str, str], str] = {}  # once per patient in a batch
+        self._offsets: dict[str, timedelta] = {}
 
     # -- identities -------------------------------------------------------------------
     def pseudonym(self, patient_id: str, issuer: str = "") -> str:
-        digest = hmac.new(
-            self.keys.patient, f"{issuer}|{patient_id}".encode(), hashlib.sha256
-        ).hexdigest()
-        return f"ANON-{digest[:20].upper()}"
+        cached = self._pseudonyms.get((patient_id, issuer))
+        if cached is None:
+            digest = hmac.new(
+                self.keys.patient, f"{issuer}|{patient_id}".encode(), hashlib.sha256
+            ).hexdigest()
+            cached = f"ANON-{digest[:20].upper()}"
+            if len(self._pseudonyms) < CACHED:
+                self._pseudonyms[(patient_id, issuer)] = cached
+        return cached
 
     def identity(self, ds: Dataset) -> tuple[str, str]:
         """The pseudonym of the patient of ``ds`` and what it was derived from.
@@ -157,14 +166,12 @@ class Deidentifier:
         if others:
             other_id, other_issuer = others[0]
             return self.pseudonym(f"other|{other_id}", f"\x00{other_issuer}"), "OtherPatientIDs"
-        name = "^".join(
-            p.strip() for p in _text(ds, "PatientName").upper().split("=")[0].split("^")
-        )
-        name, birth = name.rstrip("^"), _text(ds, "PatientBirthDate")
+        name = "^".join(p.strip() for p in text(ds, "PatientName").upper().split("=")[0].split("^"))
+        name, birth = name.rstrip("^"), text(ds, "PatientBirthDate")
         if name and birth:
             return self.pseudonym(f"name|{name}|{birth}", "\x00"), "PatientName+PatientBirthDate"
         for keyword in ("StudyInstanceUID", "SOPInstanceUID"):
-            uid = _text(ds, keyword)
+            uid = text(ds, keyword)
             if uid:
                 return self.pseudonym(f"{keyword}|{uid}", "\x00"), keyword
         return self.pseudonym(secrets.token_hex(16), "\x00"), "none (random)"
@@ -175,12 +182,19 @@ class Deidentifier:
             digest = hmac.new(
                 self.keys.uid, self.uid_scope + b"|" + value.encode(), hashlib.sha256
             ).digest()
-            cached = self._uid_cache[value] = f"2.25.{int.from_bytes(digest[:16], 'big')}"
+            cached = f"2.25.{int.from_bytes(digest[:16], 'big')}"
+            if len(self._uid_cache) < CACHED:
+                self._uid_cache[value] = cached
         return cached
 
     def date_offset(self, pseudonym: str) -> timedelta:
-        digest = hmac.new(self.keys.date, pseudonym.encode(), hashlib.sha256).digest()
-        return timedelta(days=1 + int.from_bytes(digest[:4], "big") % MAX_SHIFT_DAYS)
+        cached = self._offsets.get(pseudonym)
+        if cached is None:
+            digest = hmac.new(self.keys.date, pseudonym.encode(), hashlib.sha256).digest()
+            cached = timedelta(days=1 + int.from_bytes(digest[:4], "big") % MAX_SHIFT_DAYS)
+            if len(self._offsets) < CACHED:
+                self._offsets[pseudonym] = cached
+        return cached
 
     # -- the walk -----------------------------------------------------------------------
     def apply(self, ds: Dataset) -> Result:
@@ -193,9 +207,8 @@ class Deidentifier:
         ds.PatientID = pseudonym
         ds.PatientName = pseudonym
         ds.PatientIdentityRemoved = "YES"
-        codes = [CID7050[None]] + [CID7050[o] for o in sorted(self.options)]
-        ds.DeidentificationMethod = self._method(result, [c for c, _ in codes])
-        ds.DeidentificationMethodCodeSequence = Sequence([_code(*c) for c in codes])
+        ds.DeidentificationMethod = self._method(result, [c for c, _ in self.codes.codes])
+        self.codes.set_in(ds)
         dates_kept = Option.retain_long_modified_dates in self.options
         ds.LongitudinalTemporalInformationModified = "MODIFIED" if dates_kept else "REMOVED"
         meta: FileMetaDataset | None = getattr(ds, "file_meta", None)
@@ -231,13 +244,13 @@ class Deidentifier:
         """``cleaning``: inside a sequence the table cleans, where free text the table
         does not list is cleaned too (a Code Meaning, say), codes excepted."""
         result = file.result
-        for elem in list(ds):
-            tag: BaseTag = elem.tag
+        for raw in list(ds.elements()):
+            tag: BaseTag = raw.tag
             group = tag.group
             if group == 0x0002:
                 continue
             if tag.is_private:
-                if not self._safe_private(ds, elem):
+                if not self._safe_private(ds, tag):
                     del ds[tag]
                     result.removed += 1
                 continue
@@ -246,6 +259,11 @@ class Deidentifier:
                 result.removed += 1
                 continue
             action = self.rules.get(int(tag))
+            if action is None or action == "K":
+                vr = known_vr(raw)
+                if vr is not None and not (cleaning and vr in FREE_TEXT_VRS):
+                    continue  # kept as read: never decoded, written back byte for byte
+            elem = ds[tag]
             if action is None and cleaning and elem.VR in FREE_TEXT_VRS and tag not in CODED:
                 self._clean_text(ds, elem, file, fallback="D")
                 continue
@@ -277,15 +295,15 @@ class Deidentifier:
             elem.value = None
             result.replaced += 1
         elif action == "U":
-            elem.value = _map_values(elem.value, self.uid)
+            elem.value = map_values(elem.value, self.uid)
             result.uids += 1
         elif action == "D":
-            elem.value = _dummy(elem.VR)
+            elem.value = dummy(elem.VR)
             result.replaced += 1
         elif action == "C" and elem.VR in FREE_TEXT_VRS:
             self._clean_text(ds, elem, file, self.basic.get(int(tag), "D"))
         elif action == "C" and elem.VR in ("DA", "DT", "TM"):
-            elem.value = _shift(elem, file.shift)
+            elem.value = shift(elem, file.shift)
             result.replaced += 1
         else:  # C on a value that cannot be shown clean (a code string, bytes)
             self._act(ds, elem, self.basic.get(int(tag), "X"), file, cleaning)
@@ -294,8 +312,8 @@ class Deidentifier:
         """Clean each value of a free-text element; with nothing useful left in any, the
         basic profile's action (``fallback``) removes, empties or replaces it."""
         kept: list[str] = []
-        for text in _values(elem.value):
-            cleaned, replaced = file.clean(text, elem.VR)
+        for value in values(elem.value):
+            cleaned, replaced = file.clean(value, elem.VR)
             if cleaned:
                 kept.append(cleaned)
                 file.result.words_replaced += replaced
@@ -310,90 +328,20 @@ class Deidentifier:
         file.result.descriptors_cleaned += 1
         file.result.replaced += 1
 
-    def _safe_private(self, ds: Dataset, elem: DataElement) -> bool:
+    def _safe_private(self, ds: Dataset, tag: BaseTag) -> bool:
         if Option.retain_safe_private not in self.options or not SAFE_PRIVATE:
             return False
-        block = elem.tag.element >> 8
-        creator_tag = Tag(elem.tag.group, block)
+        block = tag.element >> 8
+        creator_tag = Tag(tag.group, block)
         if creator_tag not in ds:
             return False
         safe = SAFE_PRIVATE.get(str(ds[creator_tag].value))
-        return safe is not None and (elem.tag.element & 0xFF) in safe
-
-
-def _code(value: str, meaning: str) -> Dataset:
-    item = Dataset()
-    item.CodeValue = value
-    item.CodingSchemeDesignator = "DCM"
-    item.CodeMeaning = meaning
-    return item
-
-
-def _map_values(value: Any, fn: Any) -> Any:
-    if value is None or value == "":
-        return value
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        return [fn(str(v)) for v in value]
-    return fn(str(value))
-
-
-def _shift_date(value: str, shift: timedelta) -> str:
-    if not DATE_RE.match(value):
-        return DUMMY_DATE if value else value
-    try:
-        day = date(int(value[:4]), int(value[4:6]), int(value[6:8]))
-    except ValueError:
-        return DUMMY_DATE
-    return (day - shift).strftime("%Y%m%d")
-
-
-DUMMIES = {
-    "DA": DUMMY_DATE,
-    "DT": DUMMY_DATE + "000000",
-    "TM": "000000",
-    "PN": "ANONYMOUS",
-    "UI": "2.25.0",
-    "AS": "000Y",
-    "IS": "0",
-    "DS": "0",
-    "CS": "ANON",
-    "AE": "ANON",
-}
-
-
-def _dummy(vr: str) -> Any:
-    if vr in DUMMIES:
-        return DUMMIES[vr]
-    if vr in ("US", "SS", "UL", "SL", "FL", "FD", "UV", "SV"):
-        return 0
-    if vr in ("OB", "OW", "OF", "OD", "OL", "OV", "UN"):
-        return b"\x00\x00"
-    return REDACTED
-
-
-def _values(value: Any) -> list[str]:
-    if value is None or value == "":
-        return []
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        return [str(v) for v in value if v not in (None, "")]
-    return [str(value)]
-
-
-def _shift(elem: DataElement, shift: timedelta) -> Any:
-    if elem.VR == "DA":
-        return _map_values(elem.value, lambda v: _shift_date(v, shift))
-    if elem.VR == "DT":
-        return _map_values(elem.value, lambda v: _shift_date(v[:8], shift) + v[8:])
-    return elem.value  # TM: a time of day says nothing without its date
-
-
-def _text(ds: Dataset, keyword: str) -> str:
-    return str(ds.get(keyword, "") or "").strip()
+        return safe is not None and (tag.element & 0xFF) in safe
 
 
 def _other_ids(ds: Dataset) -> list[tuple[str, str]]:
     """Other Patient IDs (with their issuers, from the sequence) that name someone."""
-    found = [(v.strip(), "") for v in _values(ds.get("OtherPatientIDs"))]
+    found = [(v.strip(), "") for v in values(ds.get("OtherPatientIDs"))]
     for item in ds.get("OtherPatientIDsSequence") or []:
-        found.append((_text(item, "PatientID"), _text(item, "IssuerOfPatientID")))
+        found.append((text(item, "PatientID"), text(item, "IssuerOfPatientID")))
     return sorted((i, s) for i, s in found if i.upper() not in NO_PATIENT_ID)

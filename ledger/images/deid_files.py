@@ -24,12 +24,9 @@ import contextlib
 import multiprocessing
 import os
 import warnings
-from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import BinaryIO
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -43,6 +40,10 @@ from pydicom.uid import (
 from ledger.images import pixels
 from ledger.images.deid import Deidentifier
 from ledger.images.deid_options import BurnedIn
+from ledger.images.deid_report import FileReport as FileReport
+from ledger.images.deid_report import Outcome as Outcome
+from ledger.images.deid_report import Summary as Summary
+from ledger.images.part10 import write_part10
 from ledger.images.validation import pixel_length_problem
 
 QUARANTINE = "quarantine"
@@ -57,88 +58,6 @@ DEID_ERROR = "de-identification error"
 UNWRITABLE = "cannot write the de-identified file"
 NO_PART10 = "read without a Part 10 header"
 UNEXPECTED = "unexpected error (please report it)"
-
-
-class Outcome(StrEnum):
-    written = "written"
-    quarantined = "quarantined"
-    skipped = "skipped"
-    failed = "failed"
-
-
-@dataclass
-class FileReport:
-    """One input file's outcome. ``reasons`` are the categories the summary counts;
-    ``detail`` says what about this file; ``pixels`` is the burned-in text decision;
-    ``output`` is where it was written, relative to the output folder."""
-
-    file: str
-    outcome: Outcome
-    reasons: list[str] = field(default_factory=list)
-    detail: str | None = None
-    output: str | None = None
-    masked: bool = False
-    pixels: str | None = None
-    note: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"file": self.file, "outcome": self.outcome.value}
-        for key in ("reasons", "detail", "output", "pixels", "note"):
-            value = getattr(self, key)
-            if value:
-                out[key] = value
-        if self.masked:
-            out["masked"] = True
-        return out
-
-
-@dataclass
-class Summary:
-    files: list[FileReport] = field(default_factory=list)
-    removed: int = 0
-    replaced: int = 0
-    uids: int = 0
-    ocr_images: int = 0
-    ocr_seconds: float = 0.0
-
-    def of(self, outcome: Outcome) -> list[FileReport]:
-        return [f for f in self.files if f.outcome is outcome]
-
-    def by_reason(self, outcome: Outcome) -> dict[str, int]:
-        """Files per reason (a quarantined file may count under more than one)."""
-        counts = Counter(r for f in self.of(outcome) for r in f.reasons)
-        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-
-    @property
-    def written(self) -> int:
-        return len(self.of(Outcome.written))
-
-    @property
-    def masked(self) -> int:
-        return sum(1 for f in self.files if f.masked)
-
-    @property
-    def failed(self) -> int:
-        return len(self.of(Outcome.failed))
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "files_in": len(self.files),
-            "written": self.written,
-            "masked": self.masked,
-            "quarantined": len(self.of(Outcome.quarantined)),
-            "quarantined_by_reason": self.by_reason(Outcome.quarantined),
-            "skipped": len(self.of(Outcome.skipped)),
-            "skipped_by_reason": self.by_reason(Outcome.skipped),
-            "failed": self.failed,
-            "failed_by_reason": self.by_reason(Outcome.failed),
-            "removed": self.removed,
-            "replaced": self.replaced,
-            "uids": self.uids,
-            "ocr_images": self.ocr_images,
-            "ocr_seconds": round(self.ocr_seconds, 3),
-            "files": [f.as_dict() for f in self.files],
-        }
 
 
 def files_under(source: Path) -> Iterator[Path]:
@@ -169,26 +88,16 @@ def read(src: Path) -> tuple[Dataset, str | None]:
     """The dataset in ``src`` ready to de-identify and write, and a note when it had no
     Part 10 header; ``_Refused`` (skipped or failed, with the reason) otherwise."""
     try:
-        with src.open("rb") as handle:
-            head = handle.read(132)
+        handle = src.open("rb")  # opened once: peeked at, then parsed
     except OSError as exc:
         raise _Refused(Outcome.failed, UNREADABLE, _plain(exc)) from exc
-    note = None
-    if head[128:132] == b"DICM":
+    with handle:
         try:
-            ds = dcmread(src)
-        except Exception as exc:  # pydicom raises many types on corrupt input
-            raise _Refused(Outcome.failed, CORRUPT, _plain(exc)) from exc
-    else:
-        what = _not_dicom_hint(head)
-        try:
-            ds = dcmread(src, force=True)
-            _touch(ds)
-        except Exception as exc:
-            raise _Refused(Outcome.skipped, NOT_DICOM, what) from exc
-        if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
-            raise _Refused(Outcome.skipped, NOT_DICOM, what)
-        note = NO_PART10
+            head = handle.read(132)
+            handle.seek(0)
+        except OSError as exc:
+            raise _Refused(Outcome.failed, UNREADABLE, _plain(exc)) from exc
+        ds, note = _parse(handle, head)
     meta = getattr(ds, "file_meta", None)
     media_class = str(meta.get("MediaStorageSOPClassUID", "") or "") if meta is not None else ""
     if media_class == MediaStorageDirectoryStorage or "DirectoryRecordSequence" in ds:
@@ -201,6 +110,23 @@ def read(src: Path) -> tuple[Dataset, str | None]:
     if problem is not None:
         raise _Refused(Outcome.failed, CORRUPT, problem)
     return ds, note
+
+
+def _parse(handle: BinaryIO, head: bytes) -> tuple[Dataset, str | None]:
+    if head[128:132] == b"DICM":
+        try:
+            return dcmread(handle), None
+        except Exception as exc:  # pydicom raises many types on corrupt input
+            raise _Refused(Outcome.failed, CORRUPT, _plain(exc)) from exc
+    what = _not_dicom_hint(head)
+    try:
+        ds = dcmread(handle, force=True)
+        _touch(ds)
+    except Exception as exc:
+        raise _Refused(Outcome.skipped, NOT_DICOM, what) from exc
+    if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
+        raise _Refused(Outcome.skipped, NOT_DICOM, what)
+    return ds, NO_PART10
 
 
 def _not_dicom_hint(head: bytes) -> str:
@@ -233,8 +159,12 @@ def _complete_meta(ds: Dataset) -> None:
             meta.TransferSyntaxUID = ExplicitVRBigEndian
         else:
             meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    for keyword, value in (
+        ("MediaStorageSOPClassUID", ds.SOPClassUID),
+        ("MediaStorageSOPInstanceUID", ds.SOPInstanceUID),
+    ):
+        if meta.get(keyword) != value:  # setting a UID validates it: only when it differs
+            setattr(meta, keyword, value)
 
 
 def deidentify_file(
@@ -319,8 +249,8 @@ def _write(ds: Dataset, target: Path) -> None:
     tmp = target.with_name(f".{target.name}.partial")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        ds.save_as(tmp, enforce_file_format=True)
-        tmp.replace(target)
+        write_part10(ds, tmp)
+        tmp.replace(target)  # no fsync: see write_part10
     except Exception as exc:  # disk full, permissions, a value pydicom cannot encode
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)

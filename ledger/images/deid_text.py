@@ -32,6 +32,8 @@ from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
 VOCABULARY = "data/descriptor_vocabulary.txt"
@@ -47,6 +49,7 @@ CODED = frozenset({0x00080100, 0x00080102, 0x00080103, 0x00080119})
 UNLISTED_FREE_TEXT = {0x0040A160: "D"}
 
 _HEADER_VRS = frozenset({"PN", "LO", "SH", "LT", "ST", "UT", "UC", "UR", "AE"})
+_READ_VRS = _HEADER_VRS | {"DA", "DT"}  # what ``header_values`` decodes
 _B = r"(?<![^\W_])"  # no letter or digit before
 _E = r"(?![^\W_])"  # no letter or digit after
 _MONTH = (
@@ -125,7 +128,11 @@ def header_values(ds: Dataset, table: dict[int, str]) -> HeaderValues:
     words: set[str] = set()
 
     def visit(d: Dataset) -> None:
-        for elem in d:
+        for raw in d.elements():
+            vr = known_vr(raw)
+            if vr is not None and vr not in _READ_VRS:
+                continue  # not decoded: a value of no interest here
+            elem = d[raw.tag]
             vr = elem.VR
             if vr == "SQ":
                 for item in elem.value:
@@ -152,6 +159,19 @@ def header_values(ds: Dataset, table: dict[int, str]) -> HeaderValues:
 
     visit(ds)
     return HeaderValues(frozenset(values), frozenset(words))
+
+
+def known_vr(elem: DataElement | RawDataElement) -> str | None:
+    """The VR of ``elem`` without decoding it, or None when only decoding can tell: an
+    implicit VR element whose tag is not in the dictionary or has an ambiguous VR
+    (``US or SS``), a sequence's VR, or UN (pydicom decodes it as its dictionary VR)."""
+    vr = elem.VR
+    if vr is None:
+        try:
+            vr = dictionary_VR(elem.tag)
+        except KeyError:
+            return None
+    return None if vr in ("UN", "SQ") or " " in vr else vr
 
 
 def _strings(value: Any) -> Iterable[str]:

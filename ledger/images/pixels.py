@@ -64,6 +64,7 @@ from pydicom.pixels.utils import pixel_array
 from pydicom.uid import ExplicitVRLittleEndian
 
 from ledger.images.deid_options import BurnedIn
+from ledger.images.sop_classes import BURNED_IN_YES as BURNED_IN_YES
 from ledger.images.sop_classes import is_secondary_capture
 from ledger.images.validation import frame_count
 
@@ -93,7 +94,6 @@ OCR_UNAVAILABLE = (
 OCR_FAILED = "OCR failed on the pixel data"
 UNDECODABLE = "pixel data cannot be decoded for the burned-in text check"
 UNMASKABLE = "burned-in text found and the pixel data cannot be rewritten masked"
-BURNED_IN_YES = "BurnedInAnnotation is YES"
 
 Array = NDArray[Any]
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+# Reasons, worded once: de-identification, release and the pixel check count files by them.
+BURNED_IN_YES = "BurnedInAnnotation is YES"
+SECONDARY_CAPTURE_NOT_NO = "secondary capture without BurnedInAnnotation NO"
 
 
 def is_secondary_capture(sop_class: str | None) -> bool:
@@ -19,7 +22,7 @@ def header_quarantine(sop_class: str | None, burned_in: str | None) -> str | Non
     two attributes, so release can refuse before anything is decrypted."""
     burned = (burned_in or "").strip().upper()
     if burned == "YES":
-        return "BurnedInAnnotation is YES"
+        return BURNED_IN_YES
     if is_secondary_capture(sop_class) and burned != "NO":
-        return "secondary capture without BurnedInAnnotation NO"
+        return SECONDARY_CAPTURE_NOT_NO
     return None

@@ -120,9 +120,12 @@ def _text_item(text: str, *, nested: bool = False) -> Dataset:
 
 
 def _texts(ds: Dataset) -> str:
+    """Every text value, squashed together by ``_squash``. UIDs are left out: the remapped
+    ones are 39 random digits, where a short planted date form (``3271``) turns up now and
+    then by chance."""
     out = []
     for elem in ds.iterall():
-        if elem.VR not in ("OB", "OW", "OF", "OD", "OL", "OV", "UN", "SQ"):
+        if elem.VR not in ("OB", "OW", "OF", "OD", "OL", "OV", "UN", "SQ", "UI"):
             out.append(str(elem.value))
     return "\n".join(out)
 
