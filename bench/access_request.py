@@ -4,15 +4,22 @@ Goal (docs/architecture.md §4): <= 3 s on SQLite, <= 1.5 s on PostgreSQL. The s
 imported from CSV, 1M image index rows, a dataset over all of them) is not timed; the
 request is: consent facts, classes, Cedar, manifest root, composition, storing, logging.
 Usage: python bench/access_request.py [--subjects N] [--per-subject K] [--pg URL]
-       [--only sqlite|postgresql]
+       [--only sqlite|postgresql] [--images 3000000]
+
+``--images N`` prints the scale line instead: the request at 250k, 1M and 3M images (those
+up to N), each set up afresh and requested in a process of its own, with its time and the
+process's peak memory (goal: time linear in the images, peak <= 2 GB at 3M).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import random
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -121,6 +128,14 @@ def run(backend: str, url: str, home: Path, subjects: int, per_subject: int) -> 
         f"{backend:<11} set-up: {subjects:,} subjects, {subjects * per_subject:,} images "
         f"in {time.perf_counter() - t:.0f} s"
     )
+    request(backend, url, home, dataset_id, pipeline_id)
+
+
+def request(
+    backend: str, url: str, home: Path, dataset_id: str, pipeline_id: str, *, quiet: bool = False
+) -> dict[str, float]:
+    """The timed request, cold then warm; returns the seconds of each."""
+    took: dict[str, float] = {}
     settings = Settings(home=home, database_url=url)
     keys = load_keyring(home / "keys")
     ctx = service.Context(settings, keys, load(default_directory()), wiring.vault(settings, keys))
@@ -136,8 +151,10 @@ def run(backend: str, url: str, home: Path, subjects: int, per_subject: int) -> 
         with transaction(engine) as session:
             request = service.create(session, ctx, body, requester=pipeline_id)
             stages = dict(request.evaluation["timings_ms"])
-        total = time.perf_counter() - t
+        total = took[attempt] = time.perf_counter() - t
         goal = GOALS[backend]
+        if quiet:
+            continue
         print(
             f"{backend:<11} access request ({attempt}): {total:.2f} s end to end "
             f"(goal <= {goal} s)  {'yes' if total <= goal else 'NO'}; eligible "
@@ -153,15 +170,77 @@ def run(backend: str, url: str, home: Path, subjects: int, per_subject: int) -> 
         pass
     merkle_workers.stop()
     engine.dispose()
+    return took
+
+
+SCALE = (250_000, 1_000_000, 3_000_000)
+PEAK_GOAL_MB = 2_048
+
+
+def scale(backend: str, images: int, per_subject: int, pg: str) -> None:
+    """The scale line: each size set up afresh here, requested in a child process whose
+    peak resident memory is the request's (plus the interpreter and imports)."""
+    rates = []
+    for size in [n for n in SCALE if n <= images] or [images]:
+        with tempfile.TemporaryDirectory(prefix="ledger-bench-ar-") as tmp:
+            url = (
+                dbutil.sqlite_url(Path(tmp) / "bench.db")
+                if backend == "sqlite"
+                else dbutil.create_pg_database(pg, prefix="ledger_bench_ar")
+            )
+            try:
+                t = time.perf_counter()
+                ids = setup(url, Path(tmp) / "home", size // per_subject, per_subject)
+                made = time.perf_counter() - t
+                child = subprocess.run(
+                    [sys.executable, __file__, "--request-only", url, str(Path(tmp) / "home"),
+                     *ids, backend],
+                    capture_output=True, text=True, check=True,
+                )  # fmt: skip
+            finally:
+                if backend != "sqlite":
+                    dbutil.drop_pg_database(url)
+        result = json.loads(child.stdout.strip().splitlines()[-1])
+        rates.append(size / result["cold"])
+        peak = result["peak_mb"]
+        print(
+            f"{backend:<11} {size:>9,} images: cold {result['cold']:.2f} s, warm "
+            f"{result['warm']:.2f} s, peak {peak:,.0f} MB"
+            + (f" (goal <= {PEAK_GOAL_MB:,} MB) {'yes' if peak <= PEAK_GOAL_MB else 'NO'}"
+               if size == SCALE[-1] else "")
+            + f"; {size / result['cold'] / 1e3:,.0f}k images/s (set-up {made:.0f} s)",
+            flush=True,
+        )  # fmt: skip
+    if len(rates) > 1:
+        print(
+            f"{backend:<11} images/s at the largest size / at the smallest: "
+            f"{rates[-1] / rates[0]:.2f} (1.00 is linear)"
+        )
+
+
+def _request_only(argv: list[str]) -> None:
+    url, home, dataset_id, pipeline_id, backend = argv
+    took = request(backend, url, Path(home), dataset_id, pipeline_id, quiet=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps({**took, "peak_mb": peak}))
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--request-only"]:
+        _request_only(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser()
     parser.add_argument("--subjects", type=int, default=200_000)
     parser.add_argument("--per-subject", type=int, default=5)
     parser.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/")
     parser.add_argument("--only", choices=["sqlite", "postgresql"], help="one backend only")
+    parser.add_argument("--images", type=int, help="the scale line, up to this many images")
     args = parser.parse_args()
+    if args.images:
+        for backend in ("sqlite", "postgresql"):
+            if args.only in (None, backend):
+                scale(backend, args.images, args.per_subject, args.pg)
+        return
     # Gigabytes of SQLite database and tens of megabytes of columns: removed afterwards.
     if args.only != "postgresql":
         with tempfile.TemporaryDirectory(prefix="ledger-bench-ar-") as tmp:

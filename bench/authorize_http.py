@@ -155,8 +155,9 @@ class Profiler:
 
 
 def _summary(path: Path, top: int = 12) -> None:
-    """The functions most often on the stack (inclusive) among the ledger's and the
-    serving stack's, and the lines most often at its top (self)."""
+    """The functions most often on the stack (inclusive) among the decision path's (the
+    ledger's below the HTTP edge, the database session, Cedar, signing, thread hand-offs),
+    and the lines most often at its top (self)."""
     if not path.exists():
         print(f"    (no profile written to {path})")
         return
@@ -175,7 +176,18 @@ def _summary(path: Path, top: int = 12) -> None:
             own[frames[-1]] += int(count)
     if not total:
         return
-    watched = ("ledger/", "sqlalchemy/orm", "cedarpy", "joserfc", "threading.py", "routing.py")
+    watched = (
+        "ledger/access",
+        "ledger/consent",
+        "ledger/principals",
+        "ledger/provenance",
+        "ledger/http/security",
+        "ledger/http/routers",
+        "sqlalchemy/orm/session.py",
+        "cedarpy",
+        "threading.py",
+        "to_thread.py",
+    )
     print(f"    profile {path.name}: {total:,} samples holding the GIL")
     hot = [(n, c) for n, c in inclusive.most_common() if any(w in n for w in watched)]
     for name, count in hot[:top]:
@@ -257,7 +269,9 @@ def main() -> None:
                 workers: int = workers,
                 base: str = base,
             ) -> dict[str, float]:
-                finish = profiler.record(pid, f"w{workers}-{name.replace(' ', '-')}", seconds)
+                finish = profiler.record(
+                    pid, f"w{workers}-{name.strip('/').replace(' ', '-')}", seconds
+                )
                 row = _phase(name, base, seconds, call)
                 finish()
                 return row
