@@ -11,7 +11,9 @@ reading rather than as a goal.
 Both servers run as processes on loopback (``ledger serve`` on SQLite; Debian's Orthanc
 with its DICOMweb plugin, which needs ``apt-get install orthanc orthanc-dicomweb``); one
 client fetches study by study, reading each multipart answer to the end. Each side is
-fetched ``--runs`` times, alternating, and the median counts.
+fetched ``--runs`` times, alternating, and the median counts. Beside the throughput, each
+server's CPU time per instance (from /proc, children included) is printed: on a shared
+machine the wall-clock ratio moves with the load, the CPU cost much less.
 
 Like with like: ``--concurrency N`` fetches N studies at a time from *both* servers (a
 pipeline with a thread pool, as dicomweb-client users run one); ``--workers W`` serves the
@@ -111,6 +113,23 @@ def _fetch_all(
     with ThreadPoolExecutor(concurrency) as pool:
         done = list(pool.map(one, studies))
     return sum(n for n, _ in done), sum(b for _, b in done), time.perf_counter() - started
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its children so far, from /proc: what a
+    server spent, whatever else the machine is running."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if entry.name == str(pid) or fields[1] == str(pid):
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 class _Served(Server):
@@ -236,6 +255,8 @@ def main() -> None:
         base = f"{server.url}/v1/grants/{grant.id}/dicomweb"
 
         ledger_runs, pacs_runs = [], []
+        ledger_cpu: list[float] = []
+        pacs_cpu: list[float] = []
         with (
             httpx.Client(timeout=300) as http,
             httpx.Client(auth=pacs.auth, timeout=300) as direct,
@@ -244,9 +265,16 @@ def main() -> None:
             assert len(studies) == args.studies, studies
             c = args.concurrency
             _fetch_all(http, base, studies[: max(c, 1)], headers, c)  # warm
+            assert server.process is not None
+            assert pacs.process is not None
+            ledger_pid, pacs_pid = server.process.pid, pacs.process.pid
             for _ in range(args.runs):
+                before = _cpu_seconds(ledger_pid)
                 ledger_runs.append(_fetch_all(http, base, studies, headers, c))
+                ledger_cpu.append(_cpu_seconds(ledger_pid) - before)
+                before = _cpu_seconds(pacs_pid)
                 pacs_runs.append(_fetch_all(direct, pacs.dicomweb, pacs_studies, {}, c))
+                pacs_cpu.append(_cpu_seconds(pacs_pid) - before)
     finally:
         if server is not None:
             server.stop()
@@ -268,6 +296,11 @@ def main() -> None:
     print(
         f"{'ledger / Orthanc:':34s}{ratio:8.2f}x instances/s, {ratio_mb:.2f}x MB/s "
         f"(goal >= {GOAL})  {verdict}"
+    )
+    cpu_l, cpu_o = statistics.median(ledger_cpu), statistics.median(pacs_cpu)
+    print(
+        f"{'server CPU per instance:':34s}Orthanc {cpu_o / n_o * 1e3:.2f} ms, ledger "
+        f"{cpu_l / n_l * 1e3:.2f} ms (for reading: what the load average cannot blur)"
     )
     print()
     _line("Orthanc WADO-RS export:", n_export, b_export, export)

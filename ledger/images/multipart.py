@@ -96,13 +96,25 @@ def frame(parts: Iterable[bytes], boundary: str, part_type: str = DICOM) -> Iter
 
 
 def frame_pieces(
-    parts: Iterable[Sequence[bytes | memoryview]], boundary: str, part_type: str = DICOM
+    parts: Iterable[Sequence[bytes | memoryview]],
+    boundary: str,
+    part_type: str = DICOM,
+    *,
+    chunk: int = 1 << 21,
 ) -> Iterator[bytes]:
-    """As ``frame``, for parts given as pieces to send one after the other (a header
-    and a view of the original pixel data, say): each part is joined once, with its
-    framing, into the one buffer sent."""
+    """As ``frame``, for parts given as pieces to send one after the other (a header and
+    a view of the original pixel data, say). Parts are joined, with their framing, into
+    buffers of about ``chunk`` bytes: one copy each, and a server that runs this iterator
+    in a thread pool hands over once per buffer rather than once per part."""
     head = f"--{boundary}\r\nContent-Type: {part_type}\r\n".encode()
+    pending: list[bytes | memoryview] = []
+    size = 0
     for pieces in parts:
-        size = sum(len(p) for p in pieces)
-        yield b"".join((head, f"Content-Length: {size}\r\n\r\n".encode(), *pieces, b"\r\n"))
-    yield f"--{boundary}--\r\n".encode()
+        length = sum(len(p) for p in pieces)
+        pending += (head, f"Content-Length: {length}\r\n\r\n".encode(), *pieces, b"\r\n")
+        size += length
+        if size >= chunk:
+            yield b"".join(pending)
+            pending, size = [], 0
+    pending.append(f"--{boundary}--\r\n".encode())
+    yield b"".join(pending)
