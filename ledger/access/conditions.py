@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any
 
+from ledger.access.classes import ImageClass
 from ledger.consent.purposes import Purpose
 
 
@@ -111,4 +112,28 @@ def obligations(
         out["no_publication_before"] = conditions["no_publication_before"]
     if "IRB" in needed and purpose.irb_reference:
         out["irb_reference"] = purpose.irb_reference
+    return out
+
+
+def eligible_modifiers(classes: Iterable[ImageClass]) -> set[str]:
+    """The modifier codes of the consents of every eligible image."""
+    return {m for c in classes if c.eligible and c.facts for m in c.facts.modifiers}
+
+
+def needs_a_person(sensitive: Iterable[str], eligible: set[str]) -> list[str]:
+    """Why a request may not be approved automatically whatever the policies say: the
+    DUOS "abstain" flags it carries (sensitive research), and research-specific
+    restrictions (RS, DUO:0000012) on the consents of its eligible images."""
+    out = []
+    flags = sorted(set(sensitive))
+    if flags:
+        out.append(
+            f"sensitive research ({', '.join(flags)}): a steward must review it; "
+            "it is never approved automatically"
+        )
+    if "RS" in eligible:
+        out.append(
+            "consents of eligible images carry research-specific restrictions (RS): a "
+            "steward must check the research against them; never approved automatically"
+        )
     return out

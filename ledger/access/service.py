@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from ledger.access import conditions, decision, evaluation, grant_manifest, release, tokens
-from ledger.access.classes import ImageClass
 from ledger.access.lifecycle import Status, transition
 from ledger.access.models import AccessRequest, AccessReview, Grant
 from ledger.access.schemas import (
@@ -119,18 +118,10 @@ def create(
         ctx, purpose, result.eligible_count, result.excluded_count
     )
     sensitive = sorted(set(body.sensitive_research))
-    if sensitive:  # the DUOS "abstain" flags: a person decides
+    person = conditions.needs_a_person(sensitive, conditions.eligible_modifiers(result.classes))
+    if person:  # DUOS "abstain" flags, RS: a steward decides, never a policy
         auto = False
-        reasons.append(
-            f"sensitive research ({', '.join(sensitive)}): a steward must review it; "
-            "it is never approved automatically"
-        )
-    if "RS" in _eligible_modifiers(result.classes):  # DUO:0000012: a person checks them
-        auto = False
-        reasons.append(
-            "consents of eligible images carry research-specific restrictions (RS): a "
-            "steward must check the research against them; never approved automatically"
-        )
+        reasons.extend(person)
     request = AccessRequest(
         id=str(uuid.uuid4()),
         requester_id=requester,
@@ -159,7 +150,7 @@ def create(
             "timings_ms": result.timings_ms,
             "sensitive_research": sensitive,
             "obligations": conditions.obligations(
-                purpose, stated, _eligible_modifiers(result.classes)
+                purpose, stated, conditions.eligible_modifiers(result.classes)
             ),
         },
         classes=[c.as_json() for c in result.classes],
@@ -187,11 +178,6 @@ def create(
         request.auto_approved = True
         _approve(session, ctx, request, actor=None, log_index=entry.seq)
     return request
-
-
-def _eligible_modifiers(classes: list[ImageClass]) -> set[str]:
-    """The modifier codes of the consents of every eligible image."""
-    return {m for c in classes if c.eligible and c.facts for m in c.facts.modifiers}
 
 
 def obligations_of(session: Session, request_ids: list[str]) -> dict[str, dict[str, Any]]:

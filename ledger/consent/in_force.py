@@ -16,7 +16,7 @@ import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -25,7 +25,7 @@ import numpy.typing as npt
 from sqlalchemy import Select, and_, bindparam, case, or_, select
 from sqlalchemy.orm import Session
 
-from ledger.consent import modifiers as consent_modifiers
+from ledger.consent import time_limits
 from ledger.consent.facts import ConsentFact, ScopeFact
 from ledger.consent.models import ConsentVersion
 from ledger.db import driver_rows
@@ -96,82 +96,16 @@ def _rows(
         rows.extend(batch)
     amended = {row[0] for row in rows if row[1] != 1}
     if not amended:
-        return _within_time_limits(session, as_of, [row for row in rows if row[3]])
+        return time_limits.within(session, as_of, [row for row in rows if row[3]])
     latest: dict[str, int] = {}  # amended or withdrawn consents: the highest version wins
     for row in rows:
         if row[0] in amended and latest.get(row[0], 0) < row[1]:
             latest[row[0]] = row[1]
-    return _within_time_limits(
+    return time_limits.within(
         session,
         as_of,
         [r for r in rows if r[3] and (r[0] not in amended or latest[r[0]] == r[1])],
     )
-
-
-# Per terms key, the TS modifiers of a permit with those terms (empty for most). Terms keys
-# are hashes of what a consent says, so what is remembered here never goes stale.
-_TIME_LIMITS: dict[str, tuple[str, ...]] = {}
-
-
-def _time_limits(session: Session, carriers: dict[str, tuple[str, int]]) -> None:
-    """Remember the TS modifiers of each terms key not seen yet, read from one version
-    (consent id, version) that carries it."""
-    wanted = {k: c for k, c in carriers.items() if k not in _TIME_LIMITS}
-    if not wanted:
-        return
-    if len(_TIME_LIMITS) > 100_000:
-        _TIME_LIMITS.clear()
-    cv = table_of(ConsentVersion)
-    ids = sorted({cid for cid, _ in wanted.values()})
-    for i in range(0, len(ids), CHUNK):
-        for key, decision, modifiers in session.execute(
-            select(cv.c.terms, cv.c.decision, cv.c.modifiers).where(
-                cv.c.consent_id.in_(ids[i : i + CHUNK])
-            )
-        ):
-            if key in wanted:
-                _TIME_LIMITS[key] = (
-                    tuple(m for m in modifiers or () if consent_modifiers.base(m) == "TS")
-                    if decision == "permit"
-                    else ()
-                )
-    for key in wanted:
-        _TIME_LIMITS.setdefault(key, ())
-
-
-def _ended(session: Session, as_of: datetime, rows: Sequence[Row]) -> set[tuple[str, int]]:
-    """The versions among ``rows`` (permits carrying TS) whose time limit has passed at
-    ``as_of``: TS ends a consent's use as ``valid_until`` does (DUO:0000025), so every
-    decision, release's re-check included, stops counting it."""
-    _time_limits(session, {r[4]: (r[0], r[1]) for r in rows})
-    limited = [r for r in rows if _TIME_LIMITS[r[4]]]
-    if not limited:
-        return set()
-    cv = table_of(ConsentVersion)
-    ids = sorted({r[0] for r in limited})
-    starts: dict[tuple[str, int], datetime] = {}
-    for i in range(0, len(ids), CHUNK):
-        for cid, version, valid_from in session.execute(
-            select(cv.c.consent_id, cv.c.version, cv.c.valid_from).where(
-                cv.c.consent_id.in_(ids[i : i + CHUNK])
-            )
-        ):
-            starts[(cid, version)] = (
-                valid_from if valid_from.tzinfo else valid_from.replace(tzinfo=UTC)
-            )
-    moment = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
-    ended: set[tuple[str, int]] = set()
-    for r in limited:
-        start = starts[(r[0], r[1])]
-        ends = [consent_modifiers.use_ends(m, start) for m in _TIME_LIMITS[r[4]]]
-        if any(e is not None and e <= moment for e in ends):
-            ended.add((r[0], r[1]))
-    return ended
-
-
-def _within_time_limits(session: Session, as_of: datetime, rows: list[Row]) -> list[Row]:
-    ended = _ended(session, as_of, rows)
-    return [r for r in rows if (r[0], r[1]) not in ended] if ended else rows
 
 
 class _Terms:
@@ -331,11 +265,10 @@ def _packed_rows(
         return (r["f0"].decode(), int(r["f1"]), r["f2"].decode(), 1, r["f4"].decode())
 
     carriers = [row(i) for i in first.tolist()]
-    _time_limits(session, {r[4]: (r[0], r[1]) for r in carriers})
-    limited = [n for n, r in enumerate(carriers) if _TIME_LIMITS[r[4]]]
+    limited = [n for n, r in enumerate(time_limits.limited(session, carriers)) if r]
     if limited:  # permits with a time limit: drop the versions whose limit has passed
         candidates = np.flatnonzero(np.isin(row_terms, limited))
-        ended = _ended(session, as_of, [row(i) for i in candidates.tolist()])
+        ended = time_limits.ended(session, as_of, [row(i) for i in candidates.tolist()])
         if ended:
             gone = np.array(
                 [(row(i)[0], row(i)[1]) in ended for i in candidates.tolist()], dtype=np.bool_
