@@ -23,8 +23,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from ledger.access import decision, tokens
-from ledger.access.archive import Prepared, Quarantined, render, zip_stream
+from ledger.access import decision, release_render, tokens
+from ledger.access.archive import Prepared, Quarantined, zip_stream
 from ledger.access.classes import ImageClass
 from ledger.access.grant_manifest import (
     Instance,
@@ -343,7 +343,7 @@ def instance(
             raise NoLongerEligible(refused[0])
         engine = deidentifier(desk.keys, grant_id, opened.purpose)
         try:
-            return render(desk.store, engine, ready[0])
+            return release_render.render(desk.store, engine, ready[0])  # archive.render's bytes
         except Quarantined as exc:
             raise NotReleasable(exc.reasons) from exc
 
