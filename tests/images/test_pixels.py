@@ -14,6 +14,7 @@ from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     JPEGBaseline8Bit,
+    JPEGLosslessSV1,
     RLELossless,
     SecondaryCaptureImageStorage,
 )
@@ -201,3 +202,41 @@ def test_a_tesseract_that_fails_quarantines(
     check = pixels.check(ultrasound([draw_text(64, 64, [])]))
     assert check.quarantine == pixels.OCR_FAILED
     assert "no language data" in check.decision()
+
+
+def _jpeg_lossless(ds: Dataset, tmp_path: Path) -> Dataset:
+    """``ds`` transcoded to JPEG Lossless (Process 14, SV1) by GDCM, read back by pydicom."""
+    gdcm = pytest.importorskip("gdcm")
+    plain, packed = tmp_path / "plain.dcm", tmp_path / "jpeg-lossless.dcm"
+    ds.save_as(plain, enforce_file_format=True)
+    reader = gdcm.ImageReader()
+    reader.SetFileName(str(plain))
+    assert reader.Read()
+    change = gdcm.ImageChangeTransferSyntax()
+    change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGLosslessProcess14_1))
+    change.SetInput(reader.GetImage())
+    assert change.Change()
+    writer = gdcm.ImageWriter()
+    writer.SetFileName(str(packed))
+    writer.SetFile(reader.GetFile())
+    writer.SetImage(change.GetOutput())
+    assert writer.Write()
+    out = pydicom.dcmread(packed)
+    assert out.file_meta.TransferSyntaxUID == JPEGLosslessSV1
+    return out
+
+
+def test_jpeg_lossless_images_are_decoded_and_read_not_quarantined(tmp_path: Path) -> None:
+    """python-gdcm (a dependency) decodes JPEG Lossless and JPEG-LS for pydicom, so such an
+    image at risk is read by OCR like any other; what GDCM cannot decode still fails closed
+    (``test_pixels_that_cannot_be_decoded_are_quarantined``)."""
+    need_tesseract()
+    ds = _jpeg_lossless(ultrasound([draw_text(320, 480, TEXT)]), tmp_path)
+    check = pixels.check(ds)
+    assert check.quarantine == pixels.TEXT_FOUND
+    assert check.frames == [0]
+    masked = pixels.check(ds, BurnedIn.mask)
+    assert masked.quarantine is None
+    assert masked.masked > 0
+    assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian  # rewritten uncompressed
+    assert not {w.upper() for w in _words(ds)} & IDENTIFYING
