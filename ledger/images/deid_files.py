@@ -21,7 +21,6 @@ is skipped as not DICOM, by name.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -274,7 +273,7 @@ def _work(item: tuple[Path, Path]) -> tuple[FileReport, Summary]:
 
 def default_jobs() -> int:
     """Worker processes for a batch: one per core, up to 8, where processes can fork."""
-    if "fork" not in multiprocessing.get_all_start_methods():
+    if not hasattr(os, "fork"):  # as multiprocessing decides whether it can fork
         return 1
     return max(1, min(os.cpu_count() or 1, 8))
 
@@ -312,6 +311,8 @@ def deidentify_tree(
         return summary
     _WORKER = (engine, target, burned_in)
     try:
+        import multiprocessing  # only for a batch that forks: one process never needs it
+
         with multiprocessing.get_context("fork").Pool(jobs) as pool:
             chunk = max(1, min(8, len(items) // (jobs * 8)))
             for report, part in pool.imap(_work, items, chunksize=chunk):
