@@ -50,7 +50,8 @@ DECISION_AUDIENCE = "ledger-inference"
 DECISION_SECONDS = 300
 CACHE_SECONDS = 60.0
 CACHE_MAX = 100_000
-FLUSH_AT = 1_000
+FLUSH_AT = 1_000  # pending decisions that start a flush (in the background over HTTP)
+FLUSH_WAIT_AT = 10 * FLUSH_AT  # ... and that make a call wait for one
 UNKNOWN_STUDY = "no study with this StudyInstanceUID is known to the ledger"
 
 
@@ -388,6 +389,10 @@ class Authorizer:
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    @property
+    def flushing(self) -> bool:
+        return self._flush_lock.locked()
 
     def flush_pending(self, sessions: Callable[[], Session]) -> int:
         """Append one log entry for the decisions taken since the last flush, in a

@@ -19,11 +19,13 @@ from sqlmodel import col
 
 from ledger.access.authorize import DECISION_AUDIENCE, DECISION_TYP
 from ledger.access.tokens import keys_from_jwks, verify
+from ledger.config import Settings
 from ledger.db import snapshot
 from ledger.http.app import flush_decisions
 from ledger.images.models import Image
 from ledger.principals.models import Role
 from ledger.provenance.models import LogEntry
+from ledger.server import create_app
 from tests.access.test_release import _study_of, _subject_of, _withdraw_all, sdk
 from tests.conftest import MakePrincipal, auth
 
@@ -171,3 +173,29 @@ def test_batch_authorize_bounds_and_roles(
     steward = make_principal(Role.steward)
     body["purpose"] = "ai.inference"
     assert client.post(url, headers=auth(steward), json=body).status_code == 403
+
+
+def test_calls_past_flush_at_log_their_decisions_in_the_background(
+    settings: Settings,
+    engine: Engine,
+    world: dict[str, str],
+    make_principal: MakePrincipal,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ledger.http.routers import grants
+
+    monkeypatch.setattr(grants, "FLUSH_AT", 3)
+    hourly = create_app(settings.model_copy(update={"decision_log_interval": 3600}))
+    with TestClient(hourly) as client:  # no scheduled flush in this test's time
+        pipeline = sdk(client, make_principal(Role.pipeline))
+        studies = _studies(engine)[:4]
+        for study in studies[:3]:
+            pipeline.authorize("ai.inference", study)  # the third starts a flush, unawaited
+        deadline = time.monotonic() + 10
+        while not _decision_batches(engine) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [b["count"] for b in _decision_batches(engine)] == [3]
+        pipeline.authorize_many("ai.inference", studies)
+        while len(_decision_batches(engine)) < 2 and time.monotonic() < deadline + 10:
+            time.sleep(0.05)
+        assert [b["count"] for b in _decision_batches(engine)] == [3, 4]

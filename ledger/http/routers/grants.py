@@ -8,6 +8,8 @@ refusals; a refusal is answered here with problem+json.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from functools import partial
 from typing import Annotated, Any, TypeVar
 
@@ -17,15 +19,22 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from ledger.access import release, revocations, visibility
-from ledger.access.authorize import FLUSH_AT, UNKNOWN_STUDY
+from ledger.access.authorize import FLUSH_AT, FLUSH_WAIT_AT, UNKNOWN_STUDY
 from ledger.access.models import Grant
 from ledger.errors import NotFound
 from ledger.fields import FreeText, Identifier, Instant
-from ledger.http.deps import SessionDep, StateDep, WriteSessionDep
-from ledger.http.security import Pipeline, PipelineOrOversight, ReadonlyPipeline, Steward
+from ledger.http.deps import AppState, SessionDep, StateDep, WriteSessionDep
+from ledger.http.security import (
+    Caller,
+    Pipeline,
+    PipelineOrOversight,
+    ReadonlyPipeline,
+    Steward,
+)
 from ledger.limits import MAX_INT
 
 router = APIRouter(tags=["release"])
+log = logging.getLogger("ledger.http")
 
 GrantHeader = Annotated[
     str | None,
@@ -234,8 +243,7 @@ async def authorize(
         study_uid=body.study_instance_uid,
         policy=state.policies.hash,
     )
-    if authorizer.pending >= FLUSH_AT:
-        await run_in_threadpool(authorizer.flush_pending, state.write_sessions)
+    await _log_decisions(state)
     return {
         "decision": "permit" if decision.permitted else "deny",
         "reasons": list(decision.reasons),
@@ -259,7 +267,7 @@ class AuthorizeBatchBody(BaseModel):
 
 
 @router.post("/v1/authorize/batch", tags=["authorize"])
-def authorize_batch(
+async def authorize_batch(
     body: AuthorizeBatchBody, state: StateDep, caller: ReadonlyPipeline
 ) -> dict[str, Any]:
     """``/v1/authorize`` for up to 1,000 studies in one call: one answer per study, in
@@ -268,6 +276,14 @@ def authorize_batch(
     A study the ledger does not know (the single call's 404) is answered in place with
     ``decision: not-found``, the reason, and no token; it is logged like the single
     call's refusal. An unknown purpose refuses the whole call, as the single call."""
+    answers = await run_in_threadpool(_batch_answers, body, state, caller)
+    await _log_decisions(state)
+    return {"purpose": body.purpose, "decisions": answers}
+
+
+def _batch_answers(
+    body: AuthorizeBatchBody, state: AppState, caller: Caller
+) -> list[dict[str, Any]]:
     authorizer = state.authorizer
     decisions = authorizer.decide_many(
         state.read_sessions,
@@ -313,6 +329,31 @@ def authorize_batch(
                     "token": next(signed),
                 }
             )
-    if authorizer.pending >= FLUSH_AT:
-        authorizer.flush_pending(state.write_sessions)
-    return {"purpose": body.purpose, "decisions": answers}
+    return answers
+
+
+_flushing: set[asyncio.Task[Any]] = set()  # strong references until each is done
+
+
+async def _log_decisions(state: AppState) -> None:
+    """Log the pending decisions once ``FLUSH_AT`` have gathered: in the background, so no
+    call waits for the log's write lock (on SQLite it queues behind every writer); a call
+    waits only when ``FLUSH_WAIT_AT`` are pending, which bounds them while the database is
+    slow or away."""
+    authorizer = state.authorizer
+    if authorizer.pending >= FLUSH_WAIT_AT:
+        await run_in_threadpool(authorizer.flush_pending, state.write_sessions)
+    elif authorizer.pending >= FLUSH_AT and not authorizer.flushing:
+        task = asyncio.create_task(
+            run_in_threadpool(authorizer.flush_pending, state.write_sessions)
+        )
+        _flushing.add(task)
+        task.add_done_callback(_flushed)
+
+
+def _flushed(task: asyncio.Task[Any]) -> None:
+    _flushing.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error(
+            "logging authorize decisions failed; the next flush retries", exc_info=task.exception()
+        )
