@@ -7,13 +7,14 @@ files (ratio >= 1.0). Plain CT is not at risk of burned-in text, so no OCR runs 
 OCR cost per image at risk is measured apart, on deid-data's ultrasounds (the dev extra
 installs them) or, without them, on a synthetic one.
 
-``ledger deid`` runs as a user runs it (worker processes: one per core, up to 8) and with
+``ledger deid`` runs as a user runs it (worker processes: one per idle core, up to 8; see
+``deid_files.default_jobs``) and with
 ``--jobs 1`` (one process, like dicognito). Both start from bytecode, as an installed
 package does (``_compile_ledger``); the start-up of each is printed beside the floor it
 shares with dicognito, ``python -c "import pydicom"``. Each command runs ``--runs`` times,
 round-robin (load from elsewhere on the machine falls on all alike), each run on a fresh
 copy of the input; the median counts. On a machine whose cores are busy with other work,
-the worker processes have nothing to run on: read the figures with the load beside them.
+worker processes have nothing to run on: read the figures with the load beside them.
 Usage: python bench/deid.py [--files 300] [--size 512] [--runs 3]
 """
 
@@ -37,7 +38,7 @@ import pydicom
 
 from ledger.images import pixels
 from ledger.images.deid import Deidentifier
-from ledger.images.deid_files import default_jobs, deidentify_tree
+from ledger.images.deid_files import deidentify_tree
 from tests.images.dicom_factory import ct_dataset, write
 
 ENGINE_GOAL = 150.0
@@ -188,9 +189,8 @@ def main() -> None:
         shutil.rmtree(tmp / "warm")
         medians = commands(src, tmp, args.runs, key)
         theirs = args.files / medians["python -m dicognito"]
-        cores = default_jobs()
         for name in ("ledger deid", "ledger deid --jobs 1", "python -m dicognito"):
-            label = f"{name}:" if name != "ledger deid" else f"ledger deid ({cores} jobs):"
+            label = f"{name}:" if name != "ledger deid" else "ledger deid (default jobs):"
             rate = args.files / medians[name]
             cpu = statistics.median(CPU[name])
             print(

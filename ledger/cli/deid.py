@@ -41,7 +41,7 @@ def deid(
     jobs: Annotated[
         int,
         typer.Option(
-            "--jobs", help="Worker processes (default 0: one per core, up to 8; 1: none)."
+            "--jobs", help="Worker processes (default 0: one per idle core, up to 8; 1: none)."
         ),
     ] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,

@@ -4,6 +4,7 @@ never stops the run, burned-in text quarantined or masked, and the exit code."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -219,3 +220,11 @@ def test_worker_processes_write_the_same_files_and_summary(tmp_path: Path) -> No
             == (tmp_path / "two" / path.relative_to(tmp_path / "one")).read_bytes()
         )
     assert second["quarantined"] == 1
+
+
+def test_the_default_jobs_are_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(deid_files, "_others_running", lambda: 0)
+    assert deid_files.default_jobs() == min(cores, 8)
+    monkeypatch.setattr(deid_files, "_others_running", lambda: cores)
+    assert deid_files.default_jobs() == 1  # busy cores: one process, no workers
