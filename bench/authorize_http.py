@@ -320,6 +320,7 @@ def main() -> None:
             _goals(base_row, health, cold_row, warm_row, batch_row)
         finally:
             _stop(process)
+            shutil.rmtree(home, ignore_errors=True)
     print(f"load average at end: {os.getloadavg()}")
 
 
