@@ -24,13 +24,13 @@ draw their annotation on every frame, which is what the sampling relies on.
 they do not trigger a decision, but once a frame holds text every word of at least one
 letter or digit read with confidence ``MASK_CONFIDENCE`` (30) or more is masked with it.
 
-**OCR input**: each frame becomes 8-bit grayscale (palette colour through its lookup
-table; colour as the brightest of its samples, so coloured text on black stays bright;
-the range stretched to 0-255), inverted when mostly dark so the text is dark on light as
-Tesseract prefers (which also turns ``MONOCHROME1`` the right way round), and scaled up
-(up to 4 times) when its longer side is under ``OCR_SIDE`` pixels. Tesseract reads it in
-sparse-text mode (``--psm 11``) with one thread. Frames smaller than ``MIN_SIDE`` pixels
-cannot show legible text.
+**OCR input** (``ledger/images/ocr.py``): each frame becomes 8-bit grayscale (palette
+colour through its lookup table; colour as the brightest of its samples, so coloured
+text on black stays bright; the range stretched to 0-255), inverted when mostly dark so
+the text is dark on light as Tesseract prefers (which also turns ``MONOCHROME1`` the
+right way round), and scaled up (up to 4 times) when its longer side is under
+``OCR_SIDE`` pixels. Tesseract reads it in sparse-text mode (``--psm 11``) with one
+thread. Frames smaller than ``MIN_SIDE`` pixels cannot show legible text.
 
 **Masking** (``BurnedIn.mask``): the word boxes found in any sampled frame (padded) are
 filled on every frame with that frame's minimum pixel value, as Presidio's DICOM image
@@ -46,24 +46,25 @@ log: it is what the check exists to keep in.
 
 from __future__ import annotations
 
-import math
-import os
-import shutil
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
-from PIL import Image
 from pydicom.dataset import Dataset
-from pydicom.pixels.processing import apply_color_lut
 from pydicom.pixels.utils import pixel_array
 from pydicom.uid import ExplicitVRLittleEndian
 
 from ledger.images.deid_options import BurnedIn
+from ledger.images.ocr import MIN_SIDE as MIN_SIDE
+from ledger.images.ocr import TESSERACT_ENV as TESSERACT_ENV
+from ledger.images.ocr import Array as Array
+from ledger.images.ocr import OcrError as OcrError
+from ledger.images.ocr import Word as Word
+from ledger.images.ocr import decode_frame as decode_frame
+from ledger.images.ocr import plain_error
+from ledger.images.ocr import read_words as read_words
+from ledger.images.ocr import tesseract as tesseract
 from ledger.images.sop_classes import BURNED_IN_YES as BURNED_IN_YES
 from ledger.images.sop_classes import is_secondary_capture
 from ledger.images.validation import frame_count
@@ -76,13 +77,8 @@ PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 MIN_CHARS = 3
 MIN_CONFIDENCE = 60.0
 MASK_CONFIDENCE = 30.0
-OCR_SIDE = 1000
-MAX_UPSCALE = 4
-MIN_SIDE = 8
 MASK_PAD = 3
 MASK_ROUNDS = 3
-OCR_TIMEOUT = 120.0
-TESSERACT_ENV = "LEDGER_TESSERACT"
 
 # Quarantine reasons, worded once so a batch can count files by reason.
 TEXT_FOUND = "burned-in text found by OCR"
@@ -94,21 +90,6 @@ OCR_UNAVAILABLE = (
 OCR_FAILED = "OCR failed on the pixel data"
 UNDECODABLE = "pixel data cannot be decoded for the burned-in text check"
 UNMASKABLE = "burned-in text found and the pixel data cannot be rewritten masked"
-
-Array = NDArray[Any]
-
-
-@dataclass(frozen=True)
-class Word:
-    """One OCR word, its box in the frame's own pixel coordinates."""
-
-    text: str
-    confidence: float
-    frame: int
-    left: int
-    top: int
-    width: int
-    height: int
 
 
 @dataclass
@@ -131,10 +112,6 @@ class PixelCheck:
         return f"{self.at_risk}: {self.detail}"
 
 
-class OcrError(Exception):
-    """Tesseract did not read the frame."""
-
-
 def at_risk(ds: Dataset) -> str | None:
     """Why ``ds`` may show burned-in text, or None when it need not be read."""
     if not any(keyword in ds for keyword in PIXEL_KEYWORDS):
@@ -155,11 +132,6 @@ def at_risk(ds: Dataset) -> str | None:
     if not modality:
         return "no Modality"
     return None
-
-
-def tesseract() -> str | None:
-    """The tesseract program to run, or None when there is none."""
-    return shutil.which(os.environ.get(TESSERACT_ENV) or "tesseract")
 
 
 def sample_frames(count: int) -> list[int]:
@@ -209,7 +181,7 @@ def _check(ds: Dataset, mode: BurnedIn, result: PixelCheck) -> None:
         frames = [(index, decode_frame(ds, index)) for index in result.frames]
     except Exception as exc:  # pydicom raises many types for pixel data it cannot decode
         result.quarantine = UNDECODABLE
-        result.detail = f"not checked: {_plain(exc)}"
+        result.detail = f"not checked: {plain_error(exc)}"
         result.frames = []  # none was read
         return
     try:
@@ -238,7 +210,7 @@ def _check(ds: Dataset, mode: BurnedIn, result: PixelCheck) -> None:
             return
         except Exception as exc:  # an array pydicom cannot write back (e.g. 1-bit samples)
             result.quarantine = UNMASKABLE
-            result.detail = f"{len(found)} word(s) of text in {where}; {_plain(exc)}"
+            result.detail = f"{len(found)} word(s) of text in {where}; {plain_error(exc)}"
             return
         result.masked += len(boxes)
         if not any(is_text(w) for w in words):
@@ -266,94 +238,6 @@ def _frames_text(frames: Sequence[int], count: int) -> str:
     if len(frames) == count:
         return f"all {count} frames"
     return f"frames {numbers} of {count} (sampled: first, middle, last)"
-
-
-def _plain(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
-
-
-# -- pixels to OCR -----------------------------------------------------------------------
-def decode_frame(ds: Dataset, index: int) -> Array:
-    """One frame as pydicom decodes it, palette colour applied: (rows, cols[, samples])."""
-    arr: Array = pixel_array(ds, index=index)
-    if str(ds.get("PhotometricInterpretation", "")).strip() == "PALETTE COLOR":
-        arr = apply_color_lut(arr, ds)
-    return arr
-
-
-def to_gray8(frame: Array) -> Array:
-    """8-bit grayscale with the text dark on light, as Tesseract reads best (whichever
-    way round the frame's values run, ``MONOCHROME1`` included: the mostly-dark way is
-    inverted)."""
-    data = frame.astype(np.float64, copy=False)
-    if data.ndim == 3:
-        data = data.max(axis=2)
-    data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
-    low, high = float(data.min()), float(data.max())
-    if high <= low:
-        return np.full(data.shape, 255, dtype=np.uint8)
-    gray = ((data - low) * (255.0 / (high - low))).astype(np.uint8)
-    if np.median(gray) < 128:
-        gray = 255 - gray
-    return gray
-
-
-def upscale(gray: Array) -> tuple[Array, int]:
-    """Small images scaled up so glyphs are tall enough for Tesseract."""
-    side = max(gray.shape)
-    factor = min(MAX_UPSCALE, math.ceil(OCR_SIDE / side)) if side < OCR_SIDE else 1
-    if factor <= 1:
-        return gray, 1
-    image = Image.fromarray(gray).resize(
-        (gray.shape[1] * factor, gray.shape[0] * factor), Image.Resampling.BICUBIC
-    )
-    return np.asarray(image), factor
-
-
-def read_words(program: str, frame: Array, index: int) -> list[Word]:
-    """Tesseract's words in one decoded frame, boxes mapped back to the frame's pixels."""
-    if min(frame.shape[:2]) < MIN_SIDE:
-        return []
-    gray, factor = upscale(to_gray8(frame))
-    height, width = gray.shape
-    image = b"P5\n%d %d\n255\n" % (width, height) + np.ascontiguousarray(gray).tobytes()
-    try:
-        done = subprocess.run(  # noqa: S603 - a fixed argument list, the program from PATH
-            [program, "stdin", "stdout", "--psm", "11", "-l", "eng", "tsv"],
-            input=image,
-            capture_output=True,
-            timeout=OCR_TIMEOUT,
-            env={**os.environ, "OMP_THREAD_LIMIT": "1"},
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise OcrError(_plain(exc)) from exc
-    if done.returncode != 0:
-        message = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise OcrError(f"tesseract exited {done.returncode}: {' '.join(message[-2:])[:200]}")
-    return _parse_tsv(done.stdout.decode("utf-8", "replace"), index, factor)
-
-
-def _parse_tsv(text: str, index: int, factor: int) -> list[Word]:
-    words = []
-    for line in text.splitlines()[1:]:
-        cols = line.split("\t")
-        if len(cols) < 12 or cols[0] != "5" or not cols[11].strip():
-            continue
-        left, top, width, height = (int(c) for c in cols[6:10])
-        words.append(
-            Word(
-                text=cols[11].strip(),
-                confidence=float(cols[10]),
-                frame=index,
-                left=left // factor,
-                top=top // factor,
-                width=math.ceil(width / factor),
-                height=math.ceil(height / factor),
-            )
-        )
-    return words
 
 
 # -- masking -----------------------------------------------------------------------------
