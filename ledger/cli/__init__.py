@@ -8,6 +8,8 @@ and named here on first use (``from ledger.cli import app``). ``main`` gives a p
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +56,17 @@ def _lean(argv: list[str]) -> bool:
         return False
     from ledger.cli.deid_run import run
 
-    run(args)
+    try:
+        run(args)
+    except KeyboardInterrupt:
+        sys.exit(130)  # as typer exits on Ctrl-C: quietly, 128 + SIGINT
+    except OSError as exc:
+        if exc.errno != errno.EPIPE:
+            raise
+        # as typer does for output piped into a reader that stopped (``| head``): exit 1
+        # quietly, and let nothing flush into the closed pipe at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     return True
 
 

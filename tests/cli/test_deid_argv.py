@@ -184,3 +184,18 @@ def test_the_printed_summary_is_the_same_on_both_paths(
     assert result.exit_code == 0
     assert lean == result.output
     assert "3 written" in lean
+
+
+def test_ctrl_c_on_the_lean_path_exits_130_as_typer_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(args: DeidArgs) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(deid_run, "run", interrupted)
+    monkeypatch.setattr(sys, "argv", ["ledger", "deid", "in", "out"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 130
+    monkeypatch.setattr("ledger.cli.deid.run", interrupted)
+    assert runner.invoke(app, ["deid", "in", "out"]).exit_code == 130
