@@ -337,3 +337,11 @@ def test_the_table_counts() -> None:
     agree = [c for c in CASES if c.duos == c.ledger]
     differ = [c for c in CASES if c.duos != c.ledger]
     assert (len(agree), len(differ)) == (31, 5)
+
+
+def test_the_readme_gives_the_table_counts() -> None:
+    """The README's section on the differences states the counts this table has."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    agree = sum(c.duos == c.ledger for c in CASES)
+    stated = f"{len(CASES)} cases, {agree} agree and {len(CASES) - agree} differ on purpose"
+    assert stated in " ".join(readme.split())
