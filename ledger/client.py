@@ -25,7 +25,7 @@ import time
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -147,8 +147,15 @@ class LedgerClient(DicomwebCalls):
         irb_reference: str | None = None,
         commercial: bool = False,
         idempotency_key: str | None = None,
+        **conditions: Any,
     ) -> dict[str, Any]:
-        """File an access request; it comes back evaluated (counts, composition)."""
+        """File an access request; it comes back evaluated (counts, composition).
+
+        ``conditions`` are the request's other fields as the API names them
+        (``publication_commitment``, ``return_of_results``, ``collaborator``, ``project``,
+        ``clinical_care``, ``genetic_study``, ``no_publication_before``,
+        ``sensitive_research``): what consents with PUB, RTN, COL, PS, CC, GSO or MOR ask
+        a request to state. A name the API does not know is refused (422)."""
         body = {
             "dataset_id": dataset_id,
             "purpose": purpose,
@@ -156,6 +163,7 @@ class LedgerClient(DicomwebCalls):
             "duo_category": duo_category,
             "irb_reference": irb_reference,
             "commercial": commercial,
+            **{k: v.isoformat() if isinstance(v, date) else v for k, v in conditions.items()},
         }
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         result: dict[str, Any] = self._call(
@@ -308,9 +316,15 @@ class LedgerClient(DicomwebCalls):
 
     # -- inference, revocations, models ---------------------------------------------------
     def authorize(
-        self, purpose: str, study_instance_uid: str, *, commercial: bool = False
+        self,
+        purpose: str,
+        study_instance_uid: str,
+        *,
+        commercial: bool = False,
+        clinical_care: bool = False,
     ) -> dict[str, Any]:
-        """``{decision: permit|deny, reasons, token}`` for running ``purpose`` on a study."""
+        """``{decision: permit|deny, reasons, token}`` for running ``purpose`` on a study;
+        ``clinical_care`` when the run is for a patient's care (consents with CC)."""
         result: dict[str, Any] = self._call(
             "POST",
             "/v1/authorize",
@@ -318,12 +332,18 @@ class LedgerClient(DicomwebCalls):
                 "purpose": purpose,
                 "study_instance_uid": study_instance_uid,
                 "commercial": commercial,
+                "clinical_care": clinical_care,
             },
         )
         return result
 
     def authorize_many(
-        self, purpose: str, study_uids: Sequence[str], commercial: bool = False
+        self,
+        purpose: str,
+        study_uids: Sequence[str],
+        commercial: bool = False,
+        *,
+        clinical_care: bool = False,
     ) -> list[dict[str, Any]]:
         """``authorize`` for many studies: one answer per study in the order given
         (``decision: permit|deny|not-found``; a not-found has no token). Calls of up to
@@ -338,6 +358,7 @@ class LedgerClient(DicomwebCalls):
                     "purpose": purpose,
                     "study_instance_uids": uids[i : i + 1_000],
                     "commercial": commercial,
+                    "clinical_care": clinical_care,
                 },
             )
             answers.extend(result["decisions"])

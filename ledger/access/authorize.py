@@ -32,7 +32,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from ledger import dialect
-from ledger.access import image_rows, tokens
+from ledger.access import conditions, image_rows, tokens
 from ledger.access.classes import ClassKey, ImageClass
 from ledger.access.decision import Classifier, decide_classes
 from ledger.clock import utcnow
@@ -61,6 +61,28 @@ class Decision:
     reasons: tuple[str, ...]
     policy_ids: tuple[str, ...]
     images: int
+
+
+@dataclass(frozen=True)
+class Asker:
+    """Who asks and what the call states, as the decision weighs it: the pipeline's id,
+    organisation type (NPU), region (GS) and institution (IS), recorded on its principal,
+    and whether the call is for a patient's clinical care (CC opens ``ai.inference``)."""
+
+    pipeline_id: str | None = None
+    organisation_type: str = "unknown"
+    region: str | None = None
+    institution: str | None = None
+    clinical_care: bool = False
+
+    @classmethod
+    def of(cls, caller: Caller, *, clinical_care: bool = False) -> Asker:
+        return cls(
+            caller.id, caller.organisation_type, caller.region, caller.institution, clinical_care
+        )
+
+
+NOBODY = Asker()
 
 
 @dataclass(frozen=True)
@@ -107,7 +129,7 @@ class Authorizer:
         self._mark_lock = threading.Lock()
         self._marks_sql = dialect.driver_sql(engine, log.MARKS_SELECT)
         self._cache: dict[tuple[Any, ...], _Cached] = {}
-        self._purposes: dict[tuple[str, bool, str], Purpose] = {}
+        self._purposes: dict[tuple[str, bool, Asker], Purpose] = {}
         # Cedar's answer per (policy set, request, class): a function of those alone (no
         # entities, no time), so it never goes stale; a new policy set has a new hash.
         self._verdicts: dict[tuple[str, Purpose, ClassKey], ImageClass] = {}
@@ -116,13 +138,22 @@ class Authorizer:
         self._flush_lock = threading.Lock()  # one flush at a time, from take to commit
 
     # -- the decision ---------------------------------------------------------------------
-    def _purpose(self, text: str, commercial: bool, organisation_type: str) -> Purpose:
-        """Parsed once per distinct text: pipelines send the same few on every call."""
-        key = (text, commercial, organisation_type)
+    def _purpose(self, text: str, commercial: bool, asker: Asker) -> Purpose:
+        """Parsed once per distinct text and asker: pipelines send the same few on every
+        call. The parsed purpose carries the asker, so the caches below are per asker."""
+        key = (text, commercial, asker)
         parsed = self._purposes.get(key)
         if parsed is None:
             # InvalidInput if unknown
-            parsed = Purpose.parse(text, commercial=commercial, organisation_type=organisation_type)
+            parsed = conditions.with_conditions(
+                Purpose.parse(
+                    text, commercial=commercial, organisation_type=asker.organisation_type
+                ),
+                {"clinical_care": True} if asker.clinical_care else {},
+                region=asker.region,
+                requester=asker.pipeline_id,
+                institution=asker.institution,
+            )
             if len(self._purposes) < 1_000:
                 self._purposes[key] = parsed
         return parsed
@@ -182,12 +213,12 @@ class Authorizer:
         purpose: str,
         study_uid: str,
         commercial: bool = False,
-        organisation_type: str = "unknown",
+        asker: Asker = NOBODY,
         head: int,
     ) -> Decision | None:
         """``decide``'s answer when it is in the cache and still valid at decision mark
         ``head``, else None. No I/O: the route answers a hit without a thread hand-off."""
-        parsed = self._purpose(purpose, commercial, organisation_type)
+        parsed = self._purpose(purpose, commercial, asker)
         hit = self._cache.get((study_uid, parsed, policies.hash))
         if hit is not None and hit.head == head and hit.until > time.monotonic():
             return hit.decision
@@ -201,13 +232,13 @@ class Authorizer:
         purpose: str,
         study_uid: str,
         commercial: bool = False,
-        organisation_type: str = "unknown",
+        asker: Asker = NOBODY,
         head: int | None = None,
     ) -> Decision:
         """``sessions`` makes read-only sessions; one is opened only on a cache miss.
-        ``organisation_type`` is the calling pipeline's (NPU consents weigh it); ``head``
+        ``asker`` is the calling pipeline and what it states; ``head``
         the decision mark when the caller has just read it (``authenticate``)."""
-        parsed = self._purpose(purpose, commercial, organisation_type)
+        parsed = self._purpose(purpose, commercial, asker)
         if head is None:
             head = self.marks().decisions
         key = (study_uid, parsed, policies.hash)
@@ -267,14 +298,14 @@ class Authorizer:
         purpose: str,
         study_uids: Sequence[str],
         commercial: bool = False,
-        organisation_type: str = "unknown",
+        asker: Asker = NOBODY,
         head: int | None = None,
     ) -> list[Decision | None]:
         """``decide`` for several studies, in the order given; ``None`` for a study the
         ledger does not know (the single call's 404). One mark read; on cache misses one
         read-only session, one image query per ``CHUNK`` studies and one Cedar call per
         class not answered before."""
-        parsed = self._purpose(purpose, commercial, organisation_type)
+        parsed = self._purpose(purpose, commercial, asker)
         if head is None:
             head = self.marks().decisions
         now = time.monotonic()

@@ -38,8 +38,11 @@ class Caller:
     kind: str
     roles: frozenset[str]
     key_id: str | None = None  # the API key presented, when the caller presented one
-    # What the decision path weighs about the caller (NPU consents): as recorded now.
+    # What the decision path weighs about the caller (NPU, GS and IS consents): as
+    # recorded now.
     organisation_type: str = "unknown"
+    region: str | None = None
+    institution: str | None = None
     # The log's decision mark read when the caller was authenticated, where the two are
     # read together (authorize: one read of the marks per call).
     decision_mark: int | None = None
@@ -83,6 +86,8 @@ def resolve_key(session: Session, key: str) -> Caller:
         roles,
         key_id=row.id,
         organisation_type=principal.organisation_type,
+        region=principal.region,
+        institution=principal.institution,
     )
 
 

@@ -1,13 +1,17 @@
-"""Who is authorizing: the pipeline's organisation type reaches the decision (NPU consents),
+"""Who is authorizing: what the pipeline's principal records reaches the decision (NPU, GS,
+IS and US consents),
 and the key cache the authorize routes authenticate through never outlives a change to a
 key or a principal, in this process or another one on the same database (SQLite and
 PostgreSQL)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from ledger.client import LedgerClient
 from ledger.config import Settings
 from ledger.principals.models import Role
 from ledger.server import create_app
@@ -24,11 +28,11 @@ def _world(engine: Engine, settings: Settings) -> None:
     _population(engine, settings, rows)
 
 
-def _authorize(client: TestClient, key: str, study: str, **extra: object) -> dict[str, object]:
+def _authorize(client: TestClient, key: str, study: str, **extra: object) -> dict[str, Any]:
     r = client.post(
         "/v1/authorize",
         headers=auth(key),
-        json={"purpose": "ai.inference", "study_instance_uid": study, **extra},
+        json={"purpose": "ai.inference", "study_instance_uid": study} | extra,
     )
     assert r.status_code == 200, r.text
     return dict(r.json())
@@ -122,3 +126,52 @@ def test_a_rotated_key_or_disabled_pipeline_is_refused_at_once_by_every_server(
                 json={"purpose": "ai.inference", "study_instance_uids": [study]},
             )
             assert r.status_code == 401, r.text
+
+
+def test_inference_weighs_the_pipelines_region_institution_identity_and_clinical_care(
+    client: TestClient, engine: Engine, settings: Settings, make_principal: MakePrincipal
+) -> None:
+    """GS, IS, US and CC consents decide an authorize call as they decide an access
+    request: by what the pipeline's principal records (changed by an admin, seen at the
+    next call) and by the call's ``clinical_care``."""
+    admin, registrar = make_principal(Role.admin), make_principal(Role.registrar)
+    listed, other = make_principal(Role.pipeline), make_principal(Role.pipeline)
+    me = client.get("/v1/principals/me", headers=auth(listed)).json()
+    rows = [
+        f"{ISSUER},G001,permit,ai,GS:EU\n",
+        f"{ISSUER},I001,permit,ai,IS:CHU-LYON\n",
+        f"{ISSUER},U001,permit,ai,US:{me['id']}\n",
+        f"{ISSUER},K001,permit,HMB,CC\n",
+    ]
+    _population(engine, settings, rows)
+    study = {
+        p: _study_of(engine, _subject_of(client, registrar, p))
+        for p in ("G001", "I001", "U001", "K001")
+    }
+
+    def verdicts(key: str, purpose: str = "ai.inference", **extra: object) -> list[object]:
+        return [
+            _authorize(client, key, study[p], purpose=purpose, **extra)["decision"]
+            for p in ("G001", "I001", "U001")
+        ]
+
+    assert verdicts(listed) == ["deny", "deny", "permit"]  # no region, no institution
+    assert verdicts(other) == ["deny", "deny", "deny"]
+    base = f"/v1/principals/{me['id']}"
+    assert client.put(f"{base}/region", json={"region": "fr"}, headers=auth(admin)).is_success
+    assert client.put(
+        f"{base}/institution", json={"institution": "chu-lyon"}, headers=auth(admin)
+    ).is_success
+    assert verdicts(listed) == ["permit", "permit", "permit"]
+    assert client.put(f"{base}/region", json={"region": "US"}, headers=auth(admin)).is_success
+    assert verdicts(listed) == ["deny", "permit", "permit"]
+
+    care = _authorize(client, other, study["K001"], purpose="ai.inference,HMB")
+    assert care["decision"] == "deny"
+    care = _authorize(client, other, study["K001"], purpose="ai.inference,HMB", clinical_care=True)
+    assert care["decision"] == "permit"
+    # The SDK states it too, one study or many.
+    sdk = LedgerClient(str(client.base_url), other, http=client)
+    assert sdk.authorize("ai.inference,HMB", study["K001"])["decision"] == "deny"
+    many = sdk.authorize_many("ai.inference,HMB", [study["K001"]] * 2, clinical_care=True)
+    assert [d["decision"] for d in many] == ["permit", "permit"]

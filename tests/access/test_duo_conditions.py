@@ -289,3 +289,38 @@ def test_lists_genetic_studies_research_specific_and_clinical_care(
     # Codes too long for the stored columns are refused, not cut or a 500.
     long = "DS:MONDO:" + "1" * 60
     assert _file(client, pipeline, world["all"], long).status_code == 422
+
+
+def test_the_sdk_states_a_requests_conditions(
+    client: TestClient, world: dict[str, str], make_principal: MakePrincipal
+) -> None:
+    """``LedgerClient.request_access`` sends the conditions PUB/RTN/COL/MOR consents ask
+    for by their API names (a date as ISO 8601), and a misspelt one is the API's 422."""
+    from datetime import date
+
+    from ledger.client import LedgerAPIError
+    from tests.access.test_release import sdk
+
+    pipeline = sdk(client, make_principal(Role.pipeline))
+    plain = pipeline.request_access(world["all"], "ai.training", "Lung nodule detection model.")
+    stated = pipeline.request_access(
+        world["all"],
+        "ai.training",
+        "Lung nodule detection model.",
+        publication_commitment=True,
+        return_of_results=True,
+        collaborator="Dr Study Team",
+        no_publication_before=date(2027, 7, 1),
+    )
+    assert stated["conditions"] == {
+        "publication": True,
+        "return_of_results": True,
+        "collaborator": "Dr Study Team",
+        "no_publication_before": "2027-07-01",
+    }
+    assert stated["evaluation"]["eligible_count"] == plain["evaluation"]["eligible_count"] + 15
+    with pytest.raises(LedgerAPIError) as refused:
+        pipeline.request_access(
+            world["all"], "ai.training", "Lung nodule detection model.", publication=True
+        )
+    assert refused.value.status == 422

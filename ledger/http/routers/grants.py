@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from ledger.access import release, revocations, visibility
-from ledger.access.authorize import FLUSH_AT, FLUSH_WAIT_AT, UNKNOWN_STUDY
+from ledger.access.authorize import FLUSH_AT, FLUSH_WAIT_AT, UNKNOWN_STUDY, Asker
 from ledger.access.models import Grant
 from ledger.errors import NotFound
 from ledger.fields import FreeText, Identifier, Instant
@@ -200,6 +200,11 @@ class AuthorizeBody(BaseModel):
     purpose: Identifier = Field(min_length=1, max_length=200, examples=["ai.inference"])
     study_instance_uid: Identifier = Field(min_length=1, max_length=64)
     commercial: bool = False
+    clinical_care: bool = Field(
+        default=False,
+        description="for a patient's clinical care: a consent carrying CC (DUO:0000043) "
+        "serves ai.inference only for such a call",
+    )
 
 
 @router.post("/v1/authorize", tags=["authorize"])
@@ -210,8 +215,9 @@ async def authorize(
     and a signed decision token (``typ: ledger-decision+jwt``, valid five minutes).
 
     Decides in a read-only transaction (on SQLite it takes no write lock, so authorize
-    calls never queue behind writers), weighing the pipeline's organisation type (NPU
-    consents); decisions are logged in batches.
+    calls never queue behind writers), weighing what the pipeline's principal records
+    (organisation type for NPU, region for GS, institution for IS, its id for US) and
+    ``clinical_care`` (CC); decisions are logged in batches.
 
     async, with the database work sent to the thread pool: a cached decision (the common
     case) is answered on the event loop, as the authentication has read the decision mark
@@ -221,7 +227,7 @@ async def authorize(
         "purpose": body.purpose,
         "study_uid": body.study_instance_uid,
         "commercial": body.commercial,
-        "organisation_type": caller.organisation_type,
+        "asker": Asker.of(caller, clinical_care=body.clinical_care),
     }
     decision = (
         None
@@ -264,6 +270,7 @@ class AuthorizeBatchBody(BaseModel):
         min_length=1, max_length=MAX_AUTHORIZE_BATCH
     )
     commercial: bool = False
+    clinical_care: bool = False
 
 
 @router.post("/v1/authorize/batch", tags=["authorize"])
@@ -291,7 +298,7 @@ def _batch_answers(
         purpose=body.purpose,
         study_uids=body.study_instance_uids,
         commercial=body.commercial,
-        organisation_type=caller.organisation_type,
+        asker=Asker.of(caller, clinical_care=body.clinical_care),
         head=caller.decision_mark,
     )
     known = [
