@@ -73,7 +73,8 @@ def _plain(exc: BaseException) -> str:
     """An exception in words for a person: its message on one line, no traceback."""
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
-    text = " ".join(str(exc).split())
+    # pydicom puts the element's traceback into the message it re-raises: not for a person
+    text = " ".join(str(exc).split("Traceback (most recent call last)")[0].split())
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 

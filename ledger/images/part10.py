@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomFile
 from pydicom.filewriter import dcmwrite, write_dataset, write_file_meta_info
@@ -47,6 +48,13 @@ def write_part10(ds: Dataset, path: Path) -> None:
     ):
         dcmwrite(path, ds, enforce_file_format=True)
         return
+    if _read_otherwise(ds, syntax.is_implicit_VR, syntax.is_little_endian):
+        # Read in another encoding than its transfer syntax names (a file that says
+        # explicit VR and is implicit, as pydicom's SC_rgb_jpeg.dcm, which pydicom's own
+        # dcmwrite cannot write either): its raw elements carry no VR to write.
+        # Converting them looks each VR up (UN when unknown).
+        for _ in ds.iterall():
+            pass
     if "PixelData" in ds:
         ds["PixelData"].is_undefined_length = syntax.is_compressed
     fp = DicomFile(str(path), "wb")
@@ -57,3 +65,15 @@ def write_part10(ds: Dataset, path: Path) -> None:
         write_dataset(fp, ds)
     finally:
         fp.close()
+
+
+def _read_otherwise(ds: Dataset, implicit: bool, little: bool) -> bool:
+    """Whether the dataset's elements still raw were read in another encoding than
+    ``(implicit, little)``. pydicom reads a whole dataset in one encoding (switching once,
+    at its start, when the file lies), so the first raw element tells."""
+    tags = ds.keys()  # iterating the dataset itself would convert every element
+    for tag in tags:
+        elem = ds.get_item(tag)
+        if isinstance(elem, RawDataElement):
+            return (elem.is_implicit_VR, elem.is_little_endian) != (implicit, little)
+    return False

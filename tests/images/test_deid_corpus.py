@@ -293,6 +293,11 @@ def test_every_file_is_accounted_for_without_a_crash(
     assert files["pydicom/dicomdirtests/DICOMDIR"]["reasons"] == [deid_files.DICOMDIR]
     assert files["pydicom/ExplVR_LitEndNoMeta.dcm"]["note"] == deid_files.NO_PART10
     assert "force=True" not in json.dumps(summary)
+    assert "Traceback" not in json.dumps(summary)
+    # Every file pydicom reads as an instance is written: none fails in our writer (one
+    # that lies about its encoding, as SC_rgb_jpeg.dcm, included).
+    assert deid_files.UNWRITABLE not in summary["failed_by_reason"]
+    assert files["pydicom/SC_rgb_jpeg.dcm"]["outcome"] == "quarantined"
     print(json.dumps({k: v for k, v in summary.items() if k != "files"}, indent=1))
 
 

@@ -31,6 +31,7 @@ def _readable() -> list[Path]:
 
 
 FILES = _readable()
+LIES_ABOUT_ENCODING = {"SC_rgb_jpeg.dcm"}
 
 
 def test_there_are_files_to_compare() -> None:
@@ -47,6 +48,8 @@ def test_the_bytes_are_dcmwrites(path: Path, tmp_path: Path) -> None:
         try:
             pydicom.dcmwrite(buffer, theirs_ds, enforce_file_format=True)
         except Exception as exc:
+            if path.name in LIES_ABOUT_ENCODING:
+                return  # ours writes it: the test below
             with pytest.raises(type(exc)):
                 write_part10(ours_ds, tmp_path / "out.dcm")
             return
@@ -59,3 +62,22 @@ def test_an_input_preamble_is_not_copied(tmp_path: Path) -> None:
     ds.preamble = b"DOE^JANE".ljust(128, b" ")
     write_part10(ds, tmp_path / "out.dcm")
     assert (tmp_path / "out.dcm").read_bytes()[:132] == b"\x00" * 128 + b"DICM"
+
+
+def test_a_file_that_lies_about_its_encoding_is_written_in_the_one_it_names(
+    tmp_path: Path,
+) -> None:
+    """pydicom's SC_rgb_jpeg.dcm names Explicit VR (JPEG Baseline) and is encoded implicit:
+    pydicom reads it (switching encoding) but its own dcmwrite cannot write it back. We
+    write it in the encoding its transfer syntax names, each value unchanged."""
+    path = Path(pydicom.__file__).parent / "data" / "test_files" / "SC_rgb_jpeg.dcm"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(path)
+        expected = {e.tag: e.value for e in pydicom.dcmread(path) if e.tag != 0x7FE00010}
+    write_part10(ds, tmp_path / "out.dcm")
+    back = pydicom.dcmread(tmp_path / "out.dcm")
+    assert not back.is_implicit_VR
+    assert back.ImageType == ["DERIVED", "SECONDARY", "OTHER"]
+    assert {e.tag: e.value for e in back if e.tag != 0x7FE00010} == expected
+    assert back.PixelData == ds.PixelData
