@@ -221,8 +221,21 @@ def scale(backend: str, images: int, per_subject: int, pg: str) -> None:
 def _request_only(argv: list[str]) -> None:
     url, home, dataset_id, pipeline_id, backend = argv
     took = request(backend, url, Path(home), dataset_id, pipeline_id, quiet=True)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(json.dumps({**took, "peak_mb": peak}))
+    print(json.dumps({**took, "peak_mb": _own_peak_mb()}))
+
+
+def _own_peak_mb() -> float:
+    """This process's peak resident memory. Not ``getrusage``'s ``ru_maxrss``: Linux keeps
+    it across ``execve``, so a child started by a parent that set up 3M images reports the
+    parent's peak (``subprocess`` forks, or vforks, before it execs). ``VmHWM`` is the
+    peak of this process's own address space."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def main() -> None:

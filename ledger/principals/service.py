@@ -105,20 +105,29 @@ def disable(session: Session, principal_id: str, *, actor: str | None) -> Princi
     return principal
 
 
+def _record(
+    session: Session, principal_id: str, field: str, value: str | None, actor: str | None
+) -> Principal:
+    """Set one of the facts the decision path weighs about a principal, logged as
+    ``principal.<field>_set`` (which moves the credentials mark: cached callers and
+    decisions see the change at their next call)."""
+    principal = get(session, principal_id)
+    setattr(principal, field, value)
+    session.flush()
+    log.append(
+        session,
+        f"principal.{field}_set",
+        {"principal": principal.id, field: getattr(principal, field)},
+        actor=actor,
+    )
+    return principal
+
+
 def set_organisation_type(
     session: Session, principal_id: str, organisation_type: OrganisationType, *, actor: str | None
 ) -> Principal:
     """Record the kind of organisation a principal acts for (what NPU consents weigh)."""
-    principal = get(session, principal_id)
-    principal.organisation_type = str(organisation_type)
-    session.flush()
-    log.append(
-        session,
-        "principal.organisation_type_set",
-        {"principal": principal.id, "organisation_type": principal.organisation_type},
-        actor=actor,
-    )
-    return principal
+    return _record(session, principal_id, "organisation_type", str(organisation_type), actor)
 
 
 def set_region(
@@ -126,16 +135,7 @@ def set_region(
 ) -> Principal:
     """Record the country a principal acts from (what GS consents weigh); ``region`` is
     validated by ``schemas.RegionSet``."""
-    principal = get(session, principal_id)
-    principal.region = region
-    session.flush()
-    log.append(
-        session,
-        "principal.region_set",
-        {"principal": principal.id, "region": principal.region},
-        actor=actor,
-    )
-    return principal
+    return _record(session, principal_id, "region", region, actor)
 
 
 def set_institution(
@@ -143,16 +143,7 @@ def set_institution(
 ) -> Principal:
     """Record the institution a principal acts for (what IS consents list); validated by
     ``schemas.InstitutionSet``."""
-    principal = get(session, principal_id)
-    principal.institution = institution
-    session.flush()
-    log.append(
-        session,
-        "principal.institution_set",
-        {"principal": principal.id, "institution": principal.institution},
-        actor=actor,
-    )
-    return principal
+    return _record(session, principal_id, "institution", institution, actor)
 
 
 @dataclass(frozen=True)
