@@ -30,6 +30,7 @@ class Prepared:
     uid: str
     address: str
     data_key: bytes
+    size: int = 0  # the original's size in bytes, from the index (0: not known)
 
 
 class Quarantined(Exception):
@@ -82,12 +83,14 @@ def zip_stream(
 ) -> Iterator[bytes]:
     """Yield a zip archive of ``items`` as ``<uid>.dcm``, one file at a time; anything
     refused (before or during the stream) is listed in ``ledger-refused.json``."""
+    from ledger.access import release_render  # here: it imports this module
+
     sink = _Sink()
     refused = list(refused)
     with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_STORED) as archive:
         for item in items:
             try:
-                data = render(store, engine, item)
+                data = release_render.render(store, engine, item)  # render's bytes, cheaper
             except Quarantined as exc:
                 refused.append(
                     {
