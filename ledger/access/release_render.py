@@ -32,7 +32,7 @@ from typing import Any
 from pydicom import dcmread
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset, FileDataset
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_dataset, write_file_meta_info, writers
 from pydicom.uid import UID
@@ -44,6 +44,7 @@ from ledger.images.deid import Deidentifier
 from ledger.images.store import ObjectStore, unseal
 
 PIXEL_DATA = 0x7FE00010
+GROUP_LENGTH = 0x00020000  # File Meta Information Group Length
 PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"
 ITEM_LE = b"\xfe\xff\x00\xe0"
 SEQUENCE_DELIMITER_LE = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
@@ -160,12 +161,33 @@ def _header_bytes(ds: FileDataset) -> bytes:
         fp.write(ds.preamble)
         fp.write(b"DICM")
     if ds.file_meta:
-        write_file_meta_info(fp, ds.file_meta, enforce_standard=False)
+        _write_file_meta(fp, ds.file_meta)
     if ds.original_character_set != ds._character_set:
         write_dataset(fp, ds)  # re-encoded in a new character set: pydicom's own way
     else:
         _write_top_level(fp, ds)
     return fp.getvalue()
+
+
+def _write_file_meta(fp: DicomBytesIO, meta: FileMetaDataset) -> None:
+    """``write_file_meta_info(fp, meta, enforce_standard=False)``, its elements written
+    by ``_write_top_level`` when that gives ``write_dataset``'s bytes: the file meta as
+    read (explicit VR little endian), in its own character set; else pydicom's own."""
+    tags = meta.keys()
+    if meta.original_encoding != (False, True) or any(t.group != 2 for t in tags):
+        write_file_meta_info(fp, meta, enforce_standard=False)  # converts, or refuses
+        return
+    if meta.original_character_set != meta._character_set:
+        write_file_meta_info(fp, meta, enforce_standard=False)
+        return
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, False
+    _write_top_level(buffer, meta)
+    if GROUP_LENGTH in meta:  # the first element written: rewritten with its value now
+        meta.FileMetaInformationGroupLength = buffer.tell() - 12
+        buffer.seek(0)
+        write_data_element(buffer, meta[GROUP_LENGTH])
+    fp.write(buffer.getvalue())
 
 
 def _write_top_level(fp: DicomBytesIO, ds: Dataset) -> None:

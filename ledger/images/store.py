@@ -174,7 +174,8 @@ def seal(key: bytes, address: str, plaintext: bytes) -> bytes:
 
 
 def unseal(key: bytes, address: str, blob: bytes) -> bytes:
+    view = memoryview(blob)  # slices of a view: the ciphertext is not copied first
     try:
-        return AESGCM(key).decrypt(blob[:NONCE], blob[NONCE:], address.encode())
+        return AESGCM(key).decrypt(view[:NONCE], view[NONCE:], address.encode())
     except InvalidTag as exc:
         raise ServiceUnavailable(f"object {address[:12]}… failed authentication") from exc
