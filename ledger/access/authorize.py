@@ -25,18 +25,17 @@ import uuid
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
-from datetime import timedelta
-from typing import Any, NamedTuple
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from ledger import dialect
-from ledger.access import conditions, image_rows, tokens
+from ledger.access import conditions, image_rows, study_read, tokens
 from ledger.access.classes import ClassKey, ImageClass
 from ledger.access.decision import Classifier, decide_classes
 from ledger.clock import utcnow
-from ledger.consent.in_force import effective_consents
 from ledger.consent.purposes import Purpose
 from ledger.errors import NotFound
 from ledger.keystore import KeyRing
@@ -98,7 +97,9 @@ def _json(value: Any) -> bytes:
 
 def _verdict(classes: Sequence[ImageClass], images: int) -> Decision:
     """A study is permitted when every class of its images is; the refused classes (or,
-    when none is, all of them) give the reasons and policies."""
+    when none is, all of them) give the reasons and policies. A study's images mostly
+    share one class object (classes are remembered per key), weighed once."""
+    classes = list({id(c): c for c in classes}.values())
     refused = [c for c in classes if not c.eligible]
     deciding = refused or classes
     return Decision(
@@ -116,6 +117,42 @@ class Marks(NamedTuple):
     credentials: int  # moves with every change to a key or a principal
 
 
+class _Own:
+    """A connection of the authorizer's own, in autocommit mode: each statement is its
+    own snapshot, with no BEGIN, ROLLBACK or pool checkout round trip. ``lock`` is held
+    around ``rows``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.lock = threading.Lock()
+        self._raw: Any = None
+
+    def rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        for attempt in (1, 2):
+            try:
+                if self._raw is None:
+                    self._raw = self.engine.raw_connection()
+                    if dialect.is_postgres(self.engine):
+                        self._raw.driver_connection.autocommit = True
+                cursor = self._raw.cursor()
+                try:
+                    cursor.execute(sql, params)
+                    return list(cursor.fetchall())
+                finally:
+                    cursor.close()
+            except Exception:
+                self.close()  # a broken connection: reconnect once, then give up
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self._raw is not None:
+            with suppress(Exception):
+                self._raw.close()
+            self._raw = None
+
+
 class Authorizer:
     """One per process: holds the decision cache, Cedar's verdict per class, the key cache
     and the batch of decisions to log."""
@@ -125,14 +162,20 @@ class Authorizer:
         self.keys = keys
         self.issuer = issuer
         self.callers = KeyCache()
-        self._raw: Any = None
-        self._mark_lock = threading.Lock()
+        # Marks are read on the event loop (``authenticate``), cache misses in threads:
+        # each on a connection of its own, so a long batch read never holds up a mark read.
+        self._marker = _Own(engine)
+        self._reader = _Own(engine)
         self._marks_sql = dialect.driver_sql(engine, log.MARKS_SELECT)
         self._cache: dict[tuple[Any, ...], _Cached] = {}
         self._purposes: dict[tuple[str, bool, Asker], Purpose] = {}
         # Cedar's answer per (policy set, request, class): a function of those alone (no
         # entities, no time), so it never goes stale; a new policy set has a new hash.
         self._verdicts: dict[tuple[str, Purpose, ClassKey], ImageClass] = {}
+        self._terms = study_read.Terms()
+        # An image's class by (policy set, request, its subject's terms numbers, the image
+        # attributes weighed): numbers are never reused, so it never goes stale either.
+        self._seen: dict[tuple[Any, ...], ImageClass] = {}
         self._pending: list[tuple[bytes, str, str]] = []
         self._lock = threading.Lock()  # guards _pending
         self._flush_lock = threading.Lock()  # one flush at a time, from take to commit
@@ -161,28 +204,11 @@ class Authorizer:
     def marks(self) -> Marks:
         """The log's marks, read on a connection of our own in autocommit mode: one round
         trip, no transaction, no pool checkout (this runs on every call)."""
-        with self._mark_lock:
-            for attempt in (1, 2):
-                try:
-                    if self._raw is None:
-                        self._raw = self.engine.raw_connection()
-                        if dialect.is_postgres(self.engine):
-                            self._raw.driver_connection.autocommit = True
-                    cursor = self._raw.cursor()
-                    try:
-                        cursor.execute(self._marks_sql, (log.DECISION_MARK, log.CREDENTIAL_MARK))
-                        found = dict(cursor.fetchall())
-                    finally:
-                        cursor.close()
-                    return Marks(
-                        int(found.get(log.DECISION_MARK, -1)),
-                        int(found.get(log.CREDENTIAL_MARK, -1)),
-                    )
-                except Exception:
-                    self.close()  # a broken connection: reconnect once, then give up
-                    if attempt == 2:
-                        raise
-        raise AssertionError("unreachable")
+        with self._marker.lock:
+            found = dict(
+                self._marker.rows(self._marks_sql, (log.DECISION_MARK, log.CREDENTIAL_MARK))
+            )
+        return Marks(int(found.get(log.DECISION_MARK, -1)), int(found.get(log.CREDENTIAL_MARK, -1)))
 
     def authenticate(self, sessions: Callable[[], Session], key: str) -> Caller:
         """The caller of an API key: from the key cache while the credentials mark is
@@ -201,10 +227,8 @@ class Authorizer:
         return replace(caller, decision_mark=marks.decisions)
 
     def close(self) -> None:
-        if self._raw is not None:
-            with suppress(Exception):
-                self._raw.close()
-            self._raw = None
+        self._marker.close()
+        self._reader.close()
 
     def cached(
         self,
@@ -239,18 +263,19 @@ class Authorizer:
         ``asker`` is the calling pipeline and what it states; ``head``
         the decision mark when the caller has just read it (``authenticate``)."""
         parsed = self._purpose(purpose, commercial, asker)
-        if head is None:
-            head = self.marks().decisions
         key = (study_uid, parsed, policies.hash)
         cached = self._cache.get(key)
         now = time.monotonic()
-        if cached is not None and cached.head == head and cached.until > now:
-            return cached.decision
-        with sessions() as session:
-            try:
-                decision = self._compute(session, policies, parsed, study_uid)
-            finally:
-                session.rollback()
+        if head is None and cached is None:
+            # Nothing cached to weigh the mark against: it is read with the study, in the
+            # same snapshot (a cold call is one round trip).
+            decision, head = self._compute(sessions, policies, parsed, study_uid, mark=True)
+        else:
+            if head is None:
+                head = self.marks().decisions
+            if cached is not None and cached.head == head and cached.until > now:
+                return cached.decision
+            decision, _ = self._compute(sessions, policies, parsed, study_uid)
         if len(self._cache) >= CACHE_MAX:
             self._cache.clear()
         self._cache[key] = _Cached(decision, head, now + CACHE_SECONDS)
@@ -258,37 +283,114 @@ class Authorizer:
 
     def _compute(
         self,
-        session: Session,
+        sessions: Callable[[], Session],
         policies: PolicySet,
         purpose: Purpose,
         study_uid: str,
-    ) -> Decision:
-        rows = image_rows.of_study(session, study_uid)
+        *,
+        mark: bool = False,
+    ) -> tuple[Decision, int]:
+        """The decision, and the decision mark read with the study when ``mark``."""
+        as_of = utcnow()
+        read = self._read(sessions, [study_uid], as_of, mark=mark)
+        rows = read.images.get(study_uid)
         if not rows:
             raise NotFound(UNKNOWN_STUDY)
-        return _verdict(self._classes(session, policies, purpose, rows), len(rows))
+        classes = self._classes(sessions, policies, purpose, rows, read, as_of)
+        return _verdict(classes, len(rows)), read.mark
+
+    def _read(
+        self,
+        sessions: Callable[[], Session],
+        studies: Sequence[str],
+        as_of: datetime,
+        *,
+        mark: bool = False,
+    ) -> study_read.Read:
+        """The studies' images and their subjects' consent versions (and with ``mark``
+        the decision mark, read with the first chunk), one statement per
+        ``study_read.CHUNK`` studies: on our own connection when no other thread is using
+        it, else in a read-only session of the pool (concurrent misses do not queue)."""
+        raw: list[Any] = []
+        for i in range(0, len(studies), study_read.CHUNK):
+            sql, params = study_read.statement(
+                self.engine,
+                studies[i : i + study_read.CHUNK],
+                as_of,
+                mark=log.DECISION_MARK if mark and i == 0 else None,
+            )
+            if self._reader.lock.acquire(blocking=False):
+                try:
+                    raw.extend(self._reader.rows(sql, params))
+                finally:
+                    self._reader.lock.release()
+                continue
+            with sessions() as session:
+                try:
+                    raw.extend(image_rows.fetch(session, sql, params))
+                finally:
+                    session.rollback()
+        return study_read.parse(raw)
 
     def _classes(
         self,
-        session: Session,
+        sessions: Callable[[], Session],
         policies: PolicySet,
         purpose: Purpose,
         rows: Sequence[image_rows.ImageRow],
+        read: study_read.Read,
+        as_of: datetime,
     ) -> list[ImageClass]:
-        """``decision.classes_of_rows`` with action ``infer``, asking Cedar only about
-        classes it has not answered for this policy set and request."""
-        in_force = effective_consents(session, utcnow(), list({r.subject_id for r in rows}))
-        classifier = Classifier(purpose)
-        positions = [classifier.classify(in_force.get(r.subject_id, []), r) for r in rows]
-        answers = self._verdicts
-        keys = [(policies.hash, purpose, k) for k in classifier.keys]
-        new = [k for k in keys if k not in answers]
-        if new:
-            if len(answers) + len(new) > CACHE_MAX:
-                answers.clear()
-            asked = decide_classes(policies, purpose, [k[2] for k in new], "infer")
-            answers.update(zip(new, asked, strict=True))
-        return [answers[keys[p]] for p in positions]
+        """``decision.classes_of_rows`` with action ``infer``: an image's class is a
+        function of its subject's consent terms (their numbers), the image attributes the
+        consents and Cedar look at, the request and the policy set, so it is remembered
+        by those; the rows not seen yet are classified (``Classifier``) and Cedar is asked
+        only about classes it has not answered."""
+        entries = self._terms.of(read.versions, sessions)
+        in_force = study_read.facts(read.versions, as_of, entries)
+        seen = self._seen
+        by_subject: dict[str, tuple[tuple[int, ...], bool]] = {}
+        found: list[ImageClass | None] = []
+        keys: list[tuple[Any, ...]] = []
+        for r in rows:
+            held = by_subject.get(r.subject_id)
+            if held is None:
+                items = in_force.get(r.subject_id, ())
+                held = by_subject[r.subject_id] = (
+                    tuple(sorted(f.terms for f in items)),
+                    any(f.scope.date_from or f.scope.date_to for f in items),
+                )
+            key = (
+                policies.hash,
+                purpose,
+                held[0],
+                r.modality,
+                r.body_part,
+                r.study_date if held[1] else None,
+                r.burned_in,
+                r.erased_at is None,
+            )
+            keys.append(key)
+            found.append(seen.get(key))
+        todo = [n for n, c in enumerate(found) if c is None]
+        if todo:
+            classifier = Classifier(purpose)
+            positions = [
+                classifier.classify(in_force.get(rows[n].subject_id, []), rows[n]) for n in todo
+            ]
+            answers = self._verdicts
+            asked_keys = [(policies.hash, purpose, k) for k in classifier.keys]
+            new = [k for k in asked_keys if k not in answers]
+            if new:
+                if len(answers) + len(new) > CACHE_MAX:
+                    answers.clear()
+                asked = decide_classes(policies, purpose, [k[2] for k in new], "infer")
+                answers.update(zip(new, asked, strict=True))
+            if len(seen) + len(todo) > CACHE_MAX:
+                seen.clear()
+            for n, p in zip(todo, positions, strict=True):
+                found[n] = seen[keys[n]] = answers[asked_keys[p]]
+        return cast(list[ImageClass], found)
 
     def decide_many(
         self,
@@ -303,11 +405,12 @@ class Authorizer:
     ) -> list[Decision | None]:
         """``decide`` for several studies, in the order given; ``None`` for a study the
         ledger does not know (the single call's 404). One mark read; on cache misses one
-        read-only session, one image query per ``CHUNK`` studies and one Cedar call per
-        class not answered before."""
+        statement per ``study_read.CHUNK`` studies and one Cedar call per class not
+        answered before."""
         parsed = self._purpose(purpose, commercial, asker)
-        if head is None:
+        if head is None and any((uid, parsed, policies.hash) in self._cache for uid in study_uids):
             head = self.marks().decisions
+        # else nothing cached to weigh the mark against: it is read with the studies
         now = time.monotonic()
         found: dict[str, Decision | None] = {}
         missing: list[str] = []
@@ -318,13 +421,13 @@ class Authorizer:
             else:
                 missing.append(uid)
         if missing:
-            with sessions() as session:
-                try:
-                    by_study = image_rows.of_studies(session, missing)
-                    rows = [r for uid in missing for r in by_study.get(uid, ())]
-                    classes = self._classes(session, policies, parsed, rows) if rows else []
-                finally:
-                    session.rollback()
+            as_of = utcnow()
+            read = self._read(sessions, missing, as_of, mark=head is None)
+            if head is None:
+                head = read.mark
+            by_study = read.images
+            rows = [r for uid in missing for r in by_study.get(uid, ())]
+            classes = self._classes(sessions, policies, parsed, rows, read, as_of) if rows else []
             if len(self._cache) + len(missing) > CACHE_MAX:
                 self._cache.clear()
             at = 0

@@ -43,7 +43,8 @@ STUDY = f"{ALL} WHERE study_uid = ?"
 ALL_BY_STUDY = f"SELECT study_uid, {', '.join(c.key for c in ROW)} FROM images"  # noqa: S608
 
 
-def _fetch(session: Session, sql: str, *params: Any) -> list[Any]:
+def fetch(session: Session, sql: str, params: Sequence[Any]) -> list[Any]:
+    """Rows of driver SQL (``?`` markers) on the session's connection and transaction."""
     conn = session.connection()
     sql = dialect.driver_sql(conn, sql)
     cursor = conn.connection.cursor()
@@ -56,7 +57,7 @@ def _fetch(session: Session, sql: str, *params: Any) -> list[Any]:
 
 def of_study(session: Session, study_uid: str) -> list[ImageRow]:
     """The images of one study that are not erased (authorize)."""
-    rows = map(ImageRow._make, _fetch(session, STUDY, study_uid))
+    rows = map(ImageRow._make, fetch(session, STUDY, (study_uid,)))
     return [r for r in rows if r.erased_at is None]
 
 
@@ -69,7 +70,7 @@ def of_studies(session: Session, study_uids: Sequence[str]) -> dict[str, list[Im
         part = unique[i : i + CHUNK]
         marks = ", ".join("?" * len(part))
         sql = f"{ALL_BY_STUDY} WHERE study_uid IN ({marks})"
-        for raw in _fetch(session, sql, *part):
+        for raw in fetch(session, sql, part):
             row = ImageRow._make(raw[1:])
             if row.erased_at is None:
                 found.setdefault(raw[0], []).append(row)

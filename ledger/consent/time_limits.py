@@ -47,13 +47,26 @@ def _read(session: Session, carriers: dict[str, tuple[str, int]]) -> None:
             )
         ):
             if key in wanted:
-                _BY_TERMS[key] = (
-                    tuple(m for m in modifiers or () if consent_modifiers.base(m) == "TS")
-                    if decision == "permit"
-                    else ()
-                )
+                _BY_TERMS[key] = of_terms(decision, modifiers)
     for key in wanted:
         _BY_TERMS.setdefault(key, ())
+
+
+def of_terms(decision: str, modifiers: Sequence[str] | None) -> tuple[str, ...]:
+    """The TS modifiers that limit a version with these terms in time: a permit's (a
+    deny's TS limits nothing)."""
+    if decision != "permit":
+        return ()
+    return tuple(m for m in modifiers or () if consent_modifiers.base(m) == "TS")
+
+
+def passed(limits: Sequence[str], valid_from: datetime, as_of: datetime) -> bool:
+    """Whether a version carrying TS ``limits`` and valid from ``valid_from`` is past its
+    time limit at ``as_of`` (naive datetimes are UTC)."""
+    start = valid_from if valid_from.tzinfo else valid_from.replace(tzinfo=UTC)
+    moment = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
+    ends = [consent_modifiers.use_ends(m, start) for m in limits]
+    return any(e is not None and e <= moment for e in ends)
 
 
 def ended(session: Session, as_of: datetime, rows: Sequence[Row]) -> set[tuple[str, int]]:
@@ -73,17 +86,8 @@ def ended(session: Session, as_of: datetime, rows: Sequence[Row]) -> set[tuple[s
                 cv.c.consent_id.in_(ids[i : i + CHUNK])
             )
         ):
-            starts[(cid, version)] = (
-                valid_from if valid_from.tzinfo else valid_from.replace(tzinfo=UTC)
-            )
-    moment = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
-    out: set[tuple[str, int]] = set()
-    for r in limited:
-        start = starts[(r[0], r[1])]
-        ends = [consent_modifiers.use_ends(m, start) for m in _BY_TERMS[r[4]]]
-        if any(e is not None and e <= moment for e in ends):
-            out.add((r[0], r[1]))
-    return out
+            starts[(cid, version)] = valid_from
+    return {(r[0], r[1]) for r in limited if passed(_BY_TERMS[r[4]], starts[(r[0], r[1])], as_of)}
 
 
 def within(session: Session, as_of: datetime, rows: list[Row]) -> list[Row]:
