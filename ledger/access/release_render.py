@@ -143,7 +143,7 @@ def _spliced(data: bytes, engine: Deidentifier) -> Pieces | None:
     if not _splice_safe(ds, data, start):
         return None
     _deidentify(ds, engine)
-    if _at_risk(ds) or int(max(ds.keys(), default=0)) >= PIXEL_DATA:
+    if _at_risk(ds) or max(map(int, ds.keys()), default=0) >= PIXEL_DATA:
         return None
     return _header_bytes(ds), memoryview(data)[start:]
 
@@ -201,7 +201,7 @@ def _write_top_level(fp: DicomBytesIO, ds: Dataset) -> None:
     implicit = fp.is_implicit_VR
     scratch = DicomBytesIO()
     scratch.is_implicit_VR, scratch.is_little_endian = implicit, True
-    for tag in sorted(ds.keys()):
+    for tag in sorted(ds.keys(), key=int):  # the tags' order, without BaseTag.__lt__
         if tag.element == 0 and tag.group > 6:
             continue  # retired Group Length: pydicom does not write it either
         elem = ds.get_item(tag)
@@ -269,7 +269,7 @@ def _splice_safe(ds: Dataset, data: bytes, start: int) -> bool:
         return False
     if ds.preamble is not None and len(ds.preamble) != 128:
         return False  # save_as refuses it: so does the whole-file path
-    if int(min(ds.keys(), default=0x00080000)) < 0x00030000:
+    if min(map(int, ds.keys()), default=0x00080000) < 0x00030000:
         return False  # command or file meta elements: save_as refuses them, likewise
     if data[start : start + 4] != PIXEL_TAG_LE:
         return False
