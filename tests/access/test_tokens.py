@@ -12,7 +12,18 @@ from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PrivateKey
 from joserfc import jwt
 from joserfc.jwk import OctKey, OKPKey
 
-from ledger.access.tokens import GRANT_TYP, InvalidToken, keys_from_jwks, public_keys, sign, verify
+from ledger.access import tokens
+from ledger.access.tokens import (
+    GRANT_TYP,
+    PARALLEL_AT,
+    InvalidToken,
+    keys_from_jwks,
+    payload,
+    public_keys,
+    sign,
+    sign_payloads,
+    verify,
+)
 from ledger.config import JwsAlg
 from ledger.keystore import KeyRing, create_keys, load_keyring, rotate_signing_key
 
@@ -176,3 +187,17 @@ def test_cli_rotate_and_list(tmp_path: Path) -> None:
     listed = json.loads(r.output)
     assert len(listed) == 2
     assert [k["kid"] for k in listed if k["active"]] == [new]
+
+
+def test_a_batch_signed_in_two_threads_keeps_its_order(
+    keys: KeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``PARALLEL_AT`` payloads, with a core idle, half are signed in a second
+    thread: every token verifies and carries its own payload, in the order given."""
+    monkeypatch.setattr(tokens, "_core_idle", lambda: True)
+    count = 2 * PARALLEL_AT + 1
+    signed = sign_payloads(keys, GRANT_TYP, [payload(_claims(jti=f"g-{n}")) for n in range(count)])
+    public = keys_from_jwks(_jwks(keys))
+    assert [verify(t, public, typ=GRANT_TYP, audience="ledger-release")["jti"] for t in signed] == [
+        f"g-{n}" for n in range(count)
+    ]
