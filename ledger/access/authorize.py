@@ -177,6 +177,9 @@ class Authorizer:
         # attributes weighed): numbers are never reused, so it never goes stale either.
         self._seen: dict[tuple[Any, ...], ImageClass] = {}
         self._pending: list[tuple[bytes, str, str]] = []
+        # ``tokens``' JSON pieces: the claims shared by a call's tokens, and policy lists
+        self._pieces: tuple[tuple[int, str, str, str], bytes, bytes, bytes] | None = None
+        self._listed: dict[tuple[str, ...], bytes] = {}
         self._lock = threading.Lock()  # guards _pending
         self._flush_lock = threading.Lock()  # one flush at a time, from take to commit
 
@@ -464,21 +467,32 @@ class Authorizer:
         together."""
         now = utcnow()
         iat = int(now.timestamp())
-        exp = int((now + timedelta(seconds=DECISION_SECONDS)).timestamp())
-        # The claims of every token of the call, as JSON pieces serialised once; only the
-        # jti, the verdict, the study and the policies differ between tokens.
-        common = {
-            "iss": self.issuer,
-            "sub": pipeline_id,
-            "aud": DECISION_AUDIENCE,
-            "iat": iat,
-            "nbf": iat,
-            "exp": exp,
-        }
-        head = _json(common)[:-1] + b',"jti":"'
-        middle = b'","purpose":' + _json(purpose)
-        tail = b',"policy_hash":' + _json(policy) + b',"policy_ids":'
-        listed: dict[tuple[str, ...], bytes] = {}
+        # The claims of every token of the call, as JSON pieces serialised once (and kept
+        # for the next call in the same second, with the same pipeline, purpose and
+        # policy: a single authorize signs one token a call); only the jti, the verdict,
+        # the study and the policies differ between tokens.
+        shared = (iat, pipeline_id, purpose, policy)
+        pieces = self._pieces
+        if pieces is None or pieces[0] != shared:
+            exp = int((now + timedelta(seconds=DECISION_SECONDS)).timestamp())
+            common = {
+                "iss": self.issuer,
+                "sub": pipeline_id,
+                "aud": DECISION_AUDIENCE,
+                "iat": iat,
+                "nbf": iat,
+                "exp": exp,
+            }
+            pieces = self._pieces = (
+                shared,
+                _json(common)[:-1] + b',"jti":"',
+                b'","purpose":' + _json(purpose),
+                b',"policy_hash":' + _json(policy) + b',"policy_ids":',
+            )
+        _, head, middle, tail = pieces
+        listed = self._listed
+        if len(listed) > 1_000:
+            listed.clear()
         payloads: list[bytes] = []
         leaves: list[tuple[bytes, str, str]] = []
         for decision, study_uid in decisions:
