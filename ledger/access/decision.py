@@ -29,7 +29,7 @@ from ledger.access.models import AccessRequest
 from ledger.consent import facts
 from ledger.consent import modifiers as consent_modifiers
 from ledger.consent.in_force import effective_consents
-from ledger.consent.purposes import Purpose
+from ledger.consent.purposes import Purpose, tree
 from ledger.policy.engine import PolicySet, Verdict
 from ledger.principals import service as principals
 
@@ -46,6 +46,21 @@ def request_context(purpose: Purpose) -> dict[str, Any]:
         "names_disease": bool(purpose.diseases),
         "commitments": sorted(purpose.commitments),
     }
+
+
+def _nmds_unmet(permits: Sequence[facts.ConsentFact], purpose: Purpose) -> tuple[str, ...]:
+    """``("NMDS",)`` when model development is asked of a covering permit that carries NMDS
+    and names no DUO category: DUO allows methods research on such data only "within the
+    bounds of other use limitations", and a consent naming none gives no bounds (the DUOS
+    matchers approve it under GRU, HMB, POA or a matching disease, and deny it on a dataset
+    with no category: ``DataUseMatcherTest.testNMDS_negative_case_1``). A request naming
+    no disease is refused by the policy itself, whatever the consent names."""
+    if not purpose.development:
+        return ()
+    for permit in permits:
+        if "NMDS" in permit.modifiers and all(tree().branch(p) == "ai" for p in permit.purposes):
+            return ("NMDS",)
+    return ()
 
 
 def purpose_of(request: AccessRequest) -> Purpose:
@@ -116,13 +131,18 @@ class Classifier:
                 legacy_research=outcome.legacy_research,
                 explicit_generative=any("ai.generative" in p.purposes for p in outcome.permits),
                 modifiers=tuple(sorted({consent_modifiers.base(m) for m in outcome.modifiers})),
-                unmet=consent_modifiers.unmet(
-                    outcome.modifiers,
-                    no_publication_before=self.purpose.no_publication_before,
-                    region=self.purpose.region,
-                    requester=self.purpose.requester,
-                    institution=self.purpose.institution,
-                    project=self.purpose.project,
+                unmet=tuple(
+                    sorted(
+                        consent_modifiers.unmet(
+                            outcome.modifiers,
+                            no_publication_before=self.purpose.no_publication_before,
+                            region=self.purpose.region,
+                            requester=self.purpose.requester,
+                            institution=self.purpose.institution,
+                            project=self.purpose.project,
+                        )
+                        + _nmds_unmet(outcome.permits, self.purpose)
+                    )
                 ),
             )
             index = self._outcomes[key] = self._class_index(
