@@ -119,27 +119,26 @@ class Marks(NamedTuple):
 
 class _Own:
     """A connection of the authorizer's own, in autocommit mode: each statement is its
-    own snapshot, with no BEGIN, ROLLBACK or pool checkout round trip. ``lock`` is held
-    around ``rows``."""
+    own snapshot, with no BEGIN, ROLLBACK or pool checkout round trip; its cursor is kept
+    too (making one per statement cost a fifth of a cold call's read on PostgreSQL).
+    ``lock`` is held around ``rows``."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.lock = threading.Lock()
         self._raw: Any = None
+        self._cursor: Any = None
 
     def rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
         for attempt in (1, 2):
             try:
-                if self._raw is None:
+                if self._cursor is None:
                     self._raw = self.engine.raw_connection()
                     if dialect.is_postgres(self.engine):
                         self._raw.driver_connection.autocommit = True
-                cursor = self._raw.cursor()
-                try:
-                    cursor.execute(sql, params)
-                    return list(cursor.fetchall())
-                finally:
-                    cursor.close()
+                    self._cursor = self._raw.cursor()
+                self._cursor.execute(sql, params)
+                return list(self._cursor.fetchall())
             except Exception:
                 self.close()  # a broken connection: reconnect once, then give up
                 if attempt == 2:
@@ -147,10 +146,11 @@ class _Own:
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        if self._raw is not None:
-            with suppress(Exception):
-                self._raw.close()
-            self._raw = None
+        cursor, raw, self._cursor, self._raw = self._cursor, self._raw, None, None
+        for done in (cursor, raw):
+            if done is not None:
+                with suppress(Exception):
+                    done.close()
 
 
 class Authorizer:
