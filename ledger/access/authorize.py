@@ -173,9 +173,10 @@ class Authorizer:
         # entities, no time), so it never goes stale; a new policy set has a new hash.
         self._verdicts: dict[tuple[str, Purpose, ClassKey], ImageClass] = {}
         self._terms = study_read.Terms()
-        # An image's class by (policy set, request, its subject's terms numbers, the image
-        # attributes weighed): numbers are never reused, so it never goes stale either.
-        self._seen: dict[tuple[Any, ...], ImageClass] = {}
+        # An image's class by (policy set, request), then by its subject's terms numbers
+        # and the image attributes weighed: numbers are never reused, so it never goes
+        # stale either (the request is hashed once a call, not once an image).
+        self._seen: dict[tuple[str, Purpose], dict[tuple[Any, ...], ImageClass]] = {}
         self._pending: list[tuple[bytes, str, str]] = []
         # ``tokens``' JSON pieces: the claims shared by a call's tokens, and policy lists
         self._pieces: tuple[tuple[int, str, str, str], bytes, bytes, bytes] | None = None
@@ -351,7 +352,11 @@ class Authorizer:
         only about classes it has not answered."""
         entries = self._terms.of(read.versions, sessions)
         in_force = study_read.facts(read.versions, as_of, entries)
-        seen = self._seen
+        seen = self._seen.get((policies.hash, purpose))
+        if seen is None:
+            if len(self._seen) >= 100:
+                self._seen.clear()
+            seen = self._seen[policies.hash, purpose] = {}
         by_subject: dict[str, tuple[tuple[int, ...], bool]] = {}
         found: list[ImageClass | None] = []
         keys: list[tuple[Any, ...]] = []
@@ -364,8 +369,6 @@ class Authorizer:
                     any(f.scope.date_from or f.scope.date_to for f in items),
                 )
             key = (
-                policies.hash,
-                purpose,
                 held[0],
                 r.modality,
                 r.body_part,
