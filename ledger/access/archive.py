@@ -30,7 +30,6 @@ class Prepared:
     uid: str
     address: str
     data_key: bytes
-    size: int = 0  # the original's size in bytes, from the index (0: not known)
 
 
 class Quarantined(Exception):

@@ -31,15 +31,14 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
 from ledger.access import release_render
-from ledger.access.archive import Prepared, Quarantined
+from ledger.access.archive import Quarantined
 from ledger.access.grant_manifest import STUDY_CACHE_GRANTS, Instance, placed, studies
 from ledger.access.release import (
     Desk,
@@ -56,7 +55,6 @@ from ledger.access.release import (
 )
 from ledger.errors import InvalidInput, NotFound
 from ledger.images.deid import Deidentifier
-from ledger.images.store import ObjectStore
 
 Level = Literal["studies", "series", "instances"]
 
@@ -99,80 +97,13 @@ class Found:
     warnings: list[str] = field(default_factory=list)
 
 
-class Later(Enum):
-    """What ``Job.quick`` gives for a file it leaves to ``Job.render``."""
-
-    LATER = "later"
-
-
-LATER = Later.LATER
-
-
-class Job:
-    """One released file, de-identified when the stream reaches it (None: withheld).
-
-    ``quick`` is what may run in a server's event loop: the splice alone (the header
-    de-identified and written, the original pixel data after it), ``LATER`` when the
-    file needs the whole-file path, which may run OCR. ``render`` does it all, in a
-    worker thread (for a large file, or after ``quick`` gave ``LATER``)."""
-
-    def __init__(
-        self,
-        store: ObjectStore,
-        engine: Deidentifier,
-        item: Prepared,
-        rendered: release_render.Pieces | None = None,
-    ) -> None:
-        self.store, self.engine, self.item = store, engine, item
-        self.size = item.size
-        self._data: bytes | None = None
-        self._rendered = rendered
-
-    def quick(self) -> release_render.Pieces | Literal[Later.LATER] | None:
-        if self._rendered is not None:
-            return self._rendered
-        self._data = release_render.original(self.store, self.item)
-        try:
-            done = release_render.spliced(self._data, self.engine)
-        except Quarantined:
-            return None  # withheld, never sent (the headers have gone already)
-        return LATER if done is None else done
-
-    def render(self) -> release_render.Pieces | None:
-        if self._rendered is not None:
-            return self._rendered
-        data, self._data = self._data, None
-        if data is None:
-            data = release_render.original(self.store, self.item)
-        try:
-            return release_render.pieces(data, self.engine)
-        except Quarantined:
-            return None
-
-
 @dataclass(frozen=True)
 class Retrieved:
-    """De-identified files to stream; how many were released and left out is known first.
-    ``close`` (once the stream has ended, however it ended) gives back the download slot;
-    calling it again does nothing."""
+    """De-identified files to stream; how many were released and left out is known first."""
 
-    jobs: list[Job]
-    close: Callable[[], None]
+    files: Iterator[release_render.Pieces]
     released: int
     left_out: int
-
-
-def _once(action: Callable[[], None]) -> Callable[[], None]:
-    lock, done = threading.Lock(), [False]
-
-    def run() -> None:
-        with lock:
-            if done[0]:
-                return
-            done[0] = True
-        action()
-
-    return run
 
 
 def _study_index(session: Session, engine: Deidentifier, grant_id: str) -> dict[str, str]:
@@ -431,13 +362,23 @@ def retrieve(
                 desk.slots.give(grant_id)
             raise
         if not whole:
-            try:  # rendered now: a file withheld is refused (409) before any header goes
+            try:
                 one = release_render.render_pieces(desk.store, engine, ready[0])
             except Quarantined as exc:
                 raise NotReleasable(exc.reasons) from exc
-            return Retrieved([Job(desk.store, engine, ready[0], one)], lambda: None, 1, 0)
-        jobs = [Job(desk.store, engine, item) for item in ready]
-        return Retrieved(jobs, _once(lambda: desk.slots.give(grant_id)), len(ready), len(refused))
+            return Retrieved(iter([one]), 1, 0)
+
+        def files() -> Iterator[release_render.Pieces]:
+            try:
+                for item in ready:
+                    try:
+                        yield release_render.render_pieces(desk.store, engine, item)
+                    except Quarantined:
+                        continue  # withheld, never sent (the headers have gone already)
+            finally:
+                desk.slots.give(grant_id)
+
+        return Retrieved(files(), len(ready), len(refused))
 
     return _logging_refusals(desk, session, grant_id, pipeline_id, run)
 

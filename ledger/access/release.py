@@ -220,7 +220,6 @@ def prepare(
                 col(Image.leaf_hash),
                 col(Image.sop_class_uid),
                 col(Image.burned_in),
-                col(Image.size_bytes),
             ).where(col(Image.id).in_([i.image_id for i in instances]))
         )
     }
@@ -255,8 +254,7 @@ def prepare(
         actor=actor,
     )
     prepared = [
-        Prepared(i.deid_uid, str(row.sha256), data_keys[row.subject_id], row.size_bytes)
-        for i, row in allowed
+        Prepared(i.deid_uid, str(row.sha256), data_keys[row.subject_id]) for i, row in allowed
     ]
     return prepared, refused
 

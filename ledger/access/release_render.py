@@ -68,21 +68,11 @@ def render(store: ObjectStore, engine: Deidentifier, item: Prepared) -> bytes:
 def render_pieces(store: ObjectStore, engine: Deidentifier, item: Prepared) -> Pieces:
     """The de-identified file as two pieces to send one after the other: everything
     before the pixel data, then the original Pixel Data element (a view, not a copy)."""
-    return pieces(original(store, item), engine)
-
-
-def pieces(data: bytes, engine: Deidentifier) -> Pieces:
-    """``render_pieces`` for a decrypted original."""
-    done = spliced(data, engine)
-    if done is not None:
-        return done
+    data = original(store, item)
+    spliced = _spliced(data, engine)
+    if spliced is not None:
+        return spliced
     return _whole(data, engine), memoryview(b"")
-
-
-def spliced(data: bytes, engine: Deidentifier) -> Pieces | None:
-    """The splice alone: None when the file must take the whole-file path, the one that
-    may run OCR (slow: not for a server's event loop); Quarantined as ``render``."""
-    return _spliced(data, engine)
 
 
 def attributes(store: ObjectStore, engine: Deidentifier, item: Prepared) -> dict[str, Any]:

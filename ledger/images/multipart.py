@@ -95,52 +95,26 @@ def frame(parts: Iterable[bytes], boundary: str, part_type: str = DICOM) -> Iter
     yield f"--{boundary}--\r\n".encode()
 
 
-Piece = bytes | memoryview
-
-
-class Framer:
-    """Frames parts given as pieces (a header, then a view of the original pixel data)
-    into what a server sends, one piece after the other, as ``frame`` would.
-
-    A large piece is passed on as it is, never copied: the server copies it once anyway
-    (it frames each send as an HTTP chunk), and a join here would copy it a second time.
-    The framing and the small pieces between two large ones are joined into one buffer,
-    kept until about ``batch`` bytes wait, so parts of a few kilobytes still go out in a
-    few large sends rather than two per part."""
-
-    def __init__(
-        self, boundary: str, part_type: str = DICOM, *, small: int = 1 << 16, batch: int = 1 << 19
-    ) -> None:
-        self.head = f"--{boundary}\r\nContent-Type: {part_type}\r\n".encode()
-        self.close_delimiter = f"--{boundary}--\r\n".encode()
-        self.small, self.batch = small, batch
-        self._joining: list[Piece] = []
-        self._waiting = 0
-
-    def add(self, pieces: Sequence[Piece]) -> list[Piece]:
-        """What to send now for one more part (perhaps nothing yet)."""
-        out: list[Piece] = []
+def frame_pieces(
+    parts: Iterable[Sequence[bytes | memoryview]],
+    boundary: str,
+    part_type: str = DICOM,
+    *,
+    chunk: int = 1 << 21,
+) -> Iterator[bytes]:
+    """As ``frame``, for parts given as pieces to send one after the other (a header and
+    a view of the original pixel data, say). Parts are joined, with their framing, into
+    buffers of about ``chunk`` bytes: one copy each, and a server that runs this iterator
+    in a thread pool hands over once per buffer rather than once per part."""
+    head = f"--{boundary}\r\nContent-Type: {part_type}\r\n".encode()
+    pending: list[bytes | memoryview] = []
+    size = 0
+    for pieces in parts:
         length = sum(len(p) for p in pieces)
-        joining = self._joining
-        joining += (self.head, f"Content-Length: {length}\r\n\r\n".encode())
-        for piece in pieces:
-            if len(piece) < self.small:
-                joining.append(piece)
-                self._waiting += len(piece)
-                continue
-            out += (b"".join(joining), piece)
-            joining.clear()
-            self._waiting = 0
-        joining.append(b"\r\n")
-        if self._waiting >= self.batch:
-            out.append(b"".join(joining))
-            joining.clear()
-            self._waiting = 0
-        return out
-
-    def end(self) -> bytes:
-        """The rest, and the close delimiter."""
-        self._joining.append(self.close_delimiter)
-        out = b"".join(self._joining)
-        self._joining.clear()
-        return out
+        pending += (head, f"Content-Length: {length}\r\n\r\n".encode(), *pieces, b"\r\n")
+        size += length
+        if size >= chunk:
+            yield b"".join(pending)
+            pending, size = [], 0
+    pending.append(f"--{boundary}--\r\n".encode())
+    yield b"".join(pending)

@@ -14,7 +14,6 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ledger.access import dicomweb, release
-from ledger.http import streaming
 from ledger.http.deps import SessionDep, StateDep, WriteSessionDep
 from ledger.http.security import Caller, Curator, Pipeline
 from ledger.images import multipart, stow
@@ -208,7 +207,7 @@ def _retrieve(
     boundary = multipart.new_boundary()
     headers = {"Ledger-Released": str(got.released), "Ledger-Refused": str(got.left_out)}
     response = StreamingResponse(
-        streaming.multipart_files(got, boundary),
+        multipart.frame_pieces(got.files, boundary),
         media_type=multipart.content_type(boundary),
         headers=headers,
     )
