@@ -304,3 +304,27 @@ def test_a_cold_decision_is_cached_under_the_mark_read_with_it(
     finally:
         single.close()
         batch.close()
+
+
+def test_a_miss_while_the_reader_is_busy_reads_in_a_session(
+    engine: Engine, settings: Settings, histories: dict[str, str]
+) -> None:
+    """Concurrent misses do not queue for the authorizer's own connection: the same
+    statement runs in a read-only session of the pool, with the same answer."""
+    policies = load(default_directory())
+    sessions = session_factory(engine, readonly=True)
+    studies = [_study(name) for name in HISTORIES]
+    own = Authorizer(engine, load_keyring(settings.keys_dir), "urn:t")
+    busy = Authorizer(engine, load_keyring(settings.keys_dir), "urn:t")
+    try:
+        expected = own.decide_many(sessions, policies, purpose="ai.inference", study_uids=studies)
+        with busy._reader.lock:  # another thread's miss holds it
+            assert (
+                busy.decide_many(sessions, policies, purpose="ai.inference", study_uids=studies)
+                == expected
+            )
+            single = busy.decide(sessions, policies, purpose="ai.inference", study_uid=studies[0])
+        assert single == expected[0]
+    finally:
+        own.close()
+        busy.close()
