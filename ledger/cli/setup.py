@@ -55,7 +55,10 @@ WorkersOpt = Annotated[
 def _serve(settings: Settings, host: str | None, port: int | None, workers: int = 1) -> None:
     import uvicorn
 
+    from ledger import allocator
     from ledger.http.request_log import uvicorn_log_config
+
+    allocator.tune()  # freed file buffers used again, not new memory for each file
 
     options: dict[str, Any] = {
         "host": host or settings.host,
