@@ -119,8 +119,8 @@ def run(backend: str, url: str, subjects: int) -> None:
                     study_uid=study,
                     policy=policies.hash,
                 )
-                if authorizer.pending >= FLUSH_AT:
-                    authorizer.flush_pending(writes)
+                if authorizer.decisions.pending >= FLUSH_AT:
+                    authorizer.decisions.flush(writes)
                 latencies.append((time.perf_counter() - t0) * 1000)
                 permits += decision.permitted
             seconds += time.perf_counter() - start
@@ -135,7 +135,7 @@ def run(backend: str, url: str, subjects: int) -> None:
             f"{raw_rate:,.0f}/s (goal >= {RATIO_GOAL:.0%}) {'yes' if ratio >= RATIO_GOAL else 'NO'}"
             f"; {permits:,} permits of {len(studies):,}"
         )
-        authorizer.flush_pending(writes)
+        authorizer.decisions.flush(writes)
     authorizer.close()
     _batches(backend, engine, keys, policies, pipeline_id, studies)
     engine.dispose()
@@ -166,7 +166,7 @@ def _batches(
             )
             t2 = time.perf_counter()
             deciding, signing = deciding + t1 - t0, signing + t2 - t1
-            authorizer.flush_pending(writes)
+            authorizer.decisions.flush(writes)
         rate = len(studies) / (deciding + signing)
         print(
             f"{backend:<11} authorize batch of 1,000 ({label}): {rate:,.0f} decisions/s "

@@ -17,24 +17,23 @@ It is the same decision path as a release (consent facts → classes → Cedar, 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from ledger import dialect
-from ledger.access import conditions, image_rows, study_read, tokens
+from ledger.access import conditions, image_rows, study_read
 from ledger.access.classes import ClassKey, ImageClass
 from ledger.access.decision import Classifier, decide_classes
+from ledger.access.decision_log import DecisionLog
+from ledger.access.decision_tokens import Decision, DecisionSigner
 from ledger.clock import utcnow
 from ledger.consent.purposes import Purpose
 from ledger.errors import NotFound
@@ -42,24 +41,12 @@ from ledger.keystore import KeyRing
 from ledger.policy.engine import PolicySet
 from ledger.principals.keys import Caller, KeyCache, resolve_key
 from ledger.provenance import log
-from ledger.provenance.merkle import leaf_hash, root_hash
 
-DECISION_TYP = "ledger-decision+jwt"
-DECISION_AUDIENCE = "ledger-inference"
-DECISION_SECONDS = 300
 CACHE_SECONDS = 60.0
 CACHE_MAX = 100_000
 FLUSH_AT = 1_000  # pending decisions that start a flush (in the background over HTTP)
 FLUSH_WAIT_AT = 10 * FLUSH_AT  # ... and that make a call wait for one
 UNKNOWN_STUDY = "no study with this StudyInstanceUID is known to the ledger"
-
-
-@dataclass(frozen=True)
-class Decision:
-    permitted: bool
-    reasons: tuple[str, ...]
-    policy_ids: tuple[str, ...]
-    images: int
 
 
 @dataclass(frozen=True)
@@ -89,10 +76,6 @@ class _Cached:
     decision: Decision
     head: int
     until: float
-
-
-def _json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
 
 
 def _verdict(classes: Sequence[ImageClass], images: int) -> Decision:
@@ -177,12 +160,8 @@ class Authorizer:
         # and the image attributes weighed: numbers are never reused, so it never goes
         # stale either (the request is hashed once a call, not once an image).
         self._seen: dict[tuple[str, Purpose], dict[tuple[Any, ...], ImageClass]] = {}
-        self._pending: list[tuple[bytes, str, str]] = []
-        # ``tokens``' JSON pieces: the claims shared by a call's tokens, and policy lists
-        self._pieces: tuple[tuple[int, str, str, str], bytes, bytes, bytes] | None = None
-        self._listed: dict[tuple[str, ...], bytes] = {}
-        self._lock = threading.Lock()  # guards _pending
-        self._flush_lock = threading.Lock()  # one flush at a time, from take to commit
+        self.signer = DecisionSigner(keys, issuer)
+        self.decisions = DecisionLog()  # decisions signed, waiting to be logged
 
     # -- the decision ---------------------------------------------------------------------
     def _purpose(self, text: str, commercial: bool, asker: Asker) -> Purpose:
@@ -468,117 +447,8 @@ class Authorizer:
     ) -> list[str]:
         """One signed decision per ``(decision, study_uid)``, queued for the decision log
         together."""
-        now = utcnow()
-        iat = int(now.timestamp())
-        # The claims of every token of the call, as JSON pieces serialised once (and kept
-        # for the next call in the same second, with the same pipeline, purpose and
-        # policy: a single authorize signs one token a call); only the jti, the verdict,
-        # the study and the policies differ between tokens.
-        shared = (iat, pipeline_id, purpose, policy)
-        pieces = self._pieces
-        if pieces is None or pieces[0] != shared:
-            exp = int((now + timedelta(seconds=DECISION_SECONDS)).timestamp())
-            common = {
-                "iss": self.issuer,
-                "sub": pipeline_id,
-                "aud": DECISION_AUDIENCE,
-                "iat": iat,
-                "nbf": iat,
-                "exp": exp,
-            }
-            pieces = self._pieces = (
-                shared,
-                _json(common)[:-1] + b',"jti":"',
-                b'","purpose":' + _json(purpose),
-                b',"policy_hash":' + _json(policy) + b',"policy_ids":',
-            )
-        _, head, middle, tail = pieces
-        listed = self._listed
-        if len(listed) > 1_000:
-            listed.clear()
-        payloads: list[bytes] = []
-        leaves: list[tuple[bytes, str, str]] = []
-        for decision, study_uid in decisions:
-            verdict = "permit" if decision.permitted else "deny"
-            ids = listed.get(decision.policy_ids)
-            if ids is None:
-                ids = listed[decision.policy_ids] = _json(list(decision.policy_ids)) + b"}"
-            study = hashlib.sha256(study_uid.encode()).hexdigest().encode()
-            payloads.append(
-                b"".join(
-                    (
-                        head,
-                        str(uuid.uuid4()).encode(),
-                        b'","decision":"',
-                        verdict.encode(),
-                        middle,
-                        b',"study_sha256":"',
-                        study,
-                        b'"',
-                        tail,
-                        ids,
-                    )
-                )
-            )
-        signed = tokens.sign_payloads(self.keys, DECISION_TYP, payloads)
-        for token, (decision, _) in zip(signed, decisions, strict=True):
-            verdict = "permit" if decision.permitted else "deny"
-            leaves.append((leaf_hash(token.encode()), verdict, pipeline_id))
-        with self._lock:
-            self._pending.extend(leaves)
-        return signed
-
-    def refused(self, *, pipeline_id: str, study_uid: str) -> None:
-        """Record an authorize call for an unknown study (logged with the next batch)."""
-        digest = hashlib.sha256(study_uid.encode()).hexdigest()
-        with self._lock:
-            self._pending.append(
-                (leaf_hash(f"unknown-study|{digest}".encode()), "unknown", pipeline_id)
-            )
-
-    # -- batched logging ------------------------------------------------------------------
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
-
-    @property
-    def flushing(self) -> bool:
-        return self._flush_lock.locked()
-
-    def flush_pending(self, sessions: Callable[[], Session]) -> int:
-        """Append one log entry for the decisions taken since the last flush, in a
-        transaction of its own (the caller's may be read-only).
-
-        Returns only once the batch is durable: flushes are serialised end to end (take,
-        append, commit), so a concurrent flush waits for the one holding the decisions it
-        would have logged. A batch whose append or commit fails is put back in front of
-        the pending decisions, to be logged by the next flush."""
-        with self._flush_lock:
-            with self._lock:
-                batch, self._pending = self._pending, []
-            if not batch:
-                return 0
-            try:
-                with sessions() as session:
-                    self._append(session, batch)
-                    session.commit()
-            except BaseException:
-                with self._lock:
-                    self._pending = batch + self._pending
-                raise
-            return len(batch)
-
-    @staticmethod
-    def _append(session: Session, batch: list[tuple[bytes, str, str]]) -> None:
-        log.append(
-            session,
-            "authorize.decisions",
-            {
-                "count": len(batch),
-                "permits": sum(1 for _, kind, _ in batch if kind == "permit"),
-                "denies": sum(1 for _, kind, _ in batch if kind == "deny"),
-                "unknown_studies": sum(1 for _, kind, _ in batch if kind == "unknown"),
-                "tokens_root": root_hash([h for h, _, _ in batch]).hex(),
-                "pipelines": sorted({pid for _, _, pid in batch}),
-            },
+        signed, leaves = self.signer.sign(
+            decisions, pipeline_id=pipeline_id, purpose=purpose, policy=policy
         )
+        self.decisions.add(leaves)
+        return signed

@@ -133,7 +133,7 @@ async def _checkpoint_schedule(state: AppState) -> None:
 
 def flush_decisions(state: AppState) -> None:
     """Log the authorize decisions taken since the last flush (one entry per batch)."""
-    state.authorizer.flush_pending(state.write_sessions)
+    state.authorizer.decisions.flush(state.write_sessions)
 
 
 async def _decision_log_schedule(state: AppState) -> None:

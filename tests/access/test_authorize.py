@@ -17,7 +17,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from ledger.access.authorize import DECISION_AUDIENCE, DECISION_TYP
+from ledger.access.decision_tokens import DECISION_AUDIENCE, DECISION_TYP
 from ledger.access.tokens import keys_from_jwks, verify
 from ledger.config import Settings
 from ledger.db import snapshot
@@ -56,7 +56,7 @@ def test_a_concurrent_flush_returns_only_once_the_batch_is_durable(
     state = app.state.ledger
     authorizer = state.authorizer
     for n in range(7):
-        authorizer.refused(pipeline_id="p", study_uid=f"1.2.{n}")
+        authorizer.decisions.refused(pipeline_id="p", study_uid=f"1.2.{n}")
     committing = threading.Event()
     committed_at: list[float] = []
 
@@ -65,20 +65,20 @@ def test_a_concurrent_flush_returns_only_once_the_batch_is_durable(
         time.sleep(0.5)
 
     def first() -> None:
-        authorizer.flush_pending(_with_commit(state.write_sessions, slow))
+        authorizer.decisions.flush(_with_commit(state.write_sessions, slow))
         committed_at.append(time.monotonic())
 
     thread = threading.Thread(target=first)
     thread.start()
     assert committing.wait(10)
-    authorizer.flush_pending(state.write_sessions)  # its decisions are in the first's batch
+    authorizer.decisions.flush(state.write_sessions)  # its decisions are in the first's batch
     returned_at = time.monotonic()
     batches = _decision_batches(engine)  # durable when the second flush returned
     assert [b["count"] for b in batches] == [7]
     thread.join(10)
     assert committed_at
     assert committed_at[0] <= returned_at + 0.05
-    assert authorizer.pending == 0
+    assert authorizer.decisions.pending == 0
 
 
 def test_a_batch_whose_commit_fails_is_logged_by_the_next_flush_exactly_once(
@@ -87,18 +87,18 @@ def test_a_batch_whose_commit_fails_is_logged_by_the_next_flush_exactly_once(
     state = app.state.ledger
     authorizer = state.authorizer
     for n in range(5):
-        authorizer.refused(pipeline_id="p", study_uid=f"1.2.{n}")
+        authorizer.decisions.refused(pipeline_id="p", study_uid=f"1.2.{n}")
 
     def fail(_: Session) -> None:
         raise RuntimeError("the database went away")
 
     with pytest.raises(RuntimeError):
-        authorizer.flush_pending(_with_commit(state.write_sessions, fail))
-    assert authorizer.pending == 5
+        authorizer.decisions.flush(_with_commit(state.write_sessions, fail))
+    assert authorizer.decisions.pending == 5
     assert _decision_batches(engine) == []
-    authorizer.refused(pipeline_id="q", study_uid="1.2.99")
-    assert authorizer.flush_pending(state.write_sessions) == 6
-    assert authorizer.flush_pending(state.write_sessions) == 0
+    authorizer.decisions.refused(pipeline_id="q", study_uid="1.2.99")
+    assert authorizer.decisions.flush(state.write_sessions) == 6
+    assert authorizer.decisions.flush(state.write_sessions) == 0
     batches = _decision_batches(engine)
     assert len(batches) == 1
     assert batches[0]["count"] == 6

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlmodel import col
 
-from ledger.access.authorize import DECISION_AUDIENCE, DECISION_TYP
+from ledger.access.decision_tokens import DECISION_AUDIENCE, DECISION_TYP
 from ledger.access.models import GrantImage
 from ledger.access.slots import Slots
 from ledger.access.tokens import keys_from_jwks, verify

@@ -34,7 +34,7 @@ from sqlalchemy import Engine, select
 from sqlmodel import col
 
 from ledger.access import tokens
-from ledger.access.authorize import DECISION_AUDIENCE, DECISION_TYP
+from ledger.access.decision_tokens import DECISION_AUDIENCE, DECISION_TYP
 from ledger.client import LedgerClient
 from ledger.config import Settings
 from ledger.db import snapshot

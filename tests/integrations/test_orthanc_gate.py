@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from ledger.access import tokens
-from ledger.access.authorize import DECISION_AUDIENCE, DECISION_TYP
+from ledger.access.decision_tokens import DECISION_AUDIENCE, DECISION_TYP
 from ledger.config import Settings
 from ledger.consent import csv_import
 from ledger.db import transaction

@@ -240,7 +240,7 @@ async def authorize(
                 partial(authorizer.decide, state.read_sessions, state.policies, **ask)
             )
         except NotFound:
-            authorizer.refused(pipeline_id=caller.id, study_uid=body.study_instance_uid)
+            authorizer.decisions.refused(pipeline_id=caller.id, study_uid=body.study_instance_uid)
             raise
     token = authorizer.token(
         decision,
@@ -314,7 +314,7 @@ def _batch_answers(
     answers: list[dict[str, Any]] = []
     for decision, uid in zip(decisions, body.study_instance_uids, strict=True):
         if decision is None:
-            authorizer.refused(pipeline_id=caller.id, study_uid=uid)
+            authorizer.decisions.refused(pipeline_id=caller.id, study_uid=uid)
             answers.append(
                 {
                     "study_instance_uid": uid,
@@ -348,11 +348,11 @@ async def _log_decisions(state: AppState) -> None:
     waits only when ``FLUSH_WAIT_AT`` are pending, which bounds them while the database is
     slow or away."""
     authorizer = state.authorizer
-    if authorizer.pending >= FLUSH_WAIT_AT:
-        await run_in_threadpool(authorizer.flush_pending, state.write_sessions)
-    elif authorizer.pending >= FLUSH_AT and not authorizer.flushing:
+    if authorizer.decisions.pending >= FLUSH_WAIT_AT:
+        await run_in_threadpool(authorizer.decisions.flush, state.write_sessions)
+    elif authorizer.decisions.pending >= FLUSH_AT and not authorizer.decisions.flushing:
         task = asyncio.create_task(
-            run_in_threadpool(authorizer.flush_pending, state.write_sessions)
+            run_in_threadpool(authorizer.decisions.flush, state.write_sessions)
         )
         _flushing.add(task)
         task.add_done_callback(_flushed)
