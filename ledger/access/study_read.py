@@ -46,6 +46,9 @@ _IN_FORCE = (
 )
 
 
+LIST_FROM = 64  # studies from which PostgreSQL is given them as one array
+
+
 @lru_cache(maxsize=64)
 def _sql(count: int, mark: bool) -> str:
     """Images of ``count`` studies, then the versions of their subjects recorded by the
@@ -54,14 +57,24 @@ def _sql(count: int, mark: bool) -> str:
     last row gives the log's decision mark in ``version`` (and NULL ``id``), read in the
     same snapshot as the rest. (An array parameter, ``= ANY(?)``, would give one
     statement text for any count, but PostgreSQL's generic plan for it scans the tables:
-    five times slower for one study.)"""
-    studies = f"IN ({', '.join('?' * count)})"
+    five times slower for one study.)
+
+    ``count`` 0 is PostgreSQL's form for a batch (``LIST_FROM`` studies or more): the
+    studies as one array, joined through ``unnest``. PostgreSQL plans an IN list of
+    1,000 values in ~11 ms (each value is weighed against the column's statistics), the
+    join in ~0.3 ms: half a 1,000-study read."""
+    if count:
+        studies = f"IN ({', '.join('?' * count)})"
+        images = f"FROM images WHERE study_uid {studies}"
+        head = ""
+    else:
+        images = "FROM images JOIN wanted ON images.study_uid = wanted.uid"
+        head = "WITH wanted AS (SELECT unnest(CAST(? AS TEXT[])) AS uid) "
     sql = (
-        f"SELECT study_uid, {_IMAGE}, NULL, NULL, NULL, NULL FROM images "  # noqa: S608
-        f"WHERE study_uid {studies} "
+        f"{head}SELECT study_uid, {_IMAGE}, NULL, NULL, NULL, NULL {images} "  # noqa: S608
         f"UNION ALL SELECT NULL, {_NO_IMAGE}, version, {_IN_FORCE}, terms, valid_from "
         f"FROM consents WHERE recorded_at <= ? AND subject_id IN "
-        f"(SELECT subject_id FROM images WHERE study_uid {studies})"
+        f"(SELECT subject_id {images})"
     )
     if mark:
         sql += (
@@ -78,10 +91,15 @@ def statement(
     ``as_of``, and the log mark named ``mark`` if given; ``bind`` is an engine or a
     connection."""
     moment = _processor(bind.dialect)(as_of)
-    params = [*studies, moment, moment, moment, *studies]
+    count = len(studies)
+    params: list[Any]
+    if count >= LIST_FROM and dialect.is_postgres(bind):
+        count, params = 0, [list(studies), moment, moment, moment]
+    else:
+        params = [*studies, moment, moment, moment, *studies]
     if mark is not None:
         params.append(mark)
-    return dialect.driver_sql(bind, _sql(len(studies), mark is not None)), params
+    return dialect.driver_sql(bind, _sql(count, mark is not None)), params
 
 
 @lru_cache(maxsize=8)

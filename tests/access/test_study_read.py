@@ -192,10 +192,18 @@ def _described(found: dict[str, list[Any]]) -> dict[str, set[tuple[Any, ...]]]:
     }
 
 
+@pytest.mark.parametrize("list_from", [study_read.LIST_FROM, 1], ids=["in-list", "array"])
 @pytest.mark.parametrize("as_of", INSTANTS, ids=["-25d", "-6d", "now", "+6d", "+40d"])
 def test_study_read_chooses_the_versions_effective_consents_does(
-    engine: Engine, histories: dict[str, str], as_of: datetime
+    engine: Engine,
+    histories: dict[str, str],
+    as_of: datetime,
+    list_from: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """On PostgreSQL a batch names its studies as one array (``LIST_FROM``): with it
+    lowered to 1, every read here takes that form, and must choose the same."""
+    monkeypatch.setattr(study_read, "LIST_FROM", list_from)
     studies = [_study(name) for name in HISTORIES]
     sessions = session_factory(engine, readonly=True)
     with snapshot(engine) as session:
