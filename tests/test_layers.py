@@ -19,6 +19,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "ledger"
 
 CORE = {
+    "allocator",
     "canonical",
     "clock",
     "config",
