@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,21 +75,20 @@ class _Sink(io.RawIOBase):
 
 
 def zip_stream(
-    store: ObjectStore,
-    engine: Deidentifier,
+    render_file: Callable[[Prepared], bytes],
     items: Sequence[Prepared],
     refused: list[dict[str, Any]],
 ) -> Iterator[bytes]:
-    """Yield a zip archive of ``items`` as ``<uid>.dcm``, one file at a time; anything
-    refused (before or during the stream) is listed in ``ledger-refused.json``."""
-    from ledger.access import release_render  # here: it imports this module
-
+    """Yield a zip archive of ``items`` as ``<uid>.dcm``, one file at a time, each the
+    bytes ``render_file`` gives (release passes ``release_render.render``: ``render``'s
+    bytes, cheaper); anything refused (before or during the stream) is listed in
+    ``ledger-refused.json``."""
     sink = _Sink()
     refused = list(refused)
     with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_STORED) as archive:
         for item in items:
             try:
-                data = release_render.render(store, engine, item)  # render's bytes, cheaper
+                data = render_file(item)
             except Quarantined as exc:
                 refused.append(
                     {

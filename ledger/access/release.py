@@ -17,6 +17,7 @@ import hmac
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -378,7 +379,11 @@ def download(
 
         def stream() -> Iterator[bytes]:
             try:
-                yield from zip_stream(desk.store, engine, ready, [r.as_json() for r in refused])
+                yield from zip_stream(
+                    partial(release_render.render, desk.store, engine),
+                    ready,
+                    [r.as_json() for r in refused],
+                )
             finally:
                 desk.slots.give(grant_id)
 
