@@ -40,7 +40,6 @@ assert tuple(c.key for c in ROW) == ImageRow._fields  # one column list, one fie
 # Authorize reads a study on every cache miss: plain driver SQL, built once from ROW.
 ALL = f"SELECT {', '.join(c.key for c in ROW)} FROM images"  # noqa: S608 (our column names)
 STUDY = f"{ALL} WHERE study_uid = ?"
-ALL_BY_STUDY = f"SELECT study_uid, {', '.join(c.key for c in ROW)} FROM images"  # noqa: S608
 
 
 def fetch(session: Session, sql: str, params: Sequence[Any]) -> list[Any]:
@@ -56,25 +55,10 @@ def fetch(session: Session, sql: str, params: Sequence[Any]) -> list[Any]:
 
 
 def of_study(session: Session, study_uid: str) -> list[ImageRow]:
-    """The images of one study that are not erased (authorize)."""
+    """The images of one study that are not erased (authorize reads them with the
+    study's consents in one statement: ``access.study_read``)."""
     rows = map(ImageRow._make, fetch(session, STUDY, (study_uid,)))
     return [r for r in rows if r.erased_at is None]
-
-
-def of_studies(session: Session, study_uids: Sequence[str]) -> dict[str, list[ImageRow]]:
-    """The images of several studies that are not erased, by study (batch authorize):
-    one query per ``CHUNK`` studies."""
-    found: dict[str, list[ImageRow]] = {}
-    unique = list(dict.fromkeys(study_uids))
-    for i in range(0, len(unique), CHUNK):
-        part = unique[i : i + CHUNK]
-        marks = ", ".join("?" * len(part))
-        sql = f"{ALL_BY_STUDY} WHERE study_uid IN ({marks})"
-        for raw in fetch(session, sql, part):
-            row = ImageRow._make(raw[1:])
-            if row.erased_at is None:
-                found.setdefault(raw[0], []).append(row)
-    return found
 
 
 def of_images(session: Session, image_ids: Sequence[str]) -> list[ImageRow]:
