@@ -14,7 +14,7 @@ is imported when a retrieval needs it).
 from __future__ import annotations
 
 import re
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
@@ -54,12 +54,11 @@ class DicomwebCalls:
     http: httpx.Client
     _auth: dict[str, str]
 
-    def _url(self, path: str) -> str:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by LedgerClient, which this is mixed into
 
-    def _checked(self, response: httpx.Response) -> httpx.Response:
-        """The response, or LedgerAPIError with the problem the server answered."""
-        raise NotImplementedError
+        def _url(self, path: str) -> str: ...
+
+        def _checked(self, response: httpx.Response) -> httpx.Response: ...
 
     def dicomweb_url(self, grant: Grant) -> str:
         """The grant's DICOMweb root (``.../studies`` and below)."""
