@@ -23,6 +23,7 @@ CORE = {
     "canonical",
     "clock",
     "config",
+    "cpu",
     "db",
     "dbtypes",
     "dialect",

@@ -40,6 +40,7 @@ from joserfc import jwt
 from joserfc.errors import BadSignatureError, JoseError, SecurityWarning
 from joserfc.jwk import OKPKey
 
+from ledger import cpu
 from ledger.clock import utcnow
 from ledger.errors import Forbidden
 from ledger.keystore import KeyRing
@@ -102,15 +103,10 @@ def _signer() -> Any:
 
 
 def _core_idle() -> bool:
-    """Whether a core is idle now: fewer runnable threads (``/proc/loadavg``, which unlike
-    the load average does not remember the last minute) than cores, this one included."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    try:
-        with open("/proc/loadavg", encoding="ascii") as handle:
-            running = int(handle.read().split()[3].split("/")[0])
-    except (OSError, ValueError, IndexError):
-        return False
-    return running < (cores or 1)
+    """Whether a core is idle now: fewer runnable threads than cores, this one included
+    (not idle where unknown)."""
+    running = cpu.runnable()
+    return running is not None and running < cpu.cores()
 
 
 def _sign_all(head: bytes, private: Any, payloads: Sequence[bytes]) -> list[str]:

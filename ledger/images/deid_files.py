@@ -36,6 +36,7 @@ from pydicom.uid import (
     MediaStorageDirectoryStorage,
 )
 
+from ledger import cpu
 from ledger.images import pixels
 from ledger.images.deid import Deidentifier
 from ledger.images.deid_options import BurnedIn
@@ -283,18 +284,9 @@ def default_jobs() -> int:
     does not remember the last minute). ``--jobs N`` overrides it."""
     if not hasattr(os, "fork"):  # as multiprocessing decides whether it can fork
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min((cores or 1) - _others_running(), 8))
-
-
-def _others_running() -> int:
-    """Processes running or waiting for a core besides this one (0 where unknown)."""
-    try:
-        with open("/proc/loadavg", encoding="ascii") as handle:
-            running = int(handle.read().split()[3].split("/")[0])
-    except (OSError, ValueError, IndexError):
-        return 0
-    return max(0, running - 1)  # this process is one of them
+    running = cpu.runnable()
+    others = 0 if running is None else max(0, running - 1)  # this process is one of them
+    return max(1, min(cpu.cores() - others, 8))
 
 
 def deidentify_tree(

@@ -14,6 +14,7 @@ import pydicom
 import pytest
 from typer.testing import CliRunner
 
+from ledger import cpu
 from ledger.cli import app
 from ledger.images import deid_files, pixels
 from tests.images.burned_in import BURNED_DATE, BURNED_ID, BURNED_NAME, draw_text, ultrasound
@@ -224,7 +225,9 @@ def test_worker_processes_write_the_same_files_and_summary(tmp_path: Path) -> No
 
 def test_the_default_jobs_are_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     cores = len(os.sched_getaffinity(0))
-    monkeypatch.setattr(deid_files, "_others_running", lambda: 0)
+    monkeypatch.setattr(cpu, "runnable", lambda: 1)  # this process alone
     assert deid_files.default_jobs() == min(cores, 8)
-    monkeypatch.setattr(deid_files, "_others_running", lambda: cores)
+    monkeypatch.setattr(cpu, "runnable", lambda: cores + 1)  # every other core busy
     assert deid_files.default_jobs() == 1  # busy cores: one process, no workers
+    monkeypatch.setattr(cpu, "runnable", lambda: None)  # unknown: every core counts
+    assert deid_files.default_jobs() == min(cores, 8)
