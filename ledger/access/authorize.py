@@ -77,6 +77,10 @@ class _Cached:
     head: int
     until: float
 
+    def valid(self, head: int | None, now: float) -> bool:
+        """Taken at decision mark ``head`` and not expired at ``now``."""
+        return self.head == head and self.until > now
+
 
 def _verdict(classes: Sequence[ImageClass], images: int) -> Decision:
     """A study is permitted when every class of its images is; the refused classes (or,
@@ -227,7 +231,7 @@ class Authorizer:
         ``head``, else None. No I/O: the route answers a hit without a thread hand-off."""
         parsed = self._purpose(purpose, commercial, asker)
         hit = self._cache.get((study_uid, parsed, policies.hash))
-        if hit is not None and hit.head == head and hit.until > time.monotonic():
+        if hit is not None and hit.valid(head, time.monotonic()):
             return hit.decision
         return None
 
@@ -256,7 +260,7 @@ class Authorizer:
         else:
             if head is None:
                 head = self.marks().decisions
-            if cached is not None and cached.head == head and cached.until > now:
+            if cached is not None and cached.valid(head, now):
                 return cached.decision
             decision, _ = self._compute(sessions, policies, parsed, study_uid)
         if len(self._cache) >= CACHE_MAX:
@@ -401,7 +405,7 @@ class Authorizer:
         missing: list[str] = []
         for uid in dict.fromkeys(study_uids):
             cached = self._cache.get((uid, parsed, policies.hash))
-            if cached is not None and cached.head == head and cached.until > now:
+            if cached is not None and cached.valid(head, now):
                 found[uid] = cached.decision
             else:
                 missing.append(uid)
