@@ -194,17 +194,22 @@ def list_revocations(
     )
 
 
-class AuthorizeBody(BaseModel):
+class AuthorizeAsk(BaseModel):
+    """What an authorize call asks, one study or a batch."""
+
     model_config = ConfigDict(extra="forbid")
 
     purpose: Identifier = Field(min_length=1, max_length=200, examples=["ai.inference"])
-    study_instance_uid: Identifier = Field(min_length=1, max_length=64)
     commercial: bool = False
     clinical_care: bool = Field(
         default=False,
         description="for a patient's clinical care: a consent carrying CC (DUO:0000043) "
         "serves ai.inference only for such a call",
     )
+
+
+class AuthorizeBody(AuthorizeAsk):
+    study_instance_uid: Identifier = Field(min_length=1, max_length=64)
 
 
 @router.post("/v1/authorize", tags=["authorize"])
@@ -262,15 +267,10 @@ async def authorize(
 MAX_AUTHORIZE_BATCH = 1_000
 
 
-class AuthorizeBatchBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    purpose: Identifier = Field(min_length=1, max_length=200, examples=["ai.inference"])
+class AuthorizeBatchBody(AuthorizeAsk):
     study_instance_uids: list[Annotated[Identifier, Field(min_length=1, max_length=64)]] = Field(
         min_length=1, max_length=MAX_AUTHORIZE_BATCH
     )
-    commercial: bool = False
-    clinical_care: bool = False
 
 
 @router.post("/v1/authorize/batch", tags=["authorize"])
