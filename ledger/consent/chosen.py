@@ -12,7 +12,7 @@ A withdrawal is a version with status ``withdrawn``, so it ends its consent here
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from ledger.consent import time_limits
@@ -23,8 +23,8 @@ Versioned = tuple[str, int, str, int, str, Any]
 
 
 def _instant(value: Any) -> datetime:
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    """A driver's valid_from as a datetime (``time_limits.passed`` reads naive as UTC)."""
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
 def in_force(
