@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 
 from ledger.images import pixels
 from ledger.images.deid import Deidentifier
+from ledger.images.part10 import PREAMBLE
 from ledger.images.store import ObjectStore, unseal
 
 REFUSED_MEMBER = "ledger-refused.json"
@@ -50,9 +52,18 @@ def render(store: ObjectStore, engine: Deidentifier, item: Prepared) -> bytes:
     burned = pixels.check(ds)  # text OCR finds in an image at risk is refused, never masked
     if burned.quarantine is not None:
         raise Quarantined([burned.quarantine])
+    blank_preamble(ds)
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=False)
     return out.getvalue()
+
+
+def blank_preamble(ds: Dataset) -> None:
+    """A file's 128-byte preamble is free for anyone to fill (a TIFF header, a note) and
+    de-identification reads none of it: a released file's is zeros, as ``ledger deid``
+    writes (``images/part10.py``). A file read without a preamble is written without."""
+    if ds.preamble is not None:
+        ds.preamble = PREAMBLE
 
 
 class _Sink(io.RawIOBase):

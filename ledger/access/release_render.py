@@ -38,7 +38,7 @@ from pydicom.filewriter import write_data_element, write_dataset, write_file_met
 from pydicom.uid import UID
 from pydicom.valuerep import CUSTOMIZABLE_CHARSET_VR, EXPLICIT_VR_LENGTH_32, VR
 
-from ledger.access.archive import Prepared, Quarantined
+from ledger.access.archive import Prepared, Quarantined, blank_preamble
 from ledger.images import pixels
 from ledger.images.deid import Deidentifier
 from ledger.images.store import ObjectStore, unseal
@@ -110,6 +110,7 @@ def _whole(data: bytes, engine: Deidentifier) -> bytes:
     ds = dcmread(io.BytesIO(data), force=True)
     _deidentify(ds, engine)
     _check_pixels(ds)
+    blank_preamble(ds)
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=False)
     return out.getvalue()
@@ -135,6 +136,7 @@ def _spliced(data: bytes, engine: Deidentifier) -> Pieces | None:
     _deidentify(ds, engine)
     if _at_risk(ds) or max(map(int, ds.keys()), default=0) >= PIXEL_DATA:
         return None
+    blank_preamble(ds)
     return _header_bytes(ds), memoryview(data)[start:]
 
 

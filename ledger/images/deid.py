@@ -50,6 +50,7 @@ from ledger.images.deid_text import (
     known_vr,
 )
 from ledger.images.deid_values import MethodCodes, dummy, map_values, shift, text, values
+from ledger.images.dicom_settings import quiet as quiet  # set on import: see there
 from ledger.images.sop_classes import SECONDARY_CAPTURE as SECONDARY_CAPTURE
 from ledger.images.sop_classes import header_quarantine
 

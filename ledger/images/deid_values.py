@@ -22,6 +22,10 @@ from pydicom.sequence import Sequence
 DUMMY_DATE = "19000101"
 REDACTED = "REMOVED"
 DATE_RE = re.compile(r"^\d{8}$")
+# What may follow a DT's date (hours to fraction, then an offset from UTC), and a TM (with
+# the colons of old ACR-NEMA times): digits and punctuation, never words.
+DT_TIME_RE = re.compile(r"^(\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?)?([+-]\d{4})?$")
+TM_RE = re.compile(r"^\d{2}(:?\d{2}(:?\d{2}(\.\d{1,6})?)?)?$")
 METHOD_CODES = 0x00120064  # Deidentification Method Code Sequence
 
 DUMMIES = {
@@ -78,12 +82,28 @@ def shift_date(value: str, shift: timedelta) -> str:
     return (day - shift).strftime("%Y%m%d")
 
 
+def shift_datetime(value: str, shift: timedelta) -> str:
+    """The date shifted and the time kept; a value that is not a date and time (a name
+    typed into it, say) becomes the dummy, as a malformed date does: nothing of it is
+    kept."""
+    value = value.strip()
+    if not value or not DT_TIME_RE.match(value[8:]):
+        return DUMMIES["DT"] if value else value
+    return shift_date(value[:8], shift) + value[8:]
+
+
+def keep_time(value: str) -> str:
+    """A time of day says nothing without its date, so it is kept: if it is one."""
+    value = value.strip()
+    return value if not value or TM_RE.match(value) else DUMMIES["TM"]
+
+
 def shift(elem: DataElement, by: timedelta) -> Any:
     if elem.VR == "DA":
         return map_values(elem.value, lambda v: shift_date(v, by))
     if elem.VR == "DT":
-        return map_values(elem.value, lambda v: shift_date(v[:8], by) + v[8:])
-    return elem.value  # TM: a time of day says nothing without its date
+        return map_values(elem.value, lambda v: shift_datetime(v, by))
+    return map_values(elem.value, keep_time)  # TM
 
 
 def text(ds: Dataset, keyword: str) -> str:

@@ -38,6 +38,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
 from ledger.errors import InvalidInput
+from ledger.images.dicom_settings import quiet as quiet  # set on import: see there
 
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 MAX_UID = 64

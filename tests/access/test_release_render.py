@@ -124,3 +124,31 @@ def test_pieces_are_the_header_then_a_view_of_the_original_pixel_element(tmp_pat
     assert data.endswith(bytes(pixels))
     assert b"R9" not in header
     assert b"ANON-" in header
+
+
+def test_a_planted_preamble_is_released_as_zeros(tmp_path: Path) -> None:
+    """The 128 free bytes before ``DICM`` are copied by no release path."""
+    data = synthetic.instance(
+        patient_id="R7",
+        issuer="urn:test",
+        modality="CT",
+        body_part="HEAD",
+        study_date=date(2024, 3, 1),
+        study_uid="1.2.826.0.99.3",
+        series_uid="1.2.826.0.99.3.1",
+        number=1,
+        rng=random.Random(2),
+        size=32,
+    )
+    planted = b"PREAMBLE-PHI-DOE^JANE-MRN-4711".ljust(128, b"#")
+    data = planted + data[128:]
+    store = FilesystemStore(tmp_path)
+    key = AESGCM.generate_key(bit_length=256)
+    address = hashlib.sha256(data).hexdigest()
+    store.put(address, seal(key, address, data))
+    item = Prepared("x", address, key)
+    engine = Deidentifier(b"p" * 32)
+    for out in (release_render.render(store, engine, item), render(store, engine, item)):
+        assert out[:132] == b"\x00" * 128 + b"DICM"
+        assert b"PREAMBLE-PHI" not in out
+        assert b"MRN-4711" not in out

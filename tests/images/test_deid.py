@@ -336,3 +336,25 @@ def test_patient_id_still_joins_one_patient_and_is_keyed_apart() -> None:
     del c.PatientBirthDate
     assert engine.apply(c).pseudonym_basis == "StudyInstanceUID"
     assert c.PatientID != a.PatientID
+
+
+def test_a_name_typed_into_a_date_time_or_time_leaves_nothing_of_itself(tmp_path: Path) -> None:
+    """Dates are shifted and times kept, but only values that are dates and times: a
+    malformed one becomes the dummy, not its date shifted and the rest (a name) kept."""
+    ds = ct_dataset("MRN-DT")
+    planted = "SMITHQZ"
+    ds.AcquisitionDateTime = f"20240315{planted}"  # a date, then a name
+    ds.AcquisitionTime = f"10{planted}"
+    ds.ContentDate = f"2024{planted}"
+    ds.SeriesTime = "101500.25"  # a time: kept
+    ds.InstanceCreationDate = "20240315"
+    path = write(ds, tmp_path / "in.dcm")
+    out = pydicom.dcmread(path)
+    Deidentifier(b"k" * 32).apply(out)
+    written = tmp_path / "out.dcm"
+    out.save_as(written, enforce_file_format=True)
+    raw = written.read_bytes()
+    for fragment in (planted, planted[2:], "QZ"):
+        assert fragment.encode() not in raw
+    assert out.SeriesTime == "101500.25"
+    assert out.AcquisitionDateTime == "19000101000000"
