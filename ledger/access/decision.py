@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.orm import Session, object_session
 
@@ -183,8 +183,36 @@ def classes_of_rows(
     in_force = effective_consents(session, as_of, list({r.subject_id for r in rows}))
     classifier = Classifier(purpose)
     positions = [classifier.classify(in_force.get(r.subject_id, []), r) for r in rows]
-    classes = decide_classes(policies, purpose, classifier.keys, action)
+    classes = _verdicts.decide(policies, purpose, classifier.keys, action)
     return [classes[p] for p in positions]
+
+
+class Verdicts:
+    """Cedar's answers kept by policy set, purpose, action and class: the answer is a
+    function of those alone (``decide_classes``), and a pipeline's release calls re-check
+    the same few classes study after study. A new policy set (its hash) or another
+    purpose (the requester's facts are part of it) is asked anew. Bounded in size."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._answers: dict[tuple[str, Purpose, str, ClassKey], ImageClass] = {}
+
+    def decide(
+        self, policies: PolicySet, purpose: Purpose, class_keys: Sequence[ClassKey], action: str
+    ) -> list[ImageClass]:
+        asked = [(policies.hash, purpose, action, key) for key in class_keys]
+        found = {a: self._answers.get(a) for a in asked}
+        new = [a for a, answer in found.items() if answer is None]
+        if new:
+            answers = decide_classes(policies, purpose, [a[3] for a in new], action)
+            if len(self._answers) + len(new) > self.size:
+                self._answers.clear()
+            for a, answer in zip(new, answers, strict=True):
+                found[a] = self._answers[a] = answer
+        return [cast(ImageClass, found[a]) for a in asked]
+
+
+_verdicts = Verdicts()
 
 
 def recheck(

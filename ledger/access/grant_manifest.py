@@ -178,7 +178,12 @@ def placed(session: Session, grant_id: str, study_uids: Sequence[str]) -> list[P
             )
             .join(Image, col(Image.id) == col(GrantImage.image_id))
             .where(
-                col(GrantImage.grant_id) == grant_id,
+                # Compared as an expression, so no index of grant_id is used: from the
+                # studies' images (ix_images_study_uid) to their manifest rows (by
+                # image_id), never a walk of the grant's whole manifest, which SQLite
+                # without statistics chose (0.17 ms a call at 480 images, and growing
+                # with the grant: 0.008 ms this way).
+                col(GrantImage.grant_id).concat("") == grant_id,
                 col(Image.study_uid).in_(wanted[i : i + CHUNK]),
             )
         )
