@@ -131,7 +131,21 @@ def sign_payloads(keys: KeyRing, typ: str, payloads: Iterable[bytes]) -> list[st
 
 
 def public_keys(keys: KeyRing) -> dict[str, OKPKey]:
-    return {kid: OKPKey.import_key(k.private.public_key()) for kid, k in keys.signing.items()}
+    """The ring's public keys as JWKs by kid, imported once per set of keys rather than
+    on every release call."""
+    kids = frozenset((kid, k.public_bytes) for kid, k in keys.signing.items())
+    imported = _imported.get(kids)
+    if imported is None:
+        imported = {
+            kid: OKPKey.import_key(k.private.public_key()) for kid, k in keys.signing.items()
+        }
+        if len(_imported) >= 8:
+            _imported.clear()
+        _imported[kids] = imported
+    return dict(imported)
+
+
+_imported: dict[frozenset[tuple[str, bytes]], dict[str, OKPKey]] = {}
 
 
 def keys_from_jwks(jwks: Mapping[str, Any]) -> dict[str, OKPKey]:
@@ -194,6 +208,12 @@ def verify(
         raise InvalidToken("the signature does not verify: the token was altered") from exc
     except (JoseError, ValueError) as exc:
         raise InvalidToken(f"malformed token ({type(exc).__name__})") from exc
+    _check_claims(claims, audience, now)
+    return claims
+
+
+def _check_claims(claims: Mapping[str, Any], audience: str | None, now: datetime | None) -> None:
+    """What a token's claims must say at ``now``, beyond its signature."""
     missing = [c for c in REQUIRED if c not in claims]
     if missing:
         raise InvalidToken(f"missing claim(s) {', '.join(missing)}")
@@ -204,4 +224,43 @@ def verify(
         raise InvalidToken("the token is not valid yet")
     if audience is not None and claims["aud"] != audience:
         raise InvalidToken(f"the token is for {claims['aud']!r}, not {audience!r}")
-    return claims
+
+
+class Verified:
+    """Claims of tokens whose signatures have been checked, so a token presented again
+    (a grant, on every release call of a pipeline) costs a dictionary lookup and the
+    clock checks instead of parsing and an Ed25519 verification.
+
+    A signature's validity depends only on the token and the key: a hit needs the very
+    key object it was verified with to be the one the keys given name by its kid
+    (``public_keys`` hands out the same objects while the ring is unchanged), so a key
+    taken out of or replaced in the ring verifies anew, or not at all. Expiry,
+    not-before and audience are checked again on every hit. Only tokens that verified
+    are kept; bounded in size."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._entries: dict[tuple[str, str], tuple[str, OKPKey, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def verify(
+        self,
+        token: str,
+        keys: Mapping[str, OKPKey],
+        *,
+        typ: str,
+        audience: str | None = None,
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
+        entry = self._entries.get((typ, token))
+        if entry is not None and keys.get(entry[0]) is entry[1]:
+            claims = dict(entry[2])
+            _check_claims(claims, audience, now)
+            return claims
+        claims = verify(token, keys, typ=typ, audience=audience, now=now)
+        kid = str(_header(token).get("kid"))
+        with self._lock:
+            if len(self._entries) >= self.size:
+                self._entries.clear()
+            self._entries[(typ, token)] = (kid, keys[kid], dict(claims))
+        return claims

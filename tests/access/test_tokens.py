@@ -201,3 +201,35 @@ def test_a_batch_signed_in_two_threads_keeps_its_order(
     assert [verify(t, public, typ=GRANT_TYP, audience="ledger-release")["jti"] for t in signed] == [
         f"g-{n}" for n in range(count)
     ]
+
+
+def test_a_verified_token_is_checked_against_the_clock_again_not_its_signature(
+    keys: KeyRing, tmp_path: Path
+) -> None:
+    """``Verified``: a grant presented again skips its signature, never its expiry,
+    audience or key."""
+    from datetime import UTC, datetime, timedelta
+
+    from ledger.access.tokens import Verified
+
+    cache = Verified()
+    token = sign(keys, GRANT_TYP, _claims(exp=int(time.time()) + 60))
+    published = public_keys(keys)
+    assert public_keys(keys)[keys.active.kid] is published[keys.active.kid]  # imported once
+    first = cache.verify(token, published, typ=GRANT_TYP, audience="ledger-release")
+    assert cache.verify(token, published, typ=GRANT_TYP, audience="ledger-release") == first
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    with pytest.raises(InvalidToken, match="expired"):
+        cache.verify(token, published, typ=GRANT_TYP, audience="ledger-release", now=later)
+    with pytest.raises(InvalidToken, match="not 'elsewhere'"):
+        cache.verify(token, published, typ=GRANT_TYP, audience="elsewhere")
+    # The ring without the key that signed it: not accepted from the cache either.
+    create_keys(tmp_path / "other")
+    other = public_keys(load_keyring(tmp_path / "other", "EdDSA"))
+    with pytest.raises(InvalidToken, match="unknown key"):
+        cache.verify(token, other, typ=GRANT_TYP, audience="ledger-release")
+    # A forgery of a cached token is a different string: verified, and refused.
+    head, body, signature = token.split(".")
+    forged = ".".join([head, body, ("A" if signature[0] != "A" else "B") + signature[1:]])
+    with pytest.raises(InvalidToken):
+        cache.verify(forged, published, typ=GRANT_TYP, audience="ledger-release")
