@@ -39,7 +39,12 @@ def instance(
     rng: random.Random,
     size: int = 64,
 ) -> bytes:
-    """One Part 10 file as bytes."""
+    """One Part 10 file as bytes. What belongs to the patient (sex, birth date), the study
+    (time, accession number) and the series (manufacturer) is drawn from them, so the
+    instances of a study agree on it as a real study's do; ``rng`` draws the pixels."""
+    person = random.Random(f"patient|{issuer}|{patient_id}")
+    visit = random.Random(f"study|{study_uid}")
+    equipment = random.Random(f"series|{series_uid}")
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = UID(SOP_CLASSES[modality])
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -53,14 +58,14 @@ def instance(
     ds.PatientID = patient_id
     ds.IssuerOfPatientID = issuer
     ds.PatientName = f"SYNTHETIC^{patient_id}"
-    ds.PatientSex = rng.choice("FM")
-    ds.PatientBirthDate = f"{rng.randint(1935, 2005)}0101"
+    ds.PatientSex = person.choice("FM")
+    ds.PatientBirthDate = f"{person.randint(1935, 2005)}0101"
     ds.StudyDate = study_date.strftime("%Y%m%d")
-    ds.StudyTime = f"{rng.randint(7, 19):02d}{rng.randint(0, 59):02d}00"
-    ds.AccessionNumber = f"ACC{rng.randint(0, 10**8):08d}"
+    ds.StudyTime = f"{visit.randint(7, 19):02d}{visit.randint(0, 59):02d}00"
+    ds.AccessionNumber = f"ACC{visit.randint(0, 10**8):08d}"
     ds.Modality = modality
     ds.BodyPartExamined = body_part
-    ds.Manufacturer = rng.choice(MANUFACTURERS)
+    ds.Manufacturer = equipment.choice(MANUFACTURERS)
     ds.InstitutionName = "Synthetic General Hospital"
     ds.StudyDescription = f"{modality} {body_part}"
     ds.SeriesNumber = 1
