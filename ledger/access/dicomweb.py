@@ -53,6 +53,7 @@ from ledger.access.release import (
     open_grant,
     prepare,
 )
+from ledger.access.render_reuse import SeriesRenderer
 from ledger.errors import InvalidInput, NotFound
 from ledger.images.deid import Deidentifier
 
@@ -99,11 +100,30 @@ class Found:
 
 @dataclass(frozen=True)
 class Retrieved:
-    """De-identified files to stream; how many were released and left out is known first."""
+    """De-identified files to stream; how many were released and left out is known first.
+    ``close`` gives back the download slot the stream holds, if the stream has not: call
+    it when the answer ends, however it ends (the stream may never have started)."""
 
     files: Iterator[release_render.Pieces]
     released: int
     left_out: int
+    close: Callable[[], None] = lambda: None
+
+
+class _Held:
+    """A download slot held for one stream, given back exactly once."""
+
+    def __init__(self, desk: Desk, grant_id: str) -> None:
+        self.desk, self.grant_id = desk, grant_id
+        desk.slots.take(grant_id)
+        self._held = True
+        self._lock = threading.Lock()
+
+    def give(self) -> None:
+        with self._lock:
+            held, self._held = self._held, False
+        if held:
+            self.desk.slots.give(self.grant_id)
 
 
 def _study_index(session: Session, engine: Deidentifier, grant_id: str) -> dict[str, str]:
@@ -344,8 +364,7 @@ def retrieve(
         engine = deidentifier(desk.keys, grant_id, opened.purpose)
         scope = _scope(session, engine, grant_id, study, series, sop)
         whole = sop is None
-        if whole:
-            desk.slots.take(grant_id)
+        held = _Held(desk, grant_id) if whole else None
         try:
             ready, refused = prepare(
                 session,
@@ -358,27 +377,29 @@ def retrieve(
             if not ready:
                 raise NoLongerEligible(_summary(refused))
         except BaseException:
-            if whole:
-                desk.slots.give(grant_id)
+            if held is not None:
+                held.give()
             raise
-        if not whole:
+        if held is None:
             try:
                 one = release_render.render_pieces(desk.store, engine, ready[0])
             except Quarantined as exc:
                 raise NotReleasable(exc.reasons) from exc
             return Retrieved(iter([one]), 1, 0)
+        slot = held
 
         def files() -> Iterator[release_render.Pieces]:
+            series = SeriesRenderer(desk.store, engine)
             try:
                 for item in ready:
                     try:
-                        yield release_render.render_pieces(desk.store, engine, item)
+                        yield series.render(item)
                     except Quarantined:
                         continue  # withheld, never sent (the headers have gone already)
             finally:
-                desk.slots.give(grant_id)
+                slot.give()
 
-        return Retrieved(files(), len(ready), len(refused))
+        return Retrieved(files(), len(ready), len(refused), slot.give)
 
     return _logging_refusals(desk, session, grant_id, pipeline_id, run)
 

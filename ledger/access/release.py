@@ -14,10 +14,11 @@ Merkle root of their leaves.
 from __future__ import annotations
 
 import hmac
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -34,6 +35,7 @@ from ledger.access.grant_manifest import (
     release_key,
 )
 from ledger.access.models import AccessRequest, Grant
+from ledger.access.render_reuse import SeriesRenderer
 from ledger.access.slots import Slots
 from ledger.clock import timestamp, utcnow
 from ledger.consent.purposes import Purpose
@@ -70,7 +72,28 @@ def options_for(purpose: Purpose) -> frozenset[Option]:
 
 
 def deidentifier(keys: KeyRing, grant_id: str, purpose: Purpose) -> Deidentifier:
-    return Deidentifier(release_key(keys, grant_id), options_for(purpose))
+    """The grant's de-identification engine, kept for the grant's next calls: a pipeline
+    retrieves a grant a study at a time, and the engine's remembered UIDs, pseudonyms,
+    date offsets and encoded method codes are the same for all of them. Kept by key and
+    options, so a rotated master key or another purpose never meets an old engine."""
+    key, options = release_key(keys, grant_id), options_for(purpose)
+    with _engines_lock:
+        engine = _engines.get((key, options))
+        if engine is not None:
+            _engines.move_to_end((key, options))
+            return engine
+    engine = Deidentifier(key, options)
+    with _engines_lock:
+        _engines[(key, options)] = engine
+        while len(_engines) > ENGINES_KEPT:
+            _engines.popitem(last=False)
+    return engine
+
+
+ENGINES_KEPT = 8  # grants whose engines a process keeps (each remembers up to deid.CACHED)
+_engines: OrderedDict[tuple[bytes, frozenset[Option]], Deidentifier] = OrderedDict()
+_engines_lock = threading.Lock()
+_grant_tokens = tokens.Verified()
 
 
 class NoLongerEligible(Gone):
@@ -134,7 +157,7 @@ def open_grant(
     revoked; otherwise the error that says which of these failed."""
     if not token:
         raise Unauthenticated(f"present the grant (compact JWS) in the {GRANT_HEADER} header")
-    claims = tokens.verify(
+    claims = _grant_tokens.verify(
         token.strip(),
         tokens.public_keys(keys),
         typ=tokens.GRANT_TYP,
@@ -257,6 +280,7 @@ def prepare(
     prepared = [
         Prepared(i.deid_uid, str(row.sha256), data_keys[row.subject_id]) for i, row in allowed
     ]
+
     return prepared, refused
 
 
@@ -380,7 +404,7 @@ def download(
         def stream() -> Iterator[bytes]:
             try:
                 yield from zip_stream(
-                    partial(release_render.render, desk.store, engine),
+                    SeriesRenderer(desk.store, engine).render_file,
                     ready,
                     [r.as_json() for r in refused],
                 )

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 from pydicom import dcmread
@@ -40,7 +41,7 @@ from pydicom.valuerep import CUSTOMIZABLE_CHARSET_VR, EXPLICIT_VR_LENGTH_32, VR
 
 from ledger.access.archive import Prepared, Quarantined, blank_preamble
 from ledger.images import pixels
-from ledger.images.deid import Deidentifier
+from ledger.images.deid import Deidentifier, Result
 from ledger.images.store import ObjectStore, unseal
 
 PIXEL_DATA = 0x7FE00010
@@ -68,7 +69,11 @@ def render(store: ObjectStore, engine: Deidentifier, item: Prepared) -> bytes:
 def render_pieces(store: ObjectStore, engine: Deidentifier, item: Prepared) -> Pieces:
     """The de-identified file as two pieces to send one after the other: everything
     before the pixel data, then the original Pixel Data element (a view, not a copy)."""
-    data = original(store, item)
+    return render_data(original(store, item), engine)
+
+
+def render_data(data: bytes, engine: Deidentifier) -> Pieces:
+    """``render_pieces`` of the decrypted original ``data``."""
     spliced = _spliced(data, engine)
     if spliced is not None:
         return spliced
@@ -93,10 +98,11 @@ def attributes(store: ObjectStore, engine: Deidentifier, item: Prepared) -> dict
     return out
 
 
-def _deidentify(ds: Dataset, engine: Deidentifier) -> None:
+def _deidentify(ds: Dataset, engine: Deidentifier) -> Result:
     result = engine.apply(ds)
     if result.quarantined:
         raise Quarantined(result.reasons)
+    return result
 
 
 def _check_pixels(ds: Dataset) -> None:
@@ -128,19 +134,49 @@ def _at_risk(header: Dataset) -> bool:
 def _spliced(data: bytes, engine: Deidentifier) -> Pieces | None:
     """The header de-identified and written, and the original pixel element; None when
     the splice might differ from the whole-file path."""
+    done = splice(data, engine)
+    return None if done is None else (done.head, memoryview(data)[done.start :])
+
+
+@dataclass
+class Spliced:
+    """What the splice made of one file: the header (``head``), where the original's
+    pixel element starts, the engine's result, and, when asked for and where each part
+    was written element by element, the bytes of each element written, by tag."""
+
+    head: bytes
+    start: int
+    syntax: UID
+    result: Result
+    meta_segments: list[tuple[int, bytes]] | None = None
+    segments: list[tuple[int, bytes]] | None = None
+
+
+def splice(data: bytes, engine: Deidentifier, *, segments: bool = False) -> Spliced | None:
+    """``_spliced``, keeping what ``render_reuse`` renders a series' next files from."""
     fp = io.BytesIO(data)
     ds = dcmread(fp, force=True, stop_before_pixels=True)
     start = fp.tell()
     if not _splice_safe(ds, data, start):
         return None
-    _deidentify(ds, engine)
+    result = _deidentify(ds, engine)
     if _at_risk(ds) or max(map(int, ds.keys()), default=0) >= PIXEL_DATA:
         return None
     blank_preamble(ds)
-    return _header_bytes(ds), memoryview(data)[start:]
+    syntax = UID(str(ds.file_meta.TransferSyntaxUID))
+    if not segments:
+        return Spliced(_header_bytes(ds), start, syntax, result)
+    meta: list[tuple[int, bytes]] = []
+    elements: list[tuple[int, bytes]] = []
+    head = _header_bytes(ds, meta, elements)
+    return Spliced(head, start, syntax, result, meta or None, elements or None)
 
 
-def _header_bytes(ds: FileDataset) -> bytes:
+def _header_bytes(
+    ds: FileDataset,
+    meta_segments: list[tuple[int, bytes]] | None = None,
+    segments: list[tuple[int, bytes]] | None = None,
+) -> bytes:
     """What ``ds.save_as(out, enforce_file_format=False)`` writes, without what that
     spends on cases ``_splice_safe`` has ruled out: the copy of the file meta (this
     dataset is ours to change), working out the encoding (the transfer syntax's, which is
@@ -153,17 +189,19 @@ def _header_bytes(ds: FileDataset) -> bytes:
         fp.write(ds.preamble)
         fp.write(b"DICM")
     if ds.file_meta:
-        _write_file_meta(fp, ds.file_meta)
+        _write_file_meta(fp, ds.file_meta, meta_segments)
     if ds.original_character_set != ds._character_set:
         write_dataset(fp, ds)  # re-encoded in a new character set: pydicom's own way
     else:
-        _write_top_level(fp, ds)
+        write_elements(fp, ds, segments)
     return fp.getvalue()
 
 
-def _write_file_meta(fp: DicomBytesIO, meta: FileMetaDataset) -> None:
+def _write_file_meta(
+    fp: DicomBytesIO, meta: FileMetaDataset, segments: list[tuple[int, bytes]] | None = None
+) -> None:
     """``write_file_meta_info(fp, meta, enforce_standard=False)``, its elements written
-    by ``_write_top_level`` when that gives ``write_dataset``'s bytes: the file meta as
+    by ``write_elements`` when that gives ``write_dataset``'s bytes: the file meta as
     read (explicit VR little endian), in its own character set; else pydicom's own."""
     tags = meta.keys()
     if meta.original_encoding != (False, True) or any(t.group != 2 for t in tags):
@@ -174,7 +212,7 @@ def _write_file_meta(fp: DicomBytesIO, meta: FileMetaDataset) -> None:
         return
     buffer = DicomBytesIO()
     buffer.is_little_endian, buffer.is_implicit_VR = True, False
-    _write_top_level(buffer, meta)
+    write_elements(buffer, meta, segments)
     if GROUP_LENGTH in meta:  # the first element written: rewritten with its value now
         meta.FileMetaInformationGroupLength = buffer.tell() - 12
         buffer.seek(0)
@@ -182,12 +220,15 @@ def _write_file_meta(fp: DicomBytesIO, meta: FileMetaDataset) -> None:
     fp.write(buffer.getvalue())
 
 
-def _write_top_level(fp: DicomBytesIO, ds: Dataset) -> None:
+def write_elements(
+    fp: DicomBytesIO, ds: Dataset, segments: list[tuple[int, bytes]] | None = None
+) -> None:
     """``pydicom.filewriter.write_dataset`` for a dataset written in the encoding it was
     read in: the same bytes, element by element, with its per-element set-up (the
     character set's codecs, a buffer, the encoding looked up again) done once. Sequences,
     bulk values, raw elements without a VR and anything its writer would warn about or
-    refuse are handed to ``write_data_element`` itself."""
+    refuse are handed to ``write_data_element`` itself. ``segments`` (when given)
+    collects each element's bytes by tag, in the order written (``render_reuse``)."""
     charset = ds.get("SpecificCharacterSet", default_encoding)
     encodings = convert_encodings(charset or [default_encoding])
     implicit = fp.is_implicit_VR
@@ -199,7 +240,10 @@ def _write_top_level(fp: DicomBytesIO, ds: Dataset) -> None:
         elem = ds.get_item(tag)
         value = _value_bytes(scratch, elem, encodings, implicit)
         if value is None:
+            start = fp.tell()
             write_data_element(fp, elem, charset)
+            if segments is not None:
+                segments.append((int(tag), fp.getvalue()[start:]))
             continue
         vr = str(elem.VR)
         length = len(value)
@@ -211,6 +255,8 @@ def _write_top_level(fp: DicomBytesIO, ds: Dataset) -> None:
             head = struct.pack("<HH2sH", tag.group, tag.element, vr.encode(), length)
         fp.write(head)
         fp.write(value)
+        if segments is not None:
+            segments.append((int(tag), head + value))
 
 
 def _value_bytes(
@@ -263,6 +309,13 @@ def _splice_safe(ds: Dataset, data: bytes, start: int) -> bool:
         return False  # save_as refuses it: so does the whole-file path
     if min(map(int, ds.keys()), default=0x00080000) < 0x00030000:
         return False  # command or file meta elements: save_as refuses them, likewise
+    return pixels_at_end(data, start, syntax)
+
+
+def pixels_at_end(data: bytes, start: int, syntax: UID) -> bool:
+    """Whether ``data`` holds, from ``start`` to its end, one Pixel Data element that
+    writing gives back unchanged in ``syntax`` (see the module's docstring)."""
+    implicit = syntax.is_implicit_VR
     if data[start : start + 4] != PIXEL_TAG_LE:
         return False
     if implicit:

@@ -4,6 +4,7 @@ request's unit of work."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -18,6 +19,7 @@ __all__ = [
     "WriteSessionDep",
     "app_state",
     "state_of",
+    "unit_of_work",
 ]
 
 
@@ -47,7 +49,15 @@ def _write_session(request: Request) -> Iterator[Session]:
 
 
 def _unit_of_work(request: Request, *, readonly: bool) -> Iterator[Session]:
-    state = state_of(request)
+    with unit_of_work(state_of(request), readonly=readonly) as session:
+        yield session
+
+
+@contextmanager
+def unit_of_work(state: AppState, *, readonly: bool) -> Iterator[Session]:
+    """A session whose transaction is committed (rolled back when ``readonly``) once the
+    caller is done with it, and rolled back on any error: a dependency's, or a route's
+    that runs its whole call in one thread hand-off."""
     factory = state.read_sessions if readonly else state.write_sessions
     with factory() as session:
         try:

@@ -49,7 +49,7 @@ CODED = frozenset({0x00080100, 0x00080102, 0x00080103, 0x00080119})
 UNLISTED_FREE_TEXT = {0x0040A160: "D"}
 
 _HEADER_VRS = frozenset({"PN", "LO", "SH", "LT", "ST", "UT", "UC", "UR", "AE"})
-_READ_VRS = _HEADER_VRS | {"DA", "DT"}  # what ``header_values`` decodes
+READ_VRS = _HEADER_VRS | {"DA", "DT"}  # what ``header_values`` decodes
 _B = r"(?<![^\W_])"  # no letter or digit before
 _E = r"(?![^\W_])"  # no letter or digit after
 _MONTH = (
@@ -130,7 +130,7 @@ def header_values(ds: Dataset, table: dict[int, str]) -> HeaderValues:
     def visit(d: Dataset) -> None:
         for raw in d.elements():
             vr = known_vr(raw)
-            if vr is not None and vr not in _READ_VRS:
+            if vr is not None and vr not in READ_VRS:
                 continue  # not decoded: a value of no interest here
             elem = d[raw.tag]
             vr = elem.VR

@@ -358,3 +358,44 @@ def test_a_name_typed_into_a_date_time_or_time_leaves_nothing_of_itself(tmp_path
         assert fragment.encode() not in raw
     assert out.SeriesTime == "101500.25"
     assert out.AcquisitionDateTime == "19000101000000"
+
+
+def test_apply_decodes_no_kept_attribute_but_those_it_names(tmp_path: Path) -> None:
+    """``render_reuse`` renders a series' next files element by element and relies on
+    ``apply`` reading, for the whole file, only elements it acts on, elements whose VR
+    ``header_values`` decodes, and ``FILE_LEVEL`` (and what pydicom reads to settle a
+    VR) by name; and on the burned-in rule reading only ``render_reuse.READ_BY_NAME``.
+    Anything else ``apply`` decodes must be added to those, or reuse would copy what it
+    should read again."""
+    from pydicom.dataelem import RawDataElement
+
+    from ledger.access.release_render import _at_risk
+    from ledger.access.render_reuse import READ_BY_NAME
+    from ledger.images.deid import FILE_LEVEL
+    from ledger.images.deid_text import READ_VRS
+
+    ds = ct_dataset("MRN-READ", plant_everything=True, rows=8)
+    ds.ImagePositionPatient = [0.0, 0.0, 1.0]
+    ds.InstanceNumber = 3
+    ds.Rows = 8
+    path = write(ds, tmp_path / "in.dcm")
+    read = pydicom.dcmread(path, stop_before_pixels=True)
+    engine = Deidentifier(b"k" * 32)
+    table = engine.rules
+    engine.apply(read)
+    for tag in list(read.keys()):
+        elem = read.get_item(tag)
+        if isinstance(elem, RawDataElement):
+            continue  # never decoded
+        vr = str(elem.VR)
+        assert (
+            tag in FILE_LEVEL | READ_BY_NAME
+            or table.get(int(tag)) not in (None, "K")
+            or vr in READ_VRS | {"SQ", "UN"}
+            or tag.is_private
+        ), f"apply decoded {tag} ({elem.keyword}), which it keeps and does not name"
+    fresh = pydicom.dcmread(path, stop_before_pixels=True)
+    _at_risk(fresh)
+    keys = fresh.keys()  # iterating the dataset itself would decode every element
+    decoded = {t for t in keys if not isinstance(fresh.get_item(t), RawDataElement)}
+    assert decoded <= READ_BY_NAME

@@ -7,15 +7,18 @@ answer (``application/dicom+json`` or ``multipart/related; type="application/dic
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from ledger.access import dicomweb, release
-from ledger.http.deps import SessionDep, StateDep, WriteSessionDep
-from ledger.http.security import Caller, Curator, Pipeline
+from ledger.http.deps import AppState, SessionDep, StateDep, unit_of_work
+from ledger.http.security import Caller, Curator, ReadonlyPipeline
 from ledger.images import multipart, stow
 
 router = APIRouter(tags=["dicomweb"])
@@ -74,6 +77,13 @@ def _quoted(text: str) -> str:
 
 
 # -- release under a grant: QIDO-RS and WADO-RS ---------------------------------------------
+#
+# These routes are what a pipeline calls study after study, so each is async and does its
+# whole call (open the grant, re-check, log, commit) in one thread hand-off, with the
+# caller authenticated through the key cache (``ReadonlyPipeline``): a route with sync
+# session dependencies costs a hand-off for each of them, and one more for itself.
+
+T = TypeVar("T")
 
 GrantHeader = Annotated[
     str | None,
@@ -87,80 +97,98 @@ WADO = {
         "description": "de-identified instances, streamed",
     }
 }
+METADATA = {200: {"content": {DICOM_JSON: {}}, "description": "de-identified attributes"}}
+# A streamed answer is framed into buffers of about this size: one 512x512 CT image each,
+# so a pipeline receives the first image as soon as it is rendered, not after several.
+STREAM_CHUNK = 256 << 10
 
 
-def _search(
+async def _in_one_hop(state: AppState, work: Callable[[Session], T], *, readonly: bool) -> T:
+    """``work`` in a transaction of its own, in one thread hand-off; committed (or rolled
+    back, when ``readonly``) before the answer is sent, as ``SessionDep`` does."""
+
+    def run() -> T:
+        with unit_of_work(state, readonly=readonly) as session:
+            return work(session)
+
+    return await run_in_threadpool(run)
+
+
+def _with_warnings(response: Response, warnings: list[str]) -> Response:
+    for text in warnings:
+        response.headers.append("Warning", f'299 ledger "{_quoted(text)}"')
+    return response
+
+
+async def _search(
     request: Request,
-    session: SessionDep,
-    state: StateDep,
+    state: AppState,
     caller: Caller,
     grant_id: str,
     token: str | None,
     level: dicomweb.Level,
     study: str | None = None,
     series: str | None = None,
-) -> JSONResponse:
+) -> Response:
     query: dict[str, list[str]] = {}
     for key, value in request.query_params.multi_items():
         query.setdefault(key, []).append(value)
-    found = dicomweb.search(
-        session,
-        state.release_desk(),
-        grant_id,
-        token,
-        level,
-        query,
-        pipeline_id=caller.id,
-        study=study,
-        series=series,
-    )
-    response = JSONResponse(found.matches, media_type=DICOM_JSON)
-    for text in found.warnings:
-        response.headers.append("Warning", f'299 ledger "{_quoted(text)}"')
-    return response
+
+    def work(session: Session) -> dicomweb.Found:
+        return dicomweb.search(
+            session,
+            state.release_desk(),
+            grant_id,
+            token,
+            level,
+            query,
+            pipeline_id=caller.id,
+            study=study,
+            series=series,
+        )
+
+    found = await _in_one_hop(state, work, readonly=True)
+    return _with_warnings(JSONResponse(found.matches, media_type=DICOM_JSON), found.warnings)
 
 
 @router.get(BASE + "/studies", response_class=JSONResponse, responses=QIDO)  # type: ignore[arg-type]
-def search_studies(
+async def search_studies(
     grant_id: str,
     request: Request,
-    session: SessionDep,
     state: StateDep,
-    caller: Pipeline,
+    caller: ReadonlyPipeline,
     grant_token: GrantHeader = None,
-) -> JSONResponse:
+) -> Response:
     """QIDO-RS: the grant's studies with an instance eligible now (de-identified UIDs,
     modalities, counts). Matches on StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID,
     SOPClassUID, Modality, ModalitiesInStudy; ``offset`` and ``limit``."""
-    return _search(request, session, state, caller, grant_id, grant_token, "studies")
+    return await _search(request, state, caller, grant_id, grant_token, "studies")
 
 
 @router.get(BASE + "/studies/{study}/series", response_class=JSONResponse, responses=QIDO)  # type: ignore[arg-type]
-def search_series(
+async def search_series(
     grant_id: str,
     study: str,
     request: Request,
-    session: SessionDep,
     state: StateDep,
-    caller: Pipeline,
+    caller: ReadonlyPipeline,
     grant_token: GrantHeader = None,
-) -> JSONResponse:
+) -> Response:
     """QIDO-RS: a study's series in the grant."""
-    return _search(request, session, state, caller, grant_id, grant_token, "series", study)
+    return await _search(request, state, caller, grant_id, grant_token, "series", study)
 
 
 @router.get(BASE + "/studies/{study}/instances", response_class=JSONResponse, responses=QIDO)  # type: ignore[arg-type]
-def search_study_instances(
+async def search_study_instances(
     grant_id: str,
     study: str,
     request: Request,
-    session: SessionDep,
     state: StateDep,
-    caller: Pipeline,
+    caller: ReadonlyPipeline,
     grant_token: GrantHeader = None,
-) -> JSONResponse:
+) -> Response:
     """QIDO-RS: a study's instances in the grant."""
-    return _search(request, session, state, caller, grant_id, grant_token, "instances", study)
+    return await _search(request, state, caller, grant_id, grant_token, "instances", study)
 
 
 @router.get(
@@ -168,68 +196,75 @@ def search_study_instances(
     response_class=JSONResponse,
     responses=QIDO,  # type: ignore[arg-type]
 )
-def search_instances(
+async def search_instances(
     grant_id: str,
     study: str,
     series: str,
     request: Request,
-    session: SessionDep,
     state: StateDep,
-    caller: Pipeline,
+    caller: ReadonlyPipeline,
     grant_token: GrantHeader = None,
-) -> JSONResponse:
+) -> Response:
     """QIDO-RS: a series' instances in the grant."""
-    return _search(
-        request, session, state, caller, grant_id, grant_token, "instances", study, series
-    )
+    return await _search(request, state, caller, grant_id, grant_token, "instances", study, series)
 
 
-def _retrieve(
-    session: WriteSessionDep,
-    state: StateDep,
+async def _retrieve(
+    state: AppState,
     caller: Caller,
     grant_id: str,
     token: str | None,
     study: str,
     series: str | None = None,
     sop: str | None = None,
-) -> StreamingResponse:
-    got = dicomweb.retrieve(
-        session,
-        state.release_desk(),
-        grant_id,
-        token,
-        pipeline_id=caller.id,
-        study=study,
-        series=series,
-        sop=sop,
-    )
+) -> Response:
+    desk = state.release_desk()
+
+    def work(session: Session) -> dicomweb.Retrieved:
+        got = dicomweb.retrieve(
+            session,
+            desk,
+            grant_id,
+            token,
+            pipeline_id=caller.id,
+            study=study,
+            series=series,
+            sop=sop,
+        )
+        try:
+            session.commit()  # the log entry, before a byte is sent
+        except BaseException:  # nothing will be sent: the slot goes back now
+            got.close()
+            raise
+        return got
+
+    got = await _in_one_hop(state, work, readonly=False)
     boundary = multipart.new_boundary()
     headers = {"Ledger-Released": str(got.released), "Ledger-Refused": str(got.left_out)}
     response = StreamingResponse(
-        multipart.frame_pieces(got.files, boundary),
+        multipart.frame_pieces(got.files, boundary, chunk=STREAM_CHUNK),
         media_type=multipart.content_type(boundary),
         headers=headers,
+        background=BackgroundTask(got.close),  # the slot, however the stream ended
     )
+    warnings = []
     if got.left_out:
-        text = f"{got.left_out} instance(s) are no longer eligible and were left out"
-        response.headers.append("Warning", f'299 ledger "{text}"')
-    return response
+        warnings.append(f"{got.left_out} instance(s) are no longer eligible and were left out")
+    return _with_warnings(response, warnings)
 
 
 @router.get(BASE + "/studies/{study}", response_class=StreamingResponse, responses=WADO)  # type: ignore[arg-type]
-def retrieve_study(
+async def retrieve_study(
     grant_id: str,
     study: str,
-    session: WriteSessionDep,
     state: StateDep,
-    caller: Pipeline,
+    caller: ReadonlyPipeline,
     grant_token: GrantHeader = None,
-) -> StreamingResponse:
+) -> Response:
     """WADO-RS: a study's de-identified instances (``multipart/related;
     type="application/dicom"``, streamed); those no longer eligible are left out and
     counted in a ``Warning``; 410 if none is left."""
-    return _retrieve(session, state, caller, grant_id, grant_token, study)
+    return await _retrieve(state, caller, grant_id, grant_token, study)
 
 
 @router.get(
@@ -237,17 +272,16 @@ def retrieve_study(
     response_class=StreamingResponse,
     responses=WADO,  # type: ignore[arg-type]
 )
-def retrieve_series(
+async def retrieve_series(
     grant_id: str,
     study: str,
     series: str,
-    session: WriteSessionDep,
     state: StateDep,
-    caller: Pipeline,
+    caller: ReadonlyPipeline,
     grant_token: GrantHeader = None,
-) -> StreamingResponse:
+) -> Response:
     """WADO-RS: a series' de-identified instances (as for a study)."""
-    return _retrieve(session, state, caller, grant_id, grant_token, study, series)
+    return await _retrieve(state, caller, grant_id, grant_token, study, series)
 
 
 @router.get(
@@ -255,68 +289,64 @@ def retrieve_series(
     response_class=StreamingResponse,
     responses=WADO,  # type: ignore[arg-type]
 )
-def retrieve_instance(
+async def retrieve_instance(
     grant_id: str,
     study: str,
     series: str,
     sop: str,
-    session: WriteSessionDep,
     state: StateDep,
-    caller: Pipeline,
+    caller: ReadonlyPipeline,
     grant_token: GrantHeader = None,
-) -> StreamingResponse:
+) -> Response:
     """WADO-RS: one de-identified instance; 410 if it is no longer eligible."""
-    return _retrieve(session, state, caller, grant_id, grant_token, study, series, sop)
+    return await _retrieve(state, caller, grant_id, grant_token, study, series, sop)
 
 
 # -- WADO-RS metadata: de-identified attributes, without pixel data ---------------------------
 
-METADATA = {200: {"content": {DICOM_JSON: {}}, "description": "de-identified attributes"}}
 
-
-def _metadata(
-    session: WriteSessionDep,
-    state: StateDep,
+async def _metadata(
+    state: AppState,
     caller: Caller,
     grant_id: str,
     token: str | None,
     study: str,
     series: str | None = None,
     sop: str | None = None,
-) -> JSONResponse:
-    found = dicomweb.metadata(
-        session,
-        state.release_desk(),
-        grant_id,
-        token,
-        pipeline_id=caller.id,
-        study=study,
-        series=series,
-        sop=sop,
-    )
+) -> Response:
+    def work(session: Session) -> dicomweb.Found:
+        return dicomweb.metadata(
+            session,
+            state.release_desk(),
+            grant_id,
+            token,
+            pipeline_id=caller.id,
+            study=study,
+            series=series,
+            sop=sop,
+        )
+
+    found = await _in_one_hop(state, work, readonly=False)
     response = JSONResponse(
         found.matches,
         media_type=DICOM_JSON,
         headers={"Ledger-Released": str(len(found.matches)), "Ledger-Refused": str(found.left_out)},
     )
-    for text in found.warnings:
-        response.headers.append("Warning", f'299 ledger "{_quoted(text)}"')
-    return response
+    return _with_warnings(response, found.warnings)
 
 
 @router.get(BASE + "/studies/{study}/metadata", response_class=JSONResponse, responses=METADATA)  # type: ignore[arg-type]
-def retrieve_study_metadata(
+async def retrieve_study_metadata(
     grant_id: str,
     study: str,
-    session: WriteSessionDep,
     state: StateDep,
-    caller: Pipeline,
+    caller: ReadonlyPipeline,
     grant_token: GrantHeader = None,
-) -> JSONResponse:
+) -> Response:
     """WADO-RS metadata: the de-identified attributes of a study's instances (DICOM
     JSON, no pixel data), released and logged as the files are; those no longer eligible
     are left out and counted in a ``Warning``; 410 if none is left."""
-    return _metadata(session, state, caller, grant_id, grant_token, study)
+    return await _metadata(state, caller, grant_id, grant_token, study)
 
 
 @router.get(
@@ -324,17 +354,16 @@ def retrieve_study_metadata(
     response_class=JSONResponse,
     responses=METADATA,  # type: ignore[arg-type]
 )
-def retrieve_series_metadata(
+async def retrieve_series_metadata(
     grant_id: str,
     study: str,
     series: str,
-    session: WriteSessionDep,
     state: StateDep,
-    caller: Pipeline,
+    caller: ReadonlyPipeline,
     grant_token: GrantHeader = None,
-) -> JSONResponse:
+) -> Response:
     """WADO-RS metadata: a series' instances (as for a study)."""
-    return _metadata(session, state, caller, grant_id, grant_token, study, series)
+    return await _metadata(state, caller, grant_id, grant_token, study, series)
 
 
 @router.get(
@@ -342,16 +371,15 @@ def retrieve_series_metadata(
     response_class=JSONResponse,
     responses=METADATA,  # type: ignore[arg-type]
 )
-def retrieve_instance_metadata(
+async def retrieve_instance_metadata(
     grant_id: str,
     study: str,
     series: str,
     sop: str,
-    session: WriteSessionDep,
     state: StateDep,
-    caller: Pipeline,
+    caller: ReadonlyPipeline,
     grant_token: GrantHeader = None,
-) -> JSONResponse:
+) -> Response:
     """WADO-RS metadata: one instance's de-identified attributes; 410 if it is no
     longer eligible, 409 if de-identification withholds it."""
-    return _metadata(session, state, caller, grant_id, grant_token, study, series, sop)
+    return await _metadata(state, caller, grant_id, grant_token, study, series, sop)
