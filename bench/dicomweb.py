@@ -20,7 +20,7 @@ pipeline with a thread pool, as dicomweb-client users run one); ``--workers W`` 
 ledger as ``ledger serve --workers W`` does (Orthanc serves with its own thread pool).
 The defaults (1 and 1) are one client against one ledger process.
 Usage: python bench/dicomweb.py [--studies 12] [--per-study 10] [--size 512] [--runs 3]
-       [--workers 1] [--concurrency 1]
+       [--workers 1] [--concurrency 1] [--py-spy FILE]
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -150,6 +152,22 @@ class _Served(Server):
         return self
 
 
+def _spy(pid: int, out: Path | None) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling ``pid`` (its CPU, not idle threads) in raw collapsed stacks, paused
+    until the ledger's first run; None without ``--py-spy``."""
+    if out is None:
+        return None
+    tool = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    spy = subprocess.Popen(
+        [tool, "record", "--pid", str(pid), "--rate", "500", "--format", "raw", "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)  # attached
+    os.kill(spy.pid, signal.SIGSTOP)
+    return spy
+
+
 def _study_uids(http: httpx.Client, base: str, headers: dict[str, str]) -> list[str]:
     r = http.get(f"{base}/studies", headers={**headers, "Accept": "application/dicom+json"})
     r.raise_for_status()
@@ -172,6 +190,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="ledger serve --workers")
     parser.add_argument(
         "--concurrency", type=int, default=1, help="studies fetched at a time, both sides"
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        help="sample the ledger server with py-spy during its runs (raw stacks to this file)",
     )
     args = parser.parse_args()
     if not Path(ORTHANC).exists():
@@ -268,13 +292,22 @@ def main() -> None:
             assert server.process is not None
             assert pacs.process is not None
             ledger_pid, pacs_pid = server.process.pid, pacs.process.pid
+            spy = _spy(ledger_pid, args.py_spy)
             for _ in range(args.runs):
+                if spy is not None:
+                    os.kill(spy.pid, signal.SIGCONT)
                 before = _cpu_seconds(ledger_pid)
                 ledger_runs.append(_fetch_all(http, base, studies, headers, c))
                 ledger_cpu.append(_cpu_seconds(ledger_pid) - before)
+                if spy is not None:
+                    os.kill(spy.pid, signal.SIGSTOP)  # Orthanc's turn: not sampled
                 before = _cpu_seconds(pacs_pid)
                 pacs_runs.append(_fetch_all(direct, pacs.dicomweb, pacs_studies, {}, c))
                 pacs_cpu.append(_cpu_seconds(pacs_pid) - before)
+            if spy is not None:
+                os.kill(spy.pid, signal.SIGCONT)
+                spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled
+                spy.wait()
     finally:
         if server is not None:
             server.stop()
