@@ -22,38 +22,30 @@ no longer eligible answers 410, an instance 410, as ``release.instance`` does.
 Calls read only the manifest rows of the studies they touch: the grant's study list is
 read once per process (the manifest is frozen) and each call then reads its studies' rows
 by the index on ``images.study_uid``; a study-level search reads studies a chunk at a
-time until its page is full. Files are rendered by ``release_render`` (the header
-de-identified and written, the original pixel data spliced after it); WADO-RS metadata
-(``metadata``) is the same release, answered as DICOM JSON without pixel data.
+time until its page is full. This module holds the searches and what every call reads of
+the manifest; ``dicomweb_retrieve`` the retrievals (WADO-RS files and metadata).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
-from ledger.access import release_render
-from ledger.access.archive import Quarantined
 from ledger.access.grant_manifest import STUDY_CACHE_GRANTS, Instance, placed, studies
 from ledger.access.release import (
     Desk,
-    NoLongerEligible,
-    NotReleasable,
     OpenGrant,
-    Refused,
     _logging_refusals,
     _may_show_text,
     deidentifier,
     eligibility_now,
     open_grant,
-    prepare,
 )
-from ledger.access.render_reuse import SeriesRenderer
 from ledger.errors import InvalidInput, NotFound
 from ledger.images.deid import Deidentifier
 
@@ -98,35 +90,7 @@ class Found:
     warnings: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Retrieved:
-    """De-identified files to stream; how many were released and left out is known first.
-    ``close`` gives back the download slot the stream holds, if the stream has not: call
-    it when the answer ends, however it ends (the stream may never have started)."""
-
-    files: Iterator[release_render.Pieces]
-    released: int
-    left_out: int
-    close: Callable[[], None] = lambda: None
-
-
-class _Held:
-    """A download slot held for one stream, given back exactly once."""
-
-    def __init__(self, desk: Desk, grant_id: str) -> None:
-        self.desk, self.grant_id = desk, grant_id
-        desk.slots.take(grant_id)
-        self._held = True
-        self._lock = threading.Lock()
-
-    def give(self) -> None:
-        with self._lock:
-            held, self._held = self._held, False
-        if held:
-            self.desk.slots.give(self.grant_id)
-
-
-def _study_index(session: Session, engine: Deidentifier, grant_id: str) -> dict[str, str]:
+def study_index(session: Session, engine: Deidentifier, grant_id: str) -> dict[str, str]:
     """The grant's studies by de-identified Study Instance UID (to their original UIDs),
     in manifest order; kept per grant and process, as the frozen manifest's study list is
     (``grant_manifest.studies``), so a call maps a UID without reading the manifest."""
@@ -149,7 +113,7 @@ _index_cache: OrderedDict[str, tuple[str, dict[str, str]]] = OrderedDict()
 _index_lock = threading.Lock()
 
 
-def _rows(
+def rows_of(
     session: Session, engine: Deidentifier, grant_id: str, originals: Sequence[str]
 ) -> list[Row]:
     """The manifest rows of the studies ``originals`` only (an indexed read)."""
@@ -166,7 +130,9 @@ def _rows(
     ]
 
 
-def _wanted(index: dict[str, str], study: str | None, filters: dict[str, set[str]]) -> list[str]:
+def wanted_studies(
+    index: dict[str, str], study: str | None, filters: dict[str, set[str]]
+) -> list[str]:
     """The original UIDs of the studies a call may touch, in manifest order."""
     if study is not None:
         return [index[study]] if study in index else []
@@ -256,7 +222,7 @@ def _matches(filters: dict[str, set[str]], group: list[Row]) -> bool:
     return all(any(values[tag](r) in wanted for r in group) for tag, wanted in filters.items())
 
 
-def _within(rows: list[Row], study: str | None, series: str | None) -> list[Row]:
+def within(rows: list[Row], study: str | None, series: str | None) -> list[Row]:
     return [
         r
         for r in rows
@@ -293,15 +259,15 @@ def search(
         opened = open_grant(session, desk.keys, grant_id, token, pipeline_id=pipeline_id)
         engine = deidentifier(desk.keys, opened.grant.id, opened.purpose)
         filters, offset, limit, warnings = _match(query)
-        index = _study_index(session, engine, opened.grant.id)
-        wanted = _wanted(index, study, filters)
+        index = study_index(session, engine, opened.grant.id)
+        wanted = wanted_studies(index, study, filters)
         matched: list[list[Row]] = []
         left_out, seen, more = 0, False, False
         # Studies a chunk at a time, in manifest order, until the page is full: a search
         # reads the rows of the studies it answers (and those it skips), not the grant's.
         for i in range(0, len(wanted), SEARCH_CHUNK):
-            scope = _within(
-                _rows(session, engine, grant_id, wanted[i : i + SEARCH_CHUNK]), study, series
+            scope = within(
+                rows_of(session, engine, grant_id, wanted[i : i + SEARCH_CHUNK]), study, series
             )
             seen = seen or bool(scope)
             kept, out = _eligible(session, desk, opened, scope)
@@ -323,138 +289,3 @@ def search(
         return Found([_attributes(level, g) for g in page], left_out, warnings)
 
     return _logging_refusals(desk, session, grant_id, pipeline_id, run)
-
-
-def _scope(
-    session: Session,
-    engine: Deidentifier,
-    grant_id: str,
-    study: str,
-    series: str | None,
-    sop: str | None,
-) -> list[Row]:
-    """The manifest rows a retrieval names: one study's, narrowed to a series or an
-    instance; NotFound when that names nothing in the manifest."""
-    index = _study_index(session, engine, grant_id)
-    scope = _within(_rows(session, engine, grant_id, _wanted(index, study, {})), study, series)
-    if sop is not None:
-        scope = [r for r in scope if r.instance.deid_uid == sop]
-    if not scope:
-        raise NotFound("no such study, series or instance in this grant's manifest")
-    return scope
-
-
-def retrieve(
-    session: Session,
-    desk: Desk,
-    grant_id: str,
-    token: str | None,
-    *,
-    pipeline_id: str,
-    study: str,
-    series: str | None = None,
-    sop: str | None = None,
-) -> Retrieved:
-    """WADO-RS: the de-identified files of a study, a series or one instance of the
-    grant. Those no longer eligible are left out (and counted); if nothing is left, 410.
-    A study or series holds one of the grant's download slots until its stream ends."""
-
-    def run() -> Retrieved:
-        opened = open_grant(session, desk.keys, grant_id, token, pipeline_id=pipeline_id)
-        engine = deidentifier(desk.keys, grant_id, opened.purpose)
-        scope = _scope(session, engine, grant_id, study, series, sop)
-        whole = sop is None
-        held = _Held(desk, grant_id) if whole else None
-        try:
-            ready, refused = prepare(
-                session,
-                desk.keys,
-                desk.policies,
-                opened,
-                [r.instance for r in scope],
-                actor=pipeline_id,
-            )
-            if not ready:
-                raise NoLongerEligible(_summary(refused))
-        except BaseException:
-            if held is not None:
-                held.give()
-            raise
-        if held is None:
-            try:
-                one = release_render.render_pieces(desk.store, engine, ready[0])
-            except Quarantined as exc:
-                raise NotReleasable(exc.reasons) from exc
-            return Retrieved(iter([one]), 1, 0)
-        slot = held
-
-        def files() -> Iterator[release_render.Pieces]:
-            series = SeriesRenderer(desk.store, engine)
-            try:
-                for item in ready:
-                    try:
-                        yield series.render(item)
-                    except Quarantined:
-                        continue  # withheld, never sent (the headers have gone already)
-            finally:
-                slot.give()
-
-        return Retrieved(files(), len(ready), len(refused), slot.give)
-
-    return _logging_refusals(desk, session, grant_id, pipeline_id, run)
-
-
-def metadata(
-    session: Session,
-    desk: Desk,
-    grant_id: str,
-    token: str | None,
-    *,
-    pipeline_id: str,
-    study: str,
-    series: str | None = None,
-    sop: str | None = None,
-) -> Found:
-    """WADO-RS metadata: each released instance's de-identified attributes as DICOM
-    JSON, without its pixel data. A release like ``retrieve`` (every check, one
-    ``release.instances`` entry for what is released); an instance de-identification
-    withholds is left out of a study or series, and refused (409) on its own."""
-
-    def run() -> Found:
-        opened = open_grant(session, desk.keys, grant_id, token, pipeline_id=pipeline_id)
-        engine = deidentifier(desk.keys, grant_id, opened.purpose)
-        scope = _scope(session, engine, grant_id, study, series, sop)
-        ready, refused = prepare(
-            session,
-            desk.keys,
-            desk.policies,
-            opened,
-            [r.instance for r in scope],
-            actor=pipeline_id,
-        )
-        if not ready:
-            raise NoLongerEligible(_summary(refused))
-        found = Found([], len(refused))
-        for item in ready:
-            try:
-                found.matches.append(release_render.attributes(desk.store, engine, item))
-            except Quarantined as exc:
-                if sop is not None:
-                    raise NotReleasable(exc.reasons) from exc
-                found.left_out += 1
-        if found.left_out:
-            found.warnings.append(
-                f"{found.left_out} instance(s) are no longer eligible or not releasable "
-                "and were left out"
-            )
-        return found
-
-    return _logging_refusals(desk, session, grant_id, pipeline_id, run)
-
-
-def _summary(refused: list[Refused]) -> Refused:
-    if len(refused) == 1:
-        return refused[0]
-    policy_ids = tuple(sorted({p for r in refused for p in r.policy_ids}))
-    reasons = tuple(dict.fromkeys(reason for r in refused for reason in r.reasons))
-    return Refused(f"{len(refused)} instances", policy_ids, reasons)

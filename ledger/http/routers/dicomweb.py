@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from ledger.access import dicomweb, release
+from ledger.access import dicomweb, dicomweb_retrieve, release
 from ledger.http.deps import AppState, SessionDep, StateDep, unit_of_work
 from ledger.http.security import Caller, Curator, ReadonlyPipeline
 from ledger.images import multipart, stow
@@ -220,8 +220,8 @@ async def _retrieve(
 ) -> Response:
     desk = state.release_desk()
 
-    def work(session: Session) -> dicomweb.Retrieved:
-        got = dicomweb.retrieve(
+    def work(session: Session) -> dicomweb_retrieve.Retrieved:
+        got = dicomweb_retrieve.retrieve(
             session,
             desk,
             grant_id,
@@ -315,7 +315,7 @@ async def _metadata(
     sop: str | None = None,
 ) -> Response:
     def work(session: Session) -> dicomweb.Found:
-        return dicomweb.metadata(
+        return dicomweb_retrieve.metadata(
             session,
             state.release_desk(),
             grant_id,
