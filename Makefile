@@ -49,6 +49,7 @@ bench: install
 	$(PY) bench/authorize.py
 	$(PY) bench/console.py
 	$(PY) bench/dicomweb.py
+	$(PY) bench/release_render.py
 	$(PY) bench/startup.py
 
 clean:
