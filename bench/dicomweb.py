@@ -117,11 +117,12 @@ def _fetch_all(
     return sum(n for n, _ in done), sum(b for _, b in done), time.perf_counter() - started
 
 
-def _cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of a process and its children so far, from /proc: what a
-    server spent, whatever else the machine is running."""
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU time (user, system) of a process and its children so far, from /proc: what a
+    server spent, whatever else the machine is running. System time is mostly the
+    loopback sends, which both servers pay alike."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    user = system = 0.0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -130,8 +131,14 @@ def _cpu_seconds(pid: int) -> float:
         except OSError:
             continue
         if entry.name == str(pid) or fields[1] == str(pid):
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+            user += int(fields[11]) / tick
+            system += int(fields[12]) / tick
+    return user, system
+
+
+def _spent(pid: int, before: tuple[float, float]) -> tuple[float, float]:
+    now = _cpu_seconds(pid)
+    return now[0] - before[0], now[1] - before[1]
 
 
 class _Served(Server):
@@ -153,13 +160,15 @@ class _Served(Server):
 
 
 def _spy(pid: int, out: Path | None) -> subprocess.Popen[bytes] | None:
-    """py-spy sampling ``pid`` (its CPU, not idle threads) in raw collapsed stacks, paused
-    until the ledger's first run; None without ``--py-spy``."""
+    """py-spy sampling ``pid`` in raw collapsed stacks, paused until the ledger's first run;
+    None without ``--py-spy``. Only the thread holding the GIL is sampled (what Python
+    spends, not threads waiting), and the server is not paused to take a sample."""
     if out is None:
         return None
     tool = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    sampling = ["--rate", "500", "--gil", "--nonblocking", "--format", "raw"]
     spy = subprocess.Popen(
-        [tool, "record", "--pid", str(pid), "--rate", "500", "--format", "raw", "-o", str(out)],
+        [tool, "record", "--pid", str(pid), *sampling, "-o", str(out)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -279,8 +288,8 @@ def main() -> None:
         base = f"{server.url}/v1/grants/{grant.id}/dicomweb"
 
         ledger_runs, pacs_runs = [], []
-        ledger_cpu: list[float] = []
-        pacs_cpu: list[float] = []
+        ledger_cpu: list[tuple[float, float]] = []
+        pacs_cpu: list[tuple[float, float]] = []
         with (
             httpx.Client(timeout=300) as http,
             httpx.Client(auth=pacs.auth, timeout=300) as direct,
@@ -298,12 +307,12 @@ def main() -> None:
                     os.kill(spy.pid, signal.SIGCONT)
                 before = _cpu_seconds(ledger_pid)
                 ledger_runs.append(_fetch_all(http, base, studies, headers, c))
-                ledger_cpu.append(_cpu_seconds(ledger_pid) - before)
+                ledger_cpu.append(_spent(ledger_pid, before))
                 if spy is not None:
                     os.kill(spy.pid, signal.SIGSTOP)  # Orthanc's turn: not sampled
                 before = _cpu_seconds(pacs_pid)
                 pacs_runs.append(_fetch_all(direct, pacs.dicomweb, pacs_studies, {}, c))
-                pacs_cpu.append(_cpu_seconds(pacs_pid) - before)
+                pacs_cpu.append(_spent(pacs_pid, before))
             if spy is not None:
                 os.kill(spy.pid, signal.SIGCONT)
                 spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled
@@ -330,10 +339,14 @@ def main() -> None:
         f"{'ledger / Orthanc:':34s}{ratio:8.2f}x instances/s, {ratio_mb:.2f}x MB/s "
         f"(goal >= {GOAL})  {verdict}"
     )
-    cpu_l, cpu_o = statistics.median(ledger_cpu), statistics.median(pacs_cpu)
+
+    def per_instance(spent: list[tuple[float, float]], n: int) -> str:
+        user, system = (statistics.median(s[i] for s in spent) / n * 1e3 for i in (0, 1))
+        return f"{user + system:.2f} ms ({user:.2f} user, {system:.2f} system)"
+
     print(
-        f"{'server CPU per instance:':34s}Orthanc {cpu_o / n_o * 1e3:.2f} ms, ledger "
-        f"{cpu_l / n_l * 1e3:.2f} ms (for reading: what the load average cannot blur)"
+        f"{'server CPU per instance:':34s}Orthanc {per_instance(pacs_cpu, n_o)}, ledger "
+        f"{per_instance(ledger_cpu, n_l)} (for reading: what the load average cannot blur)"
     )
     print()
     _line("Orthanc WADO-RS export:", n_export, b_export, export)
