@@ -17,12 +17,9 @@ keeps no state besides the JWKS cache.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import tempfile
 import time
-import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -33,7 +30,16 @@ import httpx
 
 from ledger.access import tokens
 from ledger.access.tokens import InvalidToken
-from ledger.client_dicomweb import GRANT_HEADER, UID, DicomwebCalls
+from ledger.client_dicomweb import GRANT_HEADER, DicomwebCalls
+from ledger.client_files import (
+    NOT_A_UID,
+    Progress,
+    delete_revoked,
+    is_sha256,
+    local_file,
+    sha256_file,
+    unpack,
+)
 
 # What pipelines use. Importing this module loads httpx, joserfc and cryptography and nothing
 # of the server (tests/test_sdk_imports.py keeps it so).
@@ -45,20 +51,6 @@ __all__ = [
     "LedgerAPIError",
     "LedgerClient",
 ]
-
-REFUSED_MEMBER = "ledger-refused.json"
-# Files are named ``<uid>.dcm`` (``UID``: a DICOM UID); anything else a server sends is
-# never used as a file name.
-NOT_A_UID = "not a DICOM UID: ignored, no file was touched"
-
-
-def _local_file(folder: Path, uid: object) -> Path | None:
-    """``folder/<uid>.dcm``, or None when ``uid`` is no DICOM UID (so the path could
-    leave the folder: ``../x``, an absolute path, a drive)."""
-    if not isinstance(uid, str) or len(uid) > 64 or not UID.match(uid):
-        return None
-    path = folder / f"{uid}.dcm"
-    return path if path.parent == folder else None
 
 
 class LedgerAPIError(Exception):
@@ -263,7 +255,7 @@ class LedgerClient(DicomwebCalls):
         report = DownloadReport(target)
         wanted: list[str] = []
         for item in self.manifest(grant):
-            path = _local_file(target, item["sop_instance_uid"])
+            path = local_file(target, item["sop_instance_uid"])
             if path is None:
                 report.refused.append(
                     {"sop_instance_uid": item["sop_instance_uid"], "reason": NOT_A_UID}
@@ -276,7 +268,7 @@ class LedgerClient(DicomwebCalls):
                 report.already_present += 1
             else:
                 wanted.append(item["sop_instance_uid"])
-        with _Progress(progress, len(wanted)) as advance:
+        with Progress(progress, len(wanted)) as advance:
             for i in range(0, len(wanted), batch):
                 part = wanted[i : i + batch]
                 got, refused = self._archive(grant, part, target)
@@ -299,20 +291,7 @@ class LedgerClient(DicomwebCalls):
                 for chunk in response.iter_bytes():
                     spool.write(chunk)
             spool.seek(0)
-            got, refused = 0, []
-            with zipfile.ZipFile(spool) as archive:
-                for name in archive.namelist():
-                    if name == REFUSED_MEMBER:
-                        refused = json.loads(archive.read(name))
-                        continue
-                    path = _local_file(target, name.removesuffix(".dcm"))
-                    if path is None or not name.endswith(".dcm"):
-                        continue  # never write outside the folder, nor a stray name in it
-                    partial = target / f".{name}.partial"
-                    partial.write_bytes(archive.read(name))
-                    partial.replace(path)
-                    got += 1
-        return got, refused
+            return unpack(spool, target)
 
     # -- inference, revocations, models ---------------------------------------------------
     def authorize(
@@ -375,22 +354,7 @@ class LedgerClient(DicomwebCalls):
     def apply_revocations(self, changes: dict[str, Any], folders: dict[str, Path]) -> list[Path]:
         """Delete local copies listed in a ``revocations`` answer; ``folders`` maps grant
         id → download folder. Returns the files deleted."""
-        deleted = []
-        revoked = {g["grant_id"] for g in changes.get("grants", [])}
-        for grant_id in revoked & set(folders):
-            for path in Path(folders[grant_id]).glob("*.dcm"):
-                path.unlink()
-                deleted.append(path)
-        for entry in changes.get("instances", []):
-            folder = folders.get(entry["grant_id"])
-            if folder is None:
-                continue
-            for uid in entry["sop_instance_uids"]:
-                found = _local_file(Path(folder), uid)  # None: not a UID, never a path
-                if found is not None and found.exists():
-                    found.unlink()
-                    deleted.append(found)
-        return deleted
+        return delete_revoked(changes, folders)
 
     def register_model(
         self,
@@ -404,10 +368,7 @@ class LedgerClient(DicomwebCalls):
         """Register a model version; ``artefact`` is the weights file (hashed here) or its
         SHA-256; ``grants`` are grant ids or (grant id, usage) pairs."""
         text = os.fspath(artefact)
-        if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
-            digest = text
-        else:
-            digest = _sha256_file(Path(text))
+        digest = text if is_sha256(text) else sha256_file(Path(text))
         uses = [
             {"grant_id": g, "usage": "training"}
             if isinstance(g, str)
@@ -439,34 +400,3 @@ def _raise_for_problem(response: httpx.Response) -> None:
     except ValueError:
         problem = {"title": response.reason_phrase, "detail": response.text[:500]}
     raise LedgerAPIError(response.status_code, problem)
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-class _Progress:
-    """A rich progress bar when asked (and rich is there), else a no-op counter."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled = enabled and total > 0
-        self.total = total
-        self._bar: Any = None
-
-    def __enter__(self) -> Any:
-        if self.enabled:
-            from rich.progress import Progress
-
-            self._bar = Progress(transient=True)
-            self._bar.start()
-            task = self._bar.add_task("downloading", total=self.total)
-            return lambda n: self._bar.advance(task, n)
-        return lambda n: None
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()

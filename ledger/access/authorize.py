@@ -17,10 +17,8 @@ It is the same decision path as a release (consent facts → classes → Cedar, 
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, NamedTuple, cast
@@ -30,10 +28,12 @@ from sqlalchemy.orm import Session
 
 from ledger import dialect
 from ledger.access import conditions, image_rows, study_read
+from ledger.access.asker import NOBODY, Asker
 from ledger.access.classes import ClassKey, ImageClass
 from ledger.access.decision import Classifier, decide_classes
 from ledger.access.decision_log import DecisionLog
 from ledger.access.decision_tokens import Decision, DecisionSigner
+from ledger.access.own_connection import OwnConnection
 from ledger.clock import utcnow
 from ledger.consent.purposes import Purpose
 from ledger.errors import NotFound
@@ -47,28 +47,6 @@ CACHE_MAX = 100_000
 FLUSH_AT = 1_000  # pending decisions that start a flush (in the background over HTTP)
 FLUSH_WAIT_AT = 10 * FLUSH_AT  # ... and that make a call wait for one
 UNKNOWN_STUDY = "no study with this StudyInstanceUID is known to the ledger"
-
-
-@dataclass(frozen=True)
-class Asker:
-    """Who asks and what the call states, as the decision weighs it: the pipeline's id,
-    organisation type (NPU), region (GS) and institution (IS), recorded on its principal,
-    and whether the call is for a patient's clinical care (CC opens ``ai.inference``)."""
-
-    pipeline_id: str | None = None
-    organisation_type: str = "unknown"
-    region: str | None = None
-    institution: str | None = None
-    clinical_care: bool = False
-
-    @classmethod
-    def of(cls, caller: Caller, *, clinical_care: bool = False) -> Asker:
-        return cls(
-            caller.id, caller.organisation_type, caller.region, caller.institution, clinical_care
-        )
-
-
-NOBODY = Asker()
 
 
 @dataclass(frozen=True)
@@ -104,42 +82,6 @@ class Marks(NamedTuple):
     credentials: int  # moves with every change to a key or a principal
 
 
-class _Own:
-    """A connection of the authorizer's own, in autocommit mode: each statement is its
-    own snapshot, with no BEGIN, ROLLBACK or pool checkout round trip; its cursor is kept
-    too (making one per statement cost a fifth of a cold call's read on PostgreSQL).
-    ``lock`` is held around ``rows``."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.lock = threading.Lock()
-        self._raw: Any = None
-        self._cursor: Any = None
-
-    def rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        for attempt in (1, 2):
-            try:
-                if self._cursor is None:
-                    self._raw = self.engine.raw_connection()
-                    if dialect.is_postgres(self.engine):
-                        self._raw.driver_connection.autocommit = True
-                    self._cursor = self._raw.cursor()
-                self._cursor.execute(sql, params)
-                return list(self._cursor.fetchall())
-            except Exception:
-                self.close()  # a broken connection: reconnect once, then give up
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-    def close(self) -> None:
-        cursor, raw, self._cursor, self._raw = self._cursor, self._raw, None, None
-        for done in (cursor, raw):
-            if done is not None:
-                with suppress(Exception):
-                    done.close()
-
-
 class Authorizer:
     """One per process: holds the decision cache, Cedar's verdict per class, the key cache
     and the batch of decisions to log."""
@@ -151,8 +93,8 @@ class Authorizer:
         self.callers = KeyCache()
         # Marks are read on the event loop (``authenticate``), cache misses in threads:
         # each on a connection of its own, so a long batch read never holds up a mark read.
-        self._marker = _Own(engine)
-        self._reader = _Own(engine)
+        self._marker = OwnConnection(engine)
+        self._reader = OwnConnection(engine)
         self._marks_sql = dialect.driver_sql(engine, log.MARKS_SELECT)
         self._cache: dict[tuple[Any, ...], _Cached] = {}
         self._purposes: dict[tuple[str, bool, Asker], Purpose] = {}

@@ -5,11 +5,11 @@ as ``release.manifest_page``, ``release.instance`` and ``release.download`` do (
 own grant, not revoked), works only on the grant's frozen manifest, re-checks
 eligibility now, logs what it releases (``release.prepare``: one ``release.instances``
 entry per call) and logs refusals in a transaction of their own
-(``release._logging_refusals``).
+(``release.logging_refusals``).
 
 What a pipeline sees is de-identified: the manifest holds the de-identified SOP Instance
 UIDs, and the study and series UIDs are derived on the fly by the same per-grant engine
-(``release.deidentifier``; ``Deidentifier.uid`` is the same HMAC the de-identified files
+(``release_profile.deidentifier``; ``Deidentifier.uid`` is the same HMAC the de-identified files
 carry), so nothing new is stored and a study looks the same in a search and in its files.
 Searches answer UIDs, modality, SOP class and counts only: no names, identifiers or dates
 (dates are shifted per patient inside the files, and only there).
@@ -40,12 +40,12 @@ from ledger.access.grant_manifest import STUDY_CACHE_GRANTS, Instance, placed, s
 from ledger.access.release import (
     Desk,
     OpenGrant,
-    _logging_refusals,
-    _may_show_text,
-    deidentifier,
     eligibility_now,
+    logging_refusals,
+    may_show_text,
     open_grant,
 )
+from ledger.access.release_profile import deidentifier
 from ledger.errors import InvalidInput, NotFound
 from ledger.images.deid import Deidentifier
 
@@ -124,7 +124,7 @@ def rows_of(
             engine.uid(p.series_uid),
             p.sop_class_uid or "",
             p.modality or "",
-            _may_show_text(p.sop_class_uid, p.burned_in),
+            may_show_text(p.sop_class_uid, p.burned_in),
         )
         for p in placed(session, grant_id, originals)
     ]
@@ -288,4 +288,4 @@ def search(
             warnings.append(f"more matches: continue with offset={offset + limit}")
         return Found([_attributes(level, g) for g in page], left_out, warnings)
 
-    return _logging_refusals(desk, session, grant_id, pipeline_id, run)
+    return logging_refusals(desk, session, grant_id, pipeline_id, run)

@@ -24,11 +24,11 @@ from ledger.access.release import (
     NoLongerEligible,
     NotReleasable,
     Refused,
-    _logging_refusals,
-    deidentifier,
+    logging_refusals,
     open_grant,
     prepare,
 )
+from ledger.access.release_profile import deidentifier
 from ledger.access.render_reuse import SeriesRenderer
 from ledger.errors import NotFound
 from ledger.images.deid import Deidentifier
@@ -140,7 +140,7 @@ def retrieve(
 
         return Retrieved(files(), len(ready), len(refused), slot.give)
 
-    return _logging_refusals(desk, session, grant_id, pipeline_id, run)
+    return logging_refusals(desk, session, grant_id, pipeline_id, run)
 
 
 def metadata(
@@ -188,7 +188,7 @@ def metadata(
             )
         return found
 
-    return _logging_refusals(desk, session, grant_id, pipeline_id, run)
+    return logging_refusals(desk, session, grant_id, pipeline_id, run)
 
 
 def _summary(refused: list[Refused]) -> Refused:

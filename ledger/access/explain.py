@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from ledger.access import decision, evaluation, service
+from ledger.access import decision, evaluation, request_views, service
 from ledger.access.classes import Outcomes
 from ledger.consent import facts as consent_facts
 from ledger.consent.in_force import effective_consents
@@ -21,7 +21,7 @@ from ledger.images.models import DatasetImage, Image
 def replay(session: Session, ctx: service.Context, request_id: str) -> dict[str, Any]:
     """Re-evaluate a past request as of its ``as_of``: the same consents (bitemporal) and,
     if the policy set is unchanged, the same answer; otherwise, what changed."""
-    request = service.get(session, request_id)
+    request = request_views.get(session, request_id)
     result = evaluation.evaluate(
         session,
         ctx.policies,
@@ -62,7 +62,7 @@ def _image_ids(session: Session, dataset_id: str, positions: list[int]) -> list[
 
 def explain(session: Session, request_id: str, image_id: str) -> dict[str, Any]:
     """Why one image was (not) eligible: its class's policies and the consents in force."""
-    request = service.get(session, request_id)
+    request = request_views.get(session, request_id)
     image = session.get(Image, image_id)
     if image is None:
         raise NotFound(f"no image {image_id}")

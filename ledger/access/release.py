@@ -14,15 +14,13 @@ Merkle root of their leaves.
 from __future__ import annotations
 
 import hmac
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import QueryableAttribute, Session, defer
 from sqlmodel import col
 
 from ledger.access import decision, release_render, tokens
@@ -32,15 +30,14 @@ from ledger.access.grant_manifest import (
     Instance,
     instances_by_uid,
     manifest_entries,
-    release_key,
 )
 from ledger.access.models import AccessRequest, Grant
+from ledger.access.release_profile import deidentifier, options_for
 from ledger.access.render_reuse import SeriesRenderer
 from ledger.access.slots import Slots
 from ledger.clock import timestamp, utcnow
 from ledger.consent.purposes import Purpose
 from ledger.errors import Conflict, Forbidden, Gone, LedgerError, NotFound, Unauthenticated
-from ledger.images.deid import DEFAULT_OPTIONS, Deidentifier, Option
 from ledger.images.models import Image
 from ledger.images.sop_classes import header_quarantine
 from ledger.images.store import ObjectStore, data_key
@@ -53,46 +50,6 @@ from ledger.provenance.merkle import root_hash
 GRANT_HEADER = "Ledger-Grant"
 RELEASE_AUDIENCE = "ledger-release"
 
-# Annex E options by purpose: generative training gets the strictest profile (it can
-# memorise what it sees), so descriptors, graphics and structured content are cleaned and
-# patient characteristics dropped; other AI uses keep what models learn from (age, sex,
-# modified dates) with descriptors cleaned.
-GENERATIVE_OPTIONS = frozenset(
-    {
-        Option.retain_long_modified_dates,
-        Option.clean_descriptors,
-        Option.clean_graphics,
-        Option.clean_structured_content,
-    }
-)
-
-
-def options_for(purpose: Purpose) -> frozenset[Option]:
-    return GENERATIVE_OPTIONS if purpose.ai == "ai.generative" else DEFAULT_OPTIONS
-
-
-def deidentifier(keys: KeyRing, grant_id: str, purpose: Purpose) -> Deidentifier:
-    """The grant's de-identification engine, kept for the grant's next calls: a pipeline
-    retrieves a grant a study at a time, and the engine's remembered UIDs, pseudonyms,
-    date offsets and encoded method codes are the same for all of them. Kept by key and
-    options, so a rotated master key or another purpose never meets an old engine."""
-    key, options = release_key(keys, grant_id), options_for(purpose)
-    with _engines_lock:
-        engine = _engines.get((key, options))
-        if engine is not None:
-            _engines.move_to_end((key, options))
-            return engine
-    engine = Deidentifier(key, options)
-    with _engines_lock:
-        _engines[(key, options)] = engine
-        while len(_engines) > ENGINES_KEPT:
-            _engines.popitem(last=False)
-    return engine
-
-
-ENGINES_KEPT = 8  # grants whose engines a process keeps (each remembers up to deid.CACHED)
-_engines: OrderedDict[tuple[bytes, frozenset[Option]], Deidentifier] = OrderedDict()
-_engines_lock = threading.Lock()
 _grant_tokens = tokens.Verified()
 
 
@@ -144,6 +101,19 @@ class OpenGrant:
     purpose: Purpose  # the request's; its text is the grant's ``purpose`` claim
 
 
+# What a release call reads of the request is its purpose and counts: the evaluation, the
+# classes and the per-image outcomes grow with the dataset and are loaded only if asked for.
+_REQUEST_AT_RELEASE = tuple(
+    defer(cast("QueryableAttribute[Any]", c))
+    for c in (
+        AccessRequest.evaluation,
+        AccessRequest.classes,
+        AccessRequest.outcomes,
+        AccessRequest.justification,
+    )
+)
+
+
 def open_grant(
     session: Session,
     keys: KeyRing,
@@ -166,9 +136,15 @@ def open_grant(
     )
     if claims["jti"] != grant_id:
         raise tokens.InvalidToken("the presented grant is not the grant named in the path")
-    grant = session.get(Grant, grant_id)
-    if grant is None:
+    found = session.execute(
+        select(Grant, AccessRequest)
+        .join(AccessRequest, col(AccessRequest.id) == col(Grant.request_id))
+        .where(col(Grant.id) == grant_id)
+        .options(*_REQUEST_AT_RELEASE)
+    ).one_or_none()
+    if found is None:
         raise NotFound(f"no grant {grant_id}")
+    grant, request = found
     if not hmac.compare_digest(token.strip().encode(), grant.token.encode()):
         raise tokens.InvalidToken("the presented grant is not the one this ledger issued")
     if grant.pipeline_id != pipeline_id or claims["sub"] != pipeline_id:
@@ -179,8 +155,6 @@ def open_grant(
             f"{grant.revoke_reason or 'no reason given'}",
             revoked_at=timestamp(grant.revoked_at),
         )
-    request = session.get(AccessRequest, grant.request_id)
-    assert request is not None  # foreign key
     return OpenGrant(grant, request, decision.purpose_of(request))
 
 
@@ -217,7 +191,7 @@ def eligibility_now(
     return decision.recheck(session, policies, opened.purpose, image_ids, utcnow())
 
 
-def _may_show_text(sop_class: str | None, burned_in: str | None) -> bool:
+def may_show_text(sop_class: str | None, burned_in: str | None) -> bool:
     """The de-identifier's quarantine rule, from the index (see ``Deidentifier.apply``)."""
     return header_quarantine(sop_class, burned_in) is not None
 
@@ -251,7 +225,7 @@ def prepare(
     refused: list[Refused] = []
     for instance, cls in zip(instances, classes, strict=True):
         row = rows[instance.image_id]
-        if cls.eligible and _may_show_text(row.sop_class_uid, row.burned_in):
+        if cls.eligible and may_show_text(row.sop_class_uid, row.burned_in):
             # Known from the index before anything is decrypted, so the batch's log entry
             # never counts a file that de-identification would then withhold.
             refused.append(Refused(instance.deid_uid, ("deid-quarantine",), QUARANTINED_BY_INDEX))
@@ -312,7 +286,7 @@ class Download:
     refused: int
 
 
-def _logging_refusals(
+def logging_refusals(
     desk: Desk, session: Session, grant_id: str, actor: str, action: Callable[[], T]
 ) -> T:
     """Run ``action``; if it refuses, roll back the caller's transaction (releasing
@@ -349,7 +323,7 @@ def manifest_page(
         opened = open_grant(session, desk.keys, grant_id, token, pipeline_id=pipeline_id)
         return manifest(session, desk.policies, opened, start, limit)
 
-    return _logging_refusals(desk, session, grant_id, pipeline_id, run)
+    return logging_refusals(desk, session, grant_id, pipeline_id, run)
 
 
 def instance(
@@ -372,7 +346,7 @@ def instance(
         except Quarantined as exc:
             raise NotReleasable(exc.reasons) from exc
 
-    return _logging_refusals(desk, session, grant_id, pipeline_id, run)
+    return logging_refusals(desk, session, grant_id, pipeline_id, run)
 
 
 def download(
@@ -413,4 +387,4 @@ def download(
 
         return Download(stream(), len(ready), len(refused))
 
-    return _logging_refusals(desk, session, grant_id, pipeline_id, run)
+    return logging_refusals(desk, session, grant_id, pipeline_id, run)

@@ -84,10 +84,12 @@ def list_(
     json_out: JsonOpt = False,
 ) -> None:
     """Requests (default: those waiting for review)."""
-    from ledger.access import service
+    from ledger.access import request_views
 
     with read_only(home) as session:
-        items = [service.public(session, r) for r in service.list_requests(session, status)]
+        items = [
+            request_views.public(session, r) for r in request_views.list_requests(session, status)
+        ]
     if json_out:
         emit_json(items)
         return
@@ -116,10 +118,10 @@ def _approvals(request: AccessRequestPublic) -> int:
 @app.command("show")
 def show(request_id: str, home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """One request with its exclusions and composition table."""
-    from ledger.access import service
+    from ledger.access import request_views
 
     with read_only(home) as session:
-        request = service.public(session, service.get(session, request_id))
+        request = request_views.public(session, request_views.get(session, request_id))
     if json_out:
         emit_json(request)
         return

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 from sqlmodel import col
 
-from ledger.access import revocations, service
+from ledger.access import request_views, revocations, service
 from ledger.access.models import Grant
 from ledger.http.deps import SessionDep, StateDep
 from ledger.principals.models import Principal, Role
@@ -27,10 +27,12 @@ Csrf = Annotated[str, Form(max_length=100)]
 
 @router.get("/requests", response_class=HTMLResponse)
 def queue(request: Request, session: SessionDep, viewer: Overseer) -> HTMLResponse:
-    pending = [service.public(session, r) for r in service.list_requests(session, "evaluated")]
+    pending = [
+        request_views.public(session, r) for r in request_views.list_requests(session, "evaluated")
+    ]
     recent = [
-        service.public(session, r)
-        for r in service.list_requests(session, None, limit=20)
+        request_views.public(session, r)
+        for r in request_views.list_requests(session, None, limit=20)
         if r.status != "evaluated"
     ]
     return render(request, "requests.html", pending=pending, recent=recent)
@@ -44,7 +46,7 @@ def _request_page(
     error: str | None = None,
     done: str | None = None,
 ) -> HTMLResponse:
-    item = service.public(session, service.get(session, request_id))
+    item = request_views.public(session, request_views.get(session, request_id))
     requester = session.get(Principal, item.requester_id)
     approvals = sum(1 for r in item.reviews if r.verdict == "approve")
     return render(
@@ -128,7 +130,7 @@ def _grants_page(
         "grants.html",
         status,
         grants=rows,
-        obligations=service.obligations_of(session, [g.request_id for g, _ in rows]),
+        obligations=request_views.obligations_of(session, [g.request_id for g, _ in rows]),
         error=error,
     )
 

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ledger.access import release_render
 from ledger.access.archive import Prepared, Quarantined, render
-from ledger.access.release import GENERATIVE_OPTIONS
+from ledger.access.release_profile import GENERATIVE_OPTIONS
 from ledger.images import synthetic
 from ledger.images.deid import DEFAULT_OPTIONS, Deidentifier
 from ledger.images.store import FilesystemStore, seal

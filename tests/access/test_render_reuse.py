@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset
 
 from ledger.access import release_render
 from ledger.access.archive import Prepared, Quarantined
-from ledger.access.release import GENERATIVE_OPTIONS
+from ledger.access.release_profile import GENERATIVE_OPTIONS
 from ledger.access.render_reuse import SeriesRenderer, parse
 from ledger.images import synthetic
 from ledger.images.deid import DEFAULT_OPTIONS, Deidentifier

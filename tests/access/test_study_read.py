@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import Engine, select
 
 from ledger.access import decision, image_rows, study_read
-from ledger.access.authorize import NOBODY, Authorizer, _verdict
+from ledger.access.asker import NOBODY
+from ledger.access.authorize import Authorizer, _verdict
 from ledger.clock import utcnow
 from ledger.config import Settings
 from ledger.consent import service as consents

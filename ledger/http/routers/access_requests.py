@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 
-from ledger.access import explain, service, visibility
+from ledger.access import explain, request_views, service, visibility
 from ledger.access.schemas import (
     AccessRequestCreate,
     AccessRequestPublic,
@@ -38,7 +38,7 @@ def file_request(
         route="POST /v1/access-requests",
         payload=body.model_dump(mode="json"),
         model=AccessRequestPublic,
-        action=lambda: service.public(
+        action=lambda: request_views.public(
             session, service.create(session, state.context(), body, requester=caller.id)
         ),
     )
@@ -52,18 +52,21 @@ def list_requests(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[AccessRequestPublic]:
     """Requests, newest first; ``status=evaluated`` is the stewards' queue."""
-    return [service.public(session, r) for r in service.list_requests(session, status, limit)]
+    return [
+        request_views.public(session, r)
+        for r in request_views.list_requests(session, status, limit)
+    ]
 
 
 @router.get("/{request_id}", response_model=AccessRequestPublic)
 def get_request(
     request_id: str, session: SessionDep, caller: PipelineOrOversight
 ) -> AccessRequestPublic:
-    request = service.get(session, request_id)
+    request = request_views.get(session, request_id)
     visibility.ensure_visible(
         caller, request.requester_id, "this request belongs to another pipeline"
     )
-    return service.public(session, request)
+    return request_views.public(session, request)
 
 
 @router.post("/{request_id}/approve", response_model=ApproveResult)
@@ -81,7 +84,7 @@ def approve(
 def reject(
     request_id: str, body: ReviewBody, session: SessionDep, caller: Steward
 ) -> AccessRequestPublic:
-    return service.public(
+    return request_views.public(
         session, service.reject(session, request_id, steward=caller.id, comment=body.comment)
     )
 

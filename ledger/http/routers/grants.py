@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from ledger.access import release, revocations, visibility
-from ledger.access.authorize import FLUSH_AT, FLUSH_WAIT_AT, UNKNOWN_STUDY, Asker
+from ledger.access.asker import Asker
+from ledger.access.authorize import FLUSH_AT, FLUSH_WAIT_AT, UNKNOWN_STUDY
 from ledger.access.models import Grant
 from ledger.errors import NotFound
 from ledger.fields import FreeText, Identifier, Instant
