@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from ledger.access import release_render
-from ledger.access.archive import Quarantined
+from ledger.access.archive import Prepared, Quarantined
 from ledger.access.dicomweb import Found, Row, rows_of, study_index, wanted_studies, within
 from ledger.access.release import (
     Desk,
     NoLongerEligible,
     NotReleasable,
+    OpenGrant,
     Refused,
     logging_refusals,
     open_grant,
@@ -83,6 +84,35 @@ def _scope(
     return scope
 
 
+def _opened(
+    session: Session,
+    desk: Desk,
+    grant_id: str,
+    token: str | None,
+    pipeline_id: str,
+    study: str,
+    series: str | None,
+    sop: str | None,
+) -> tuple[OpenGrant, Deidentifier, list[Row]]:
+    """The grant opened for the calling pipeline, its engine, and the manifest rows the
+    retrieval names."""
+    opened = open_grant(session, desk.keys, grant_id, token, pipeline_id=pipeline_id)
+    engine = deidentifier(desk.keys, grant_id, opened.purpose)
+    return opened, engine, _scope(session, engine, grant_id, study, series, sop)
+
+
+def _released(
+    session: Session, desk: Desk, opened: OpenGrant, scope: list[Row], pipeline_id: str
+) -> tuple[list[Prepared], list[Refused]]:
+    """``prepare`` for the rows in scope: 410 when none of them is eligible now."""
+    ready, refused = prepare(
+        session, desk.keys, desk.policies, opened, [r.instance for r in scope], actor=pipeline_id
+    )
+    if not ready:
+        raise NoLongerEligible(_summary(refused))
+    return ready, refused
+
+
 def retrieve(
     session: Session,
     desk: Desk,
@@ -99,22 +129,12 @@ def retrieve(
     A study or series holds one of the grant's download slots until its stream ends."""
 
     def run() -> Retrieved:
-        opened = open_grant(session, desk.keys, grant_id, token, pipeline_id=pipeline_id)
-        engine = deidentifier(desk.keys, grant_id, opened.purpose)
-        scope = _scope(session, engine, grant_id, study, series, sop)
-        whole = sop is None
-        held = _Held(desk, grant_id) if whole else None
+        opened, engine, scope = _opened(
+            session, desk, grant_id, token, pipeline_id, study, series, sop
+        )
+        held = _Held(desk, grant_id) if sop is None else None
         try:
-            ready, refused = prepare(
-                session,
-                desk.keys,
-                desk.policies,
-                opened,
-                [r.instance for r in scope],
-                actor=pipeline_id,
-            )
-            if not ready:
-                raise NoLongerEligible(_summary(refused))
+            ready, refused = _released(session, desk, opened, scope, pipeline_id)
         except BaseException:
             if held is not None:
                 held.give()
@@ -160,19 +180,10 @@ def metadata(
     withholds is left out of a study or series, and refused (409) on its own."""
 
     def run() -> Found:
-        opened = open_grant(session, desk.keys, grant_id, token, pipeline_id=pipeline_id)
-        engine = deidentifier(desk.keys, grant_id, opened.purpose)
-        scope = _scope(session, engine, grant_id, study, series, sop)
-        ready, refused = prepare(
-            session,
-            desk.keys,
-            desk.policies,
-            opened,
-            [r.instance for r in scope],
-            actor=pipeline_id,
+        opened, engine, scope = _opened(
+            session, desk, grant_id, token, pipeline_id, study, series, sop
         )
-        if not ready:
-            raise NoLongerEligible(_summary(refused))
+        ready, refused = _released(session, desk, opened, scope, pipeline_id)
         found = Found([], len(refused))
         for item in ready:
             try:
