@@ -29,8 +29,8 @@ from sqlalchemy.orm import Session
 from ledger import dialect
 from ledger.access import conditions, image_rows, study_read
 from ledger.access.asker import NOBODY, Asker
-from ledger.access.classes import ClassKey, ImageClass
-from ledger.access.decision import Classifier, decide_classes
+from ledger.access.classes import ImageClass
+from ledger.access.decision import Classifier, Verdicts
 from ledger.access.decision_log import DecisionLog
 from ledger.access.decision_tokens import Decision, DecisionSigner
 from ledger.access.own_connection import OwnConnection
@@ -100,7 +100,7 @@ class Authorizer:
         self._purposes: dict[tuple[str, bool, Asker], Purpose] = {}
         # Cedar's answer per (policy set, request, class): a function of those alone (no
         # entities, no time), so it never goes stale; a new policy set has a new hash.
-        self._verdicts: dict[tuple[str, Purpose, ClassKey], ImageClass] = {}
+        self._verdicts = Verdicts(CACHE_MAX)
         self._terms = study_read.Terms()
         # An image's class by (policy set, request), then by its subject's terms numbers
         # and the image attributes weighed: numbers are never reused, so it never goes
@@ -309,18 +309,11 @@ class Authorizer:
             positions = [
                 classifier.classify(in_force.get(rows[n].subject_id, []), rows[n]) for n in todo
             ]
-            answers = self._verdicts
-            asked_keys = [(policies.hash, purpose, k) for k in classifier.keys]
-            new = [k for k in asked_keys if k not in answers]
-            if new:
-                if len(answers) + len(new) > CACHE_MAX:
-                    answers.clear()
-                asked = decide_classes(policies, purpose, [k[2] for k in new], "infer")
-                answers.update(zip(new, asked, strict=True))
+            classes = self._verdicts.decide(policies, purpose, classifier.keys, "infer")
             if len(seen) + len(todo) > CACHE_MAX:
                 seen.clear()
             for n, p in zip(todo, positions, strict=True):
-                found[n] = seen[keys[n]] = answers[asked_keys[p]]
+                found[n] = seen[keys[n]] = classes[p]
         return cast(list[ImageClass], found)
 
     def decide_many(

@@ -47,16 +47,15 @@ from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 
 from ledger.access import release_render
 from ledger.access.archive import Prepared
+from ledger.access.release_render import PIXEL_DATA, UNDEFINED
 from ledger.images.deid import FILE_LEVEL, Deidentifier, Option
 from ledger.images.deid_text import READ_VRS
 from ledger.images.part10 import PREAMBLE
 from ledger.images.store import ObjectStore
 
-PIXEL_DATA = 0x7FE00010
 MEDIA_SOP_INSTANCE = 0x00020003
 GROUP_LENGTH = 0x00020000
 ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
-UNDEFINED = 0xFFFFFFFF
 LONG_VRS = frozenset(str(v).encode() for v in EXPLICIT_VR_LENGTH_32)
 KNOWN_VRS = frozenset(v.value.encode() for v in VR if len(v.value) == 2)
 # Read by name beside ``deid.FILE_LEVEL``: by the burned-in text rule (Modality), the
