@@ -18,10 +18,9 @@ keeps no state besides the JWKS cache.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -31,15 +30,8 @@ import httpx
 from ledger.access import tokens
 from ledger.access.tokens import InvalidToken
 from ledger.client_dicomweb import GRANT_HEADER, DicomwebCalls
-from ledger.client_files import (
-    NOT_A_UID,
-    Progress,
-    delete_revoked,
-    is_sha256,
-    local_file,
-    sha256_file,
-    unpack,
-)
+from ledger.client_dicomweb import Grant as GrantRef
+from ledger.client_files import DownloadReport, FolderCalls, is_sha256, sha256_file
 
 # What pipelines use. Importing this module loads httpx, joserfc and cryptography and nothing
 # of the server (tests/test_sdk_imports.py keeps it so).
@@ -77,18 +69,9 @@ class Grant:
         return str(self.claims["manifest_root"])
 
 
-@dataclass
-class DownloadReport:
-    folder: Path
-    downloaded: int = 0
-    already_present: int = 0
-    removed: list[str] = field(default_factory=list)  # no longer consented: deleted locally
-    refused: list[dict[str, Any]] = field(default_factory=list)
-
-
-class LedgerClient(DicomwebCalls):
+class LedgerClient(DicomwebCalls, FolderCalls):
     """The SDK; its DICOMweb calls (``search_studies``, ``retrieve_study``, ...) are in
-    ``ledger.client_dicomweb``."""
+    ``ledger.client_dicomweb``, and ``download`` into a folder in ``ledger.client_files``."""
 
     def __init__(
         self,
@@ -215,7 +198,7 @@ class LedgerClient(DicomwebCalls):
         return tokens.verify(token, keys, typ=tokens.GRANT_TYP, audience="ledger-release")
 
     # -- release --------------------------------------------------------------------------
-    def manifest(self, grant: Grant, *, page: int = 1000) -> Iterator[dict[str, Any]]:
+    def manifest(self, grant: GrantRef, *, page: int = 1000) -> Iterator[dict[str, Any]]:
         """Every manifest item: ``sop_instance_uid`` and whether it is ``available`` now."""
         start: int | None = 0
         while start is not None:
@@ -235,63 +218,6 @@ class LedgerClient(DicomwebCalls):
         )
         _raise_for_problem(response)
         return response.content
-
-    def download(
-        self,
-        grant: Grant,
-        folder: str | os.PathLike[str],
-        *,
-        batch: int = 64,
-        progress: bool = True,
-    ) -> DownloadReport:
-        """Download the grant's available instances into ``folder`` as ``<uid>.dcm``.
-
-        Resumable: files already there are kept (each file is written to a temporary name
-        and renamed, so a file that exists is complete). Instances no longer consented are
-        deleted from ``folder`` if an earlier run downloaded them.
-        """
-        target = Path(folder)
-        target.mkdir(parents=True, exist_ok=True)
-        report = DownloadReport(target)
-        wanted: list[str] = []
-        for item in self.manifest(grant):
-            path = local_file(target, item["sop_instance_uid"])
-            if path is None:
-                report.refused.append(
-                    {"sop_instance_uid": item["sop_instance_uid"], "reason": NOT_A_UID}
-                )
-            elif not item["available"]:
-                if path.exists():
-                    path.unlink()
-                    report.removed.append(item["sop_instance_uid"])
-            elif path.exists():
-                report.already_present += 1
-            else:
-                wanted.append(item["sop_instance_uid"])
-        with Progress(progress, len(wanted)) as advance:
-            for i in range(0, len(wanted), batch):
-                part = wanted[i : i + batch]
-                got, refused = self._archive(grant, part, target)
-                report.downloaded += got
-                report.refused.extend(refused)
-                advance(len(part))
-        return report
-
-    def _archive(self, grant: Grant, uids: Sequence[str], target: Path) -> tuple[int, list[Any]]:
-        with tempfile.TemporaryFile(dir=target) as spool:
-            with self.http.stream(
-                "POST",
-                self._url(f"/v1/grants/{grant.id}/archive"),
-                json={"sop_instance_uids": list(uids)},
-                headers={**self._auth, GRANT_HEADER: grant.token},
-            ) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    _raise_for_problem(response)
-                for chunk in response.iter_bytes():
-                    spool.write(chunk)
-            spool.seek(0)
-            return unpack(spool, target)
 
     # -- inference, revocations, models ---------------------------------------------------
     def authorize(
@@ -350,11 +276,6 @@ class LedgerClient(DicomwebCalls):
             "GET", "/v1/revocations", params={"since": since.isoformat()}
         )
         return result
-
-    def apply_revocations(self, changes: dict[str, Any], folders: dict[str, Path]) -> list[Path]:
-        """Delete local copies listed in a ``revocations`` answer; ``folders`` maps grant
-        id → download folder. Returns the files deleted."""
-        return delete_revoked(changes, folders)
 
     def register_model(
         self,

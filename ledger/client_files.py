@@ -1,19 +1,25 @@
-"""What the SDK does to a pipeline's local files: their names (a DICOM UID and ``.dcm``,
-never a path the server chose), unpacking a release archive into a folder so that a file
-that exists is complete, deleting what a revocation lists, hashing a model's weights and
-the download progress bar. Used by ``ledger.client.LedgerClient``; import that, not this.
+"""What the SDK does to a pipeline's local files: ``download`` of a grant into a folder
+(resumable, with a progress bar), file names (a DICOM UID and ``.dcm``, never a path the
+server chose), unpacking a release archive so that a file that exists is complete,
+deleting what a revocation lists, and hashing a model's weights. Mixed into and used by
+``ledger.client.LedgerClient``; import that, not this.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from ledger.client_dicomweb import UID
+import httpx
+
+from ledger.client_dicomweb import GRANT_HEADER, UID, Grant
 
 REFUSED_MEMBER = "ledger-refused.json"
 # Files are named ``<uid>.dcm`` (``UID``: a DICOM UID); anything else a server sends is
@@ -103,3 +109,90 @@ class Progress:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.stop()
+
+
+@dataclass
+class DownloadReport:
+    folder: Path
+    downloaded: int = 0
+    already_present: int = 0
+    removed: list[str] = field(default_factory=list)  # no longer consented: deleted locally
+    refused: list[dict[str, Any]] = field(default_factory=list)
+
+
+class FolderCalls:
+    """A grant's files into a folder, and revocations applied to folders; mixed into
+    ``ledger.client.LedgerClient``."""
+
+    http: httpx.Client
+    _auth: dict[str, str]
+
+    if TYPE_CHECKING:  # provided by LedgerClient, which this is mixed into
+
+        def _url(self, path: str) -> str: ...
+
+        def _checked(self, response: httpx.Response) -> httpx.Response: ...
+
+        def manifest(self, grant: Grant, *, page: int = 1000) -> Iterator[dict[str, Any]]: ...
+
+    def download(
+        self,
+        grant: Grant,
+        folder: str | os.PathLike[str],
+        *,
+        batch: int = 64,
+        progress: bool = True,
+    ) -> DownloadReport:
+        """Download the grant's available instances into ``folder`` as ``<uid>.dcm``.
+
+        Resumable: files already there are kept (each file is written to a temporary name
+        and renamed, so a file that exists is complete). Instances no longer consented are
+        deleted from ``folder`` if an earlier run downloaded them.
+        """
+        target = Path(folder)
+        target.mkdir(parents=True, exist_ok=True)
+        report = DownloadReport(target)
+        wanted: list[str] = []
+        for item in self.manifest(grant):
+            path = local_file(target, item["sop_instance_uid"])
+            if path is None:
+                report.refused.append(
+                    {"sop_instance_uid": item["sop_instance_uid"], "reason": NOT_A_UID}
+                )
+            elif not item["available"]:
+                if path.exists():
+                    path.unlink()
+                    report.removed.append(item["sop_instance_uid"])
+            elif path.exists():
+                report.already_present += 1
+            else:
+                wanted.append(item["sop_instance_uid"])
+        with Progress(progress, len(wanted)) as advance:
+            for i in range(0, len(wanted), batch):
+                part = wanted[i : i + batch]
+                got, refused = self._archive(grant, part, target)
+                report.downloaded += got
+                report.refused.extend(refused)
+                advance(len(part))
+        return report
+
+    def _archive(self, grant: Grant, uids: Sequence[str], target: Path) -> tuple[int, list[Any]]:
+        with tempfile.TemporaryFile(dir=target) as spool:
+            with self.http.stream(
+                "POST",
+                self._url(f"/v1/grants/{grant.id}/archive"),
+                json={"sop_instance_uids": list(uids)},
+                headers={**self._auth, GRANT_HEADER: grant.token},
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._checked(response)
+                for chunk in response.iter_bytes():
+                    spool.write(chunk)
+            spool.seek(0)
+            return unpack(spool, target)
+
+    def apply_revocations(self, changes: dict[str, Any], folders: dict[str, Path]) -> list[Path]:
+        """Delete local copies listed in a ``revocations`` answer; ``folders`` maps grant
+        id → download folder. Returns the files deleted."""
+        return delete_revoked(changes, folders)

@@ -45,7 +45,7 @@ LAYER = {
     "wiring": 2,
     "client": 2,  # the SDK: pure cores only (tests/test_pure_cores.py checks what it loads)
     "client_dicomweb": 2,  # the SDK's DICOMweb calls, mixed into the client
-    "client_files": 2,  # the SDK's local files: names, archives, revocations
+    "client_files": 2,  # the SDK's local files: downloads into a folder, names, revocations
     "http": 3,
     "web": 4,
     "server": 5,
