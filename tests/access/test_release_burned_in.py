@@ -4,9 +4,7 @@ refused too. ``render`` is what a single instance and an archive both go through
 
 from __future__ import annotations
 
-import hashlib
 import io
-import secrets
 from functools import partial
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from ledger.access import release_render
 from ledger.access.archive import Prepared, Quarantined, render, zip_stream
 from ledger.images import pixels
 from ledger.images.deid import Deidentifier
-from ledger.images.store import FilesystemStore, seal
+from ledger.images.store import FilesystemStore
 from tests.images.burned_in import (
     BURNED_DATE,
     BURNED_ID,
@@ -26,16 +24,13 @@ from tests.images.burned_in import (
     need_tesseract,
     ultrasound,
 )
+from tests.sealed import sealed
 
 
 def _stored(store: FilesystemStore, ds: pydicom.Dataset) -> Prepared:
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
-    data = buffer.getvalue()
-    address = hashlib.sha256(data).hexdigest()
-    key = secrets.token_bytes(32)
-    store.put(address, seal(key, address, data))
-    return Prepared(uid=str(ds.SOPInstanceUID), address=address, data_key=key)
+    return sealed(store, buffer.getvalue(), str(ds.SOPInstanceUID))
 
 
 def test_text_in_pixels_is_refused_and_a_clean_image_released(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ and synthetic images; and ``attributes`` is that file's header as DICOM JSON."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import random
 from datetime import date
@@ -14,14 +13,14 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ledger.access import release_render
-from ledger.access.archive import Prepared, Quarantined, render
+from ledger.access.archive import Quarantined, render
 from ledger.access.release_profile import GENERATIVE_OPTIONS
 from ledger.images import synthetic
 from ledger.images.deid import DEFAULT_OPTIONS, Deidentifier
-from ledger.images.store import FilesystemStore, seal
+from ledger.images.store import FilesystemStore
+from tests.sealed import sealed
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 
@@ -66,13 +65,10 @@ def test_the_splice_gives_the_bytes_of_the_whole_file_path(
     tmp_path: Path, options: frozenset[object]
 ) -> None:
     store = FilesystemStore(tmp_path)
-    key = AESGCM.generate_key(bit_length=256)
     engine = Deidentifier(b"r" * 32, options)  # type: ignore[arg-type]
     compared = spliced = quarantined = 0
     for name, data in _corpus():
-        address = hashlib.sha256(data).hexdigest()
-        store.put(address, seal(key, address, data))
-        item = Prepared(name, address, key)
+        item = sealed(store, data, name)
         want = _outcome(render, store, engine, item)
         if isinstance(want, bytes) and want != render(store, engine, item):
             continue  # no patient identity at all: a random pseudonym each time
@@ -113,11 +109,8 @@ def test_pieces_are_the_header_then_a_view_of_the_original_pixel_element(tmp_pat
         size=64,
     )
     store = FilesystemStore(tmp_path)
-    key = AESGCM.generate_key(bit_length=256)
-    address = hashlib.sha256(data).hexdigest()
-    store.put(address, seal(key, address, data))
     header, pixels = release_render.render_pieces(
-        store, Deidentifier(b"r" * 32), Prepared("x", address, key)
+        store, Deidentifier(b"r" * 32), sealed(store, data)
     )
     assert isinstance(pixels, memoryview)
     assert len(pixels) > 64 * 64 * 2
@@ -143,10 +136,7 @@ def test_a_planted_preamble_is_released_as_zeros(tmp_path: Path) -> None:
     planted = b"PREAMBLE-PHI-DOE^JANE-MRN-4711".ljust(128, b"#")
     data = planted + data[128:]
     store = FilesystemStore(tmp_path)
-    key = AESGCM.generate_key(bit_length=256)
-    address = hashlib.sha256(data).hexdigest()
-    store.put(address, seal(key, address, data))
-    item = Prepared("x", address, key)
+    item = sealed(store, data)
     engine = Deidentifier(b"p" * 32)
     for out in (release_render.render(store, engine, item), render(store, engine, item)):
         assert out[:132] == b"\x00" * 128 + b"DICM"

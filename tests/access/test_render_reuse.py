@@ -5,7 +5,6 @@ reuse is taken where a series allows it, not elsewhere."""
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
 import random
 from datetime import date
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydicom.dataset import Dataset
 
 from ledger.access import release_render
@@ -22,8 +20,9 @@ from ledger.access.release_profile import GENERATIVE_OPTIONS
 from ledger.access.render_reuse import SeriesRenderer, parse
 from ledger.images import synthetic
 from ledger.images.deid import DEFAULT_OPTIONS, Deidentifier
-from ledger.images.store import FilesystemStore, seal
+from ledger.images.store import FilesystemStore
 from tests.images.dicom_factory import ct_dataset
+from tests.sealed import sealed
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 
@@ -56,13 +55,7 @@ def _series(n: int = 6, **changes: object) -> list[bytes]:
 
 def _stored(tmp_path: Path, files: list[bytes]) -> tuple[FilesystemStore, list[Prepared]]:
     store = FilesystemStore(tmp_path)
-    items = []
-    for n, data in enumerate(files):
-        key = AESGCM.generate_key(bit_length=256)
-        address = hashlib.sha256(data).hexdigest()
-        store.put(address, seal(key, address, data))
-        items.append(Prepared(str(n), address, key))
-    return store, items
+    return store, [sealed(store, data, str(n)) for n, data in enumerate(files)]
 
 
 def _outcome(render: object, item: Prepared) -> object:

@@ -5,7 +5,6 @@ validation, de-identification and release rendering."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import warnings
@@ -13,16 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydicom import config, dcmread
 from pydicom.dataset import Dataset
 
 from ledger.access import release_render
-from ledger.access.archive import Prepared
 from ledger.images import dicom_settings, validation
 from ledger.images.deid import Deidentifier
-from ledger.images.store import FilesystemStore, seal
+from ledger.images.store import FilesystemStore
 from tests.images.dicom_factory import ct_dataset
+from tests.sealed import sealed
 
 PLANTED = "SMITHPLANTED"
 
@@ -43,9 +41,7 @@ def _read_everywhere(data: bytes, tmp_path: Path, caplog: pytest.LogCaptureFixtu
     """What was logged or warned while ingest validation, de-identification and release
     read ``data``."""
     store = FilesystemStore(tmp_path)
-    key = AESGCM.generate_key(bit_length=256)
-    address = hashlib.sha256(data).hexdigest()
-    store.put(address, seal(key, address, data))
+    item = sealed(store, data)
     caplog.clear()
     with caplog.at_level(logging.DEBUG), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -54,7 +50,7 @@ def _read_everywhere(data: bytes, tmp_path: Path, caplog: pytest.LogCaptureFixtu
             str(element.value)
         validation.validate(ds)
         Deidentifier(b"k" * 32).apply(dcmread(io.BytesIO(data)))
-        release_render.render(store, Deidentifier(b"k" * 32), Prepared("x", address, key))
+        release_render.render(store, Deidentifier(b"k" * 32), item)
     return [str(w.message) for w in caught] + [r.getMessage() for r in caplog.records]
 
 
